@@ -1,0 +1,607 @@
+//! Typed requests of both servers, decoded in place from a frame body.
+//!
+//! Decoding is two steps: simd-json parses the frame bytes in place into a borrowed
+//! value (no copy of the input), the envelope (`operation`, `request_id`) is read from
+//! it, then the operation's own fields are deserialised into its typed body. Unknown
+//! fields are ignored; a missing field or a wrong type is `BAD_REQUEST`; an operation
+//! the server does not serve is `UNKNOWN_OPERATION`.
+
+use crate::ErrorCode;
+use serde::{Deserialize, Serialize};
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+use std::fmt;
+
+/// The optional `request_id` a client attaches; the response carries it back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Int(i64),
+    Text(String),
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Int(n) => write!(f, "{n}"),
+            RequestId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A JSON integer or string, for fields the protocol accepts in either form
+/// (`feedback`: `1`/`"up"`; card fields: `4111…` or `"4111…"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(i64),
+    Text(String),
+}
+
+impl Scalar {
+    /// The value as text: integers in decimal.
+    pub fn to_text(&self) -> String {
+        match self {
+            Scalar::Int(n) => n.to_string(),
+            Scalar::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// A decoded request with the id to echo in its response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<R> {
+    pub request_id: Option<RequestId>,
+    pub request: R,
+}
+
+/// A request refused before it reached a handler: the error response to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub request_id: Option<RequestId>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    fn bad_request(request_id: Option<RequestId>, message: impl Into<String>) -> Self {
+        Rejection {
+            request_id,
+            code: ErrorCode::BadRequest,
+            message: message.into(),
+        }
+    }
+}
+
+/// A request with a `request_id`, as a client sends it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope<'a, R: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a RequestId>,
+    #[serde(flatten)]
+    pub request: &'a R,
+}
+
+/// Parses a frame body and hands the operation name and the whole object to `body`,
+/// which returns `None` for an operation it does not know.
+fn decode_with<R>(
+    buf: &mut [u8],
+    side: &str,
+    body: impl FnOnce(&str, &BorrowedValue<'_>) -> Option<Result<R, simd_json::Error>>,
+) -> Result<Decoded<R>, Rejection> {
+    let value = simd_json::to_borrowed_value(buf)
+        .map_err(|e| Rejection::bad_request(None, format!("the frame is not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(Rejection::bad_request(
+            None,
+            "the request is not a JSON object",
+        ));
+    };
+    let request_id = match object.get("request_id") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match (v.as_i64(), v.as_str()) {
+            (Some(n), _) => Some(RequestId::Int(n)),
+            (_, Some(s)) => Some(RequestId::Text(s.to_owned())),
+            _ => {
+                return Err(Rejection::bad_request(
+                    None,
+                    "field `request_id` must be a string or an integer",
+                ))
+            }
+        },
+    };
+    let operation = match object.get("operation") {
+        None => {
+            return Err(Rejection::bad_request(
+                request_id,
+                "missing field `operation`",
+            ))
+        }
+        Some(v) => match v.as_str() {
+            Some(op) => op,
+            None => {
+                return Err(Rejection::bad_request(
+                    request_id,
+                    "field `operation` must be a string",
+                ))
+            }
+        },
+    };
+    match body(operation, &value) {
+        Some(Ok(request)) => Ok(Decoded {
+            request_id,
+            request,
+        }),
+        Some(Err(e)) => Err(Rejection::bad_request(
+            request_id,
+            format!("bad {operation} request: {e}"),
+        )),
+        None => Err(Rejection {
+            request_id,
+            code: ErrorCode::UnknownOperation,
+            message: format!("the {side} server has no operation {operation:?}"),
+        }),
+    }
+}
+
+/// Defines a side's `Request` enum, its operation names, and its decoder, from one
+/// list of `Operation(Body)` pairs, so the three can never disagree.
+macro_rules! requests {
+    ($side:literal; $( $(#[$doc:meta])* $op:ident($body:ty) ),+ $(,)?) => {
+        /// A request to this server, tagged by `operation` on the wire.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(tag = "operation")]
+        pub enum Request {
+            $( $(#[$doc])* $op($body), )+
+        }
+
+        impl Request {
+            /// Every operation this server serves.
+            pub const OPERATIONS: &'static [&'static str] = &[$(stringify!($op)),+];
+
+            /// The operation name as it appears on the wire.
+            pub fn operation(&self) -> &'static str {
+                match self {
+                    $( Request::$op(_) => stringify!($op), )+
+                }
+            }
+
+            /// Decodes a frame body in place.
+            ///
+            /// # Errors
+            /// A [`Rejection`] with `BAD_REQUEST` or `UNKNOWN_OPERATION`, carrying the
+            /// request id when it could be read.
+            pub fn decode(buf: &mut [u8]) -> Result<Decoded<Request>, Rejection> {
+                decode_with(buf, $side, |operation, value| match operation {
+                    $( stringify!($op) => Some(<$body>::deserialize(value).map(Request::$op)), )+
+                    _ => None,
+                })
+            }
+        }
+    };
+}
+
+/// `username` and `password`, for CreateAccount and Login on both sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// A request with nothing but the caller's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionOnly {
+    pub session_id: String,
+}
+
+/// A request with no fields at all (Ping).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoFields {}
+
+/// RegisterItemForSale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterItem {
+    pub session_id: String,
+    pub item_name: String,
+    pub category: i64,
+    pub keywords: Vec<String>,
+    pub condition: String,
+    pub sale_price: f64,
+    pub quantity: i64,
+}
+
+/// ChangeItemPrice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangePrice {
+    pub session_id: String,
+    pub item_id: i64,
+    pub new_price: f64,
+}
+
+/// UpdateUnitsForSale: removes `quantity_change` units (negative adds them back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateUnits {
+    pub session_id: String,
+    pub item_id: i64,
+    pub quantity_change: i64,
+}
+
+/// SearchItemsForSale. `keywords` may be left out (no keywords).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub session_id: String,
+    pub category: i64,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// A request naming one item (GetItem).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRef {
+    pub session_id: String,
+    pub item_id: i64,
+}
+
+/// AddItemToCart and RemoveItemFromCart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartChange {
+    pub session_id: String,
+    pub item_id: i64,
+    pub quantity: i64,
+}
+
+/// MakePurchase with the card details (never stored or logged).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub session_id: String,
+    pub cardholder_name: String,
+    pub card_number: Scalar,
+    pub expiry_month: Scalar,
+    pub expiry_year: Scalar,
+    pub security_code: Scalar,
+}
+
+impl fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Card data must never reach a log, even through `{:?}`.
+        f.debug_struct("Checkout")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ProvideFeedback: `feedback` is `1`/`0` or `"up"`/`"down"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub session_id: String,
+    pub item_id: i64,
+    pub feedback: Scalar,
+}
+
+/// The buyer's GetSellerRating, naming the seller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SellerRef {
+    pub session_id: String,
+    pub seller_id: i64,
+}
+
+/// Requests of the seller server.
+pub mod seller {
+    use super::*;
+
+    requests! {
+        "seller";
+        /// Creates a seller account.
+        CreateAccount(Credentials),
+        /// Starts a session.
+        Login(Credentials),
+        /// Ends a session; OK also when it already ended.
+        Logout(SessionOnly),
+        /// The caller's own rating.
+        GetSellerRating(SessionOnly),
+        /// Lists a new item.
+        RegisterItemForSale(RegisterItem),
+        /// Changes the price of one of the caller's items.
+        ChangeItemPrice(ChangePrice),
+        /// Removes (or adds back) units of one of the caller's items.
+        UpdateUnitsForSale(UpdateUnits),
+        /// The caller's items with units left.
+        DisplayItemsForSale(SessionOnly),
+        /// Liveness check; needs no session.
+        Ping(NoFields),
+    }
+}
+
+/// Requests of the buyer server.
+pub mod buyer {
+    use super::*;
+
+    requests! {
+        "buyer";
+        /// Creates a buyer account.
+        CreateAccount(Credentials),
+        /// Starts a session with an active cart filled from the saved cart.
+        Login(Credentials),
+        /// Ends a session, discarding its active cart.
+        Logout(SessionOnly),
+        /// Ranked search in one category.
+        SearchItemsForSale(Search),
+        /// One item by id.
+        GetItem(ItemRef),
+        /// Adds units of an item to the active cart.
+        AddItemToCart(CartChange),
+        /// Removes units of an item from the active cart.
+        RemoveItemFromCart(CartChange),
+        /// Overwrites the saved cart with the active cart.
+        SaveCart(SessionOnly),
+        /// Empties the active and the saved cart.
+        ClearCart(SessionOnly),
+        /// The active cart.
+        DisplayCart(SessionOnly),
+        /// Buys the whole active cart.
+        MakePurchase(Checkout),
+        /// Votes on an item.
+        ProvideFeedback(Feedback),
+        /// A seller's rating.
+        GetSellerRating(SellerRef),
+        /// The caller's purchase history.
+        GetBuyerPurchases(SessionOnly),
+        /// Liveness check; needs no session.
+        Ping(NoFields),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{self, FrameDecoder};
+    use bytes::BytesMut;
+
+    fn session(s: &str) -> SessionOnly {
+        SessionOnly {
+            session_id: s.into(),
+        }
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            username: "ann \"o'brien\"".into(),
+            password: "pä55; DROP TABLE".into(),
+        }
+    }
+
+    pub(crate) fn every_seller_request() -> Vec<seller::Request> {
+        use seller::Request::*;
+        vec![
+            CreateAccount(creds()),
+            Login(creds()),
+            Logout(session("s1")),
+            GetSellerRating(session("s1")),
+            RegisterItemForSale(RegisterItem {
+                session_id: "s1".into(),
+                item_name: "Blue mug".into(),
+                category: 3,
+                keywords: vec!["mug".into(), "blue".into()],
+                condition: "New".into(),
+                sale_price: 9.99,
+                quantity: 10,
+            }),
+            ChangeItemPrice(ChangePrice {
+                session_id: "s1".into(),
+                item_id: 12,
+                new_price: 0.5,
+            }),
+            UpdateUnitsForSale(UpdateUnits {
+                session_id: "s1".into(),
+                item_id: 12,
+                quantity_change: -3,
+            }),
+            DisplayItemsForSale(session("s1")),
+            Ping(NoFields {}),
+        ]
+    }
+
+    pub(crate) fn every_buyer_request() -> Vec<buyer::Request> {
+        use buyer::Request::*;
+        vec![
+            CreateAccount(creds()),
+            Login(creds()),
+            Logout(session("b")),
+            SearchItemsForSale(Search {
+                session_id: "b".into(),
+                category: 3,
+                keywords: vec!["mug".into()],
+                limit: Some(10),
+                offset: Some(20),
+            }),
+            SearchItemsForSale(Search {
+                session_id: "b".into(),
+                category: 0,
+                keywords: vec![],
+                limit: None,
+                offset: None,
+            }),
+            GetItem(ItemRef {
+                session_id: "b".into(),
+                item_id: 1,
+            }),
+            AddItemToCart(CartChange {
+                session_id: "b".into(),
+                item_id: 1,
+                quantity: 2,
+            }),
+            RemoveItemFromCart(CartChange {
+                session_id: "b".into(),
+                item_id: 1,
+                quantity: 1,
+            }),
+            SaveCart(session("b")),
+            ClearCart(session("b")),
+            DisplayCart(session("b")),
+            MakePurchase(Checkout {
+                session_id: "b".into(),
+                cardholder_name: "Ann".into(),
+                card_number: Scalar::Text("4111111111111111".into()),
+                expiry_month: Scalar::Int(12),
+                expiry_year: Scalar::Int(2031),
+                security_code: Scalar::Text("012".into()),
+            }),
+            ProvideFeedback(Feedback {
+                session_id: "b".into(),
+                item_id: 1,
+                feedback: Scalar::Text("up".into()),
+            }),
+            ProvideFeedback(Feedback {
+                session_id: "b".into(),
+                item_id: 1,
+                feedback: Scalar::Int(0),
+            }),
+            GetSellerRating(SellerRef {
+                session_id: "b".into(),
+                seller_id: 4,
+            }),
+            GetBuyerPurchases(session("b")),
+            Ping(NoFields {}),
+        ]
+    }
+
+    /// Encodes with a request id into a frame, decodes the frame back.
+    fn round_trip<R: Serialize>(request: &R, id: &RequestId) -> BytesMut {
+        let mut out = BytesMut::new();
+        frame::encode(
+            &mut out,
+            &Envelope {
+                request_id: Some(id),
+                request,
+            },
+        );
+        FrameDecoder::default().decode(&mut out).unwrap().unwrap()
+    }
+
+    #[test]
+    fn every_seller_operation_round_trips_through_encode_and_decode() {
+        let requests = every_seller_request();
+        let mut seen: Vec<&str> = requests.iter().map(|r| r.operation()).collect();
+        seen.dedup();
+        assert_eq!(seen, seller::Request::OPERATIONS);
+        for (i, request) in requests.iter().enumerate() {
+            let id = RequestId::Int(i as i64);
+            let mut body = round_trip(request, &id);
+            let decoded = seller::Request::decode(&mut body).unwrap();
+            assert_eq!(&decoded.request, request);
+            assert_eq!(decoded.request_id, Some(id));
+        }
+    }
+
+    #[test]
+    fn every_buyer_operation_round_trips_through_encode_and_decode() {
+        let requests = every_buyer_request();
+        let mut seen: Vec<&str> = requests.iter().map(|r| r.operation()).collect();
+        seen.dedup();
+        assert_eq!(seen, buyer::Request::OPERATIONS);
+        for request in &requests {
+            let id = RequestId::Text(format!("req-{}", request.operation()));
+            let mut body = round_trip(request, &id);
+            let decoded = buyer::Request::decode(&mut body).unwrap();
+            assert_eq!(&decoded.request, request);
+            assert_eq!(decoded.request_id, Some(id));
+        }
+    }
+
+    fn decode_buyer(json: &str) -> Result<Decoded<buyer::Request>, Rejection> {
+        buyer::Request::decode(&mut json.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn unknown_fields_such_as_a_claimed_buyer_id_are_ignored() {
+        let d = decode_buyer(
+            r#"{"operation":"DisplayCart","session_id":"x","buyer_id":1,"extra":[1,{"a":null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(d.request, buyer::Request::DisplayCart(session("x")));
+        assert_eq!(d.request_id, None);
+    }
+
+    #[test]
+    fn garbage_bytes_are_a_bad_request() {
+        for junk in [
+            &b"not json"[..],
+            b"{\"operation\":",
+            b"\xff\xfe{}",
+            b"{\"operation\":\"Ping\"} trailing",
+        ] {
+            let err = buyer::Request::decode(&mut junk.to_vec()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_a_bad_request() {
+        for json in ["[1,2]", "\"Ping\"", "42", "null"] {
+            let err = decode_buyer(json).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{json}");
+            assert!(err.message.contains("not a JSON object"), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_a_bad_request_that_names_it_and_echoes_the_id() {
+        let err =
+            decode_buyer(r#"{"operation":"GetItem","session_id":"s","request_id":9}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("item_id"), "{}", err.message);
+        assert_eq!(err.request_id, Some(RequestId::Int(9)));
+        let err = decode_buyer(r#"{"session_id":"s"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("operation"));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_a_bad_request() {
+        for json in [
+            r#"{"operation":"GetItem","session_id":"s","item_id":"12"}"#,
+            r#"{"operation":"GetItem","session_id":"s","item_id":1.5}"#,
+            r#"{"operation":"GetItem","session_id":7,"item_id":1}"#,
+            r#"{"operation":"SearchItemsForSale","session_id":"s","category":1,"keywords":"mug"}"#,
+            r#"{"operation":"SearchItemsForSale","session_id":"s","category":1,"keywords":[1]}"#,
+            r#"{"operation":"ProvideFeedback","session_id":"s","item_id":1,"feedback":[1]}"#,
+            r#"{"operation":5}"#,
+            r#"{"operation":"Ping","request_id":[1]}"#,
+        ] {
+            let err = decode_buyer(json).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{json}");
+        }
+    }
+
+    #[test]
+    fn an_operation_of_the_other_side_is_unknown_here() {
+        let err =
+            decode_buyer(r#"{"operation":"RegisterItemForSale","request_id":"r"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownOperation);
+        assert_eq!(err.request_id, Some(RequestId::Text("r".into())));
+        let err = seller::Request::decode(&mut br#"{"operation":"GetItem"}"#.to_vec()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownOperation);
+        let err = seller::Request::decode(&mut br#"{"operation":"ping"}"#.to_vec()).unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::UnknownOperation,
+            "names are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn card_details_never_appear_in_debug_output() {
+        let requests = every_buyer_request();
+        let purchase = &requests[11];
+        assert_eq!(purchase.operation(), "MakePurchase");
+        let shown = format!("{purchase:?}");
+        assert!(shown.contains("MakePurchase"));
+        assert!(!shown.contains("4111"), "{shown}");
+        assert!(!shown.contains("012"), "{shown}");
+    }
+}

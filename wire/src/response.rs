@@ -1,0 +1,521 @@
+//! Typed responses: the envelope (`status`, `message`, `code`, `request_id`) and the
+//! result fields of every operation.
+//!
+//! Servers encode with [`encode_ok`] / [`encode_error`]; clients decode with
+//! [`Response::decode`], naming the result type of the operation they called.
+
+use crate::request::RequestId;
+use crate::{frame, ErrorCode, Status};
+use bytes::BytesMut;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use simd_json::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Serialize)]
+struct Outgoing<'a, B: Serialize> {
+    status: Status,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a RequestId>,
+    #[serde(flatten)]
+    body: &'a B,
+}
+
+/// Appends one framed `OK` response with `body`'s fields to `out`.
+pub fn encode_ok<B: Serialize>(
+    out: &mut BytesMut,
+    request_id: Option<&RequestId>,
+    message: &str,
+    body: &B,
+) {
+    frame::encode(
+        out,
+        &Outgoing {
+            status: Status::Ok,
+            message,
+            code: None,
+            request_id,
+            body,
+        },
+    );
+}
+
+/// Appends one framed error response to `out`; the status follows from `code`.
+pub fn encode_error(
+    out: &mut BytesMut,
+    request_id: Option<&RequestId>,
+    code: ErrorCode,
+    message: &str,
+) {
+    frame::encode(
+        out,
+        &Outgoing {
+            status: code.status(),
+            message,
+            code: Some(code),
+            request_id,
+            body: &Empty {},
+        },
+    );
+}
+
+/// A failed call as a client sees it: the code and the server's sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A decoded response with result fields of type `B`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response<B> {
+    pub request_id: Option<RequestId>,
+    pub status: Status,
+    pub message: String,
+    pub code: Option<ErrorCode>,
+    /// The result fields; present exactly when `status` is `OK`.
+    pub body: Option<B>,
+}
+
+impl<B: DeserializeOwned> Response<B> {
+    /// Decodes a response frame body in place.
+    ///
+    /// # Errors
+    /// A description of what is malformed: not JSON, no `status`, an `Error` without
+    /// a known `code`, or result fields that do not fit `B`.
+    pub fn decode(buf: &mut [u8]) -> Result<Self, String> {
+        let value = simd_json::to_borrowed_value(buf)
+            .map_err(|e| format!("the response is not valid JSON: {e}"))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| "the response is not a JSON object".to_owned())?;
+        let field = |name: &str| object.get(name).filter(|v| !v.is_null());
+        let status: Status = match field("status") {
+            Some(v) => Status::deserialize(v).map_err(|e| format!("bad `status`: {e}"))?,
+            None => return Err("the response has no `status`".into()),
+        };
+        let message = field("message")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let code = match field("code") {
+            Some(v) => Some(ErrorCode::deserialize(v).map_err(|e| format!("bad `code`: {e}"))?),
+            None => None,
+        };
+        let request_id = match field("request_id") {
+            Some(v) => {
+                Some(RequestId::deserialize(v).map_err(|e| format!("bad `request_id`: {e}"))?)
+            }
+            None => None,
+        };
+        let body = match status {
+            Status::Ok => Some(B::deserialize(&value).map_err(|e| format!("bad result: {e}"))?),
+            Status::Error | Status::Timeout if code.is_none() => {
+                return Err("an error response has no `code`".into())
+            }
+            _ => None,
+        };
+        Ok(Response {
+            request_id,
+            status,
+            message,
+            code,
+            body,
+        })
+    }
+}
+
+impl<B> Response<B> {
+    /// The result fields, or the failure.
+    ///
+    /// # Errors
+    /// The [`Failure`] of an `Error` or `Timeout` response.
+    pub fn into_result(self) -> Result<B, Failure> {
+        match (self.body, self.code) {
+            (Some(body), _) => Ok(body),
+            (None, code) => Err(Failure {
+                code: code.unwrap_or(ErrorCode::Internal),
+                message: self.message,
+            }),
+        }
+    }
+}
+
+/// A price in cents as the JSON number the protocol carries (`999` -> `9.99`).
+pub fn cents_to_price(cents: i64) -> f64 {
+    cents as f64 / 100.0
+}
+
+/// An OK response with no result fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// An item's condition, canonical on output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Condition {
+    New,
+    Used,
+}
+
+impl Condition {
+    /// Parses `New` / `Used` in any letter case.
+    pub fn parse(s: &str) -> Option<Condition> {
+        if s.eq_ignore_ascii_case("new") {
+            Some(Condition::New)
+        } else if s.eq_ignore_ascii_case("used") {
+            Some(Condition::Used)
+        } else {
+            None
+        }
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::New => "New",
+            Condition::Used => "Used",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Condition::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown condition {s:?}")))
+    }
+}
+
+/// An item as every response shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub item_id: i64,
+    pub category: i64,
+    pub item_name: String,
+    pub keywords: Vec<String>,
+    pub condition: Condition,
+    pub sale_price: f64,
+    pub quantity: i64,
+    pub thumbs_up: i64,
+    pub thumbs_down: i64,
+    pub seller_id: i64,
+}
+
+/// Seller CreateAccount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellerCreated {
+    pub seller_id: i64,
+}
+
+/// Seller Login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellerSession {
+    pub session_id: String,
+    pub seller_id: i64,
+}
+
+/// Buyer CreateAccount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyerCreated {
+    pub buyer_id: i64,
+}
+
+/// Buyer Login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyerSession {
+    pub session_id: String,
+    pub buyer_id: i64,
+}
+
+/// GetSellerRating on either side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellerRating {
+    pub seller_id: i64,
+    pub thumbs_up: i64,
+    pub thumbs_down: i64,
+    pub items_sold: i64,
+}
+
+/// RegisterItemForSale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRegistered {
+    pub item_id: i64,
+    pub category: i64,
+}
+
+/// ChangeItemPrice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceChanged {
+    pub item_id: i64,
+    pub sale_price: f64,
+}
+
+/// UpdateUnitsForSale: the new count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitsUpdated {
+    pub item_id: i64,
+    pub quantity: i64,
+}
+
+/// DisplayItemsForSale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemList {
+    pub items: Vec<Item>,
+}
+
+/// SearchItemsForSale: one page of the ranking and the number of all matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub items: Vec<Item>,
+    pub total: i64,
+}
+
+/// GetItem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemDetail {
+    pub item: Item,
+}
+
+/// The active cart: item id (as a string) to quantity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartContents {
+    pub cart_items: BTreeMap<String, i64>,
+}
+
+/// One line of a purchase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseLine {
+    pub item_id: i64,
+    pub quantity: i64,
+    pub unit_price: f64,
+}
+
+/// MakePurchase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseReceipt {
+    pub purchase_id: i64,
+    pub total: f64,
+    pub lines: Vec<PurchaseLine>,
+}
+
+/// ProvideFeedback: the item's counts after the vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Votes {
+    pub item_id: i64,
+    pub thumbs_up: i64,
+    pub thumbs_down: i64,
+}
+
+/// One entry of the purchase history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseRecord {
+    pub purchase_id: i64,
+    pub item_id: i64,
+    pub quantity: i64,
+    pub unit_price: f64,
+    pub purchased_at: String,
+}
+
+/// GetBuyerPurchases, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseHistory {
+    pub purchases: Vec<PurchaseRecord>,
+}
+
+/// Ping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub server: String,
+    pub version: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FrameDecoder;
+
+    fn one_frame(out: &mut BytesMut) -> BytesMut {
+        FrameDecoder::default().decode(out).unwrap().unwrap()
+    }
+
+    fn item() -> Item {
+        Item {
+            item_id: 12,
+            category: 3,
+            item_name: "Blue \"mug\" ☕".into(),
+            keywords: vec!["mug".into(), "blue".into()],
+            condition: Condition::Used,
+            sale_price: 9.99,
+            quantity: 4,
+            thumbs_up: 2,
+            thumbs_down: 1,
+            seller_id: 7,
+        }
+    }
+
+    fn round_trip<B>(body: &B)
+    where
+        B: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let mut out = BytesMut::new();
+        let id = RequestId::Text("r-1".into());
+        encode_ok(&mut out, Some(&id), "done", body);
+        let mut frame = one_frame(&mut out);
+        let response = Response::<B>::decode(&mut frame).unwrap();
+        assert_eq!(response.status, Status::Ok);
+        assert_eq!(response.message, "done");
+        assert_eq!(response.request_id, Some(id));
+        assert_eq!(response.code, None);
+        assert_eq!(&response.into_result().unwrap(), body);
+    }
+
+    #[test]
+    fn every_result_type_round_trips() {
+        round_trip(&Empty {});
+        round_trip(&SellerCreated { seller_id: 1 });
+        round_trip(&SellerSession {
+            session_id: "abc".into(),
+            seller_id: 1,
+        });
+        round_trip(&BuyerCreated { buyer_id: 2 });
+        round_trip(&BuyerSession {
+            session_id: "abc".into(),
+            buyer_id: 2,
+        });
+        round_trip(&SellerRating {
+            seller_id: 1,
+            thumbs_up: 3,
+            thumbs_down: 4,
+            items_sold: 5,
+        });
+        round_trip(&ItemRegistered {
+            item_id: 9,
+            category: 3,
+        });
+        round_trip(&PriceChanged {
+            item_id: 9,
+            sale_price: 0.01,
+        });
+        round_trip(&UnitsUpdated {
+            item_id: 9,
+            quantity: 0,
+        });
+        round_trip(&ItemList {
+            items: vec![item(), item()],
+        });
+        round_trip(&SearchResults {
+            items: vec![item()],
+            total: 40,
+        });
+        round_trip(&ItemDetail { item: item() });
+        round_trip(&CartContents {
+            cart_items: [("12".to_owned(), 3)].into_iter().collect(),
+        });
+        round_trip(&PurchaseReceipt {
+            purchase_id: 1,
+            total: 29.97,
+            lines: vec![PurchaseLine {
+                item_id: 12,
+                quantity: 3,
+                unit_price: 9.99,
+            }],
+        });
+        round_trip(&Votes {
+            item_id: 1,
+            thumbs_up: 1,
+            thumbs_down: 0,
+        });
+        round_trip(&PurchaseHistory {
+            purchases: vec![PurchaseRecord {
+                purchase_id: 1,
+                item_id: 12,
+                quantity: 3,
+                unit_price: 9.99,
+                purchased_at: "2026-11-25T18:00:00Z".into(),
+            }],
+        });
+        round_trip(&Pong {
+            server: "buyer".into(),
+            version: 1,
+        });
+    }
+
+    #[test]
+    fn an_error_response_has_status_code_and_message_and_no_result() {
+        let mut out = BytesMut::new();
+        encode_error(&mut out, None, ErrorCode::NotFound, "no item 3");
+        let mut frame = one_frame(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&frame).unwrap(),
+            r#"{"status":"Error","message":"no item 3","code":"NOT_FOUND"}"#
+        );
+        let response = Response::<ItemDetail>::decode(&mut frame).unwrap();
+        assert_eq!(response.status, Status::Error);
+        assert_eq!(
+            response.into_result().unwrap_err(),
+            Failure {
+                code: ErrorCode::NotFound,
+                message: "no item 3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn session_expired_is_sent_with_status_timeout() {
+        let mut out = BytesMut::new();
+        encode_error(
+            &mut out,
+            Some(&RequestId::Int(4)),
+            ErrorCode::SessionExpired,
+            "log in again",
+        );
+        let mut frame = one_frame(&mut out);
+        let text = String::from_utf8(frame.to_vec()).unwrap();
+        assert!(text.contains(r#""status":"Timeout""#), "{text}");
+        let response = Response::<Empty>::decode(&mut frame).unwrap();
+        assert_eq!(response.status, Status::Timeout);
+        assert_eq!(response.request_id, Some(RequestId::Int(4)));
+    }
+
+    #[test]
+    fn prices_are_written_to_the_cent_and_conditions_read_in_any_case() {
+        assert_eq!(cents_to_price(999), 9.99);
+        assert_eq!(cents_to_price(100_000_000_000), 1e9);
+        assert_eq!(Condition::parse("uSeD"), Some(Condition::Used));
+        assert_eq!(Condition::parse("mint"), None);
+        let mut out = BytesMut::new();
+        encode_ok(&mut out, None, "ok", &item());
+        let text = String::from_utf8(one_frame(&mut out).to_vec()).unwrap();
+        assert!(text.contains(r#""sale_price":9.99"#), "{text}");
+        assert!(text.contains(r#""condition":"Used""#), "{text}");
+    }
+
+    #[test]
+    fn malformed_responses_are_reported_not_panicked_on() {
+        for bad in [
+            "nope",
+            "[]",
+            r#"{"message":"x"}"#,
+            r#"{"status":"Error","message":"x"}"#,
+            r#"{"status":"Weird"}"#,
+            r#"{"status":"OK","message":"x"}"#,
+        ] {
+            assert!(
+                Response::<SellerCreated>::decode(&mut bad.as_bytes().to_vec()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
