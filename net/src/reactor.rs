@@ -1,0 +1,687 @@
+//! The server reactor: one mio `Poll` thread and a pool of blocking workers.
+//!
+//! ```text
+//!  socket ──read──▶ Connection.read_buf ──split frame──▶ Job ──flume (bounded)──▶ worker
+//!                                                                                   │
+//!  socket ◀─write── Connection.write_buf ◀── Reply ◀──flume + Waker───────────────────┘
+//! ```
+//!
+//! Invariants:
+//! - A connection has at most one request queued or running (`busy`), so replies go
+//!   out in request order; later frames wait in its read buffer.
+//! - Every job carries the connection's slab key AND generation; a reply whose
+//!   generation does not match the slot's current connection is dropped, because the
+//!   slot may have been reused.
+//! - Memory per connection is bounded: reading stops once a whole frame is waiting and
+//!   the read buffer is over its high-water mark, and dispatching stops while unsent
+//!   replies are over theirs, so a client that never reads its replies is pushed back
+//!   on by TCP instead of growing the server.
+//! - When the job channel is full a frame waits in its connection (`stalled`) and the
+//!   connection stops reading; it is retried as workers hand replies back.
+
+use crate::log;
+use bytes::{Buf, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wire::response::encode_error;
+use wire::{ErrorCode, FrameDecoder};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 4096;
+/// Stop reading a connection that has a whole frame waiting and this much buffered.
+const READ_HIGH_WATER: usize = 64 * 1024;
+/// Stop dispatching a connection's requests while this much output is unsent.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// What a server does with one request.
+///
+/// Runs on a worker thread (never the reactor), may block on a database, and must
+/// append exactly one framed response to `out`. A panic is caught and answered
+/// with `INTERNAL`.
+pub trait Service: Send + Sync + 'static {
+    /// Handles the frame body `body` (which it may decode in place).
+    fn call(&self, body: &mut [u8], out: &mut BytesMut);
+}
+
+/// Reactor settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name used in logs and thread names.
+    pub name: String,
+    /// Largest frame body accepted.
+    pub frame_limit: usize,
+    /// A connection without a complete frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections beyond this many are answered `OVERLOADED` and closed.
+    pub max_connections: usize,
+    /// Worker threads.
+    pub workers: usize,
+    /// Capacity of the job channel between the reactor and the workers.
+    pub queue_depth: usize,
+    /// Run the service on the reactor thread instead of the workers. Only for
+    /// measuring the cost of the worker hop; a blocking service would stall every
+    /// connection.
+    pub inline: bool,
+    /// How long a shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "server".into(),
+            frame_limit: wire::DEFAULT_FRAME_LIMIT,
+            idle_timeout: Duration::from_secs(15 * 60),
+            max_connections: 10_000,
+            workers: 4,
+            queue_depth: 1024,
+            inline: false,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Asks a running server to stop: no new connections or requests, in-flight
+/// requests finish and are answered, then [`Server::run`] returns.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Starts the shutdown; returns at once.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // A failed wake only delays the shutdown to the next poll tick.
+        let _ = self.waker.wake();
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    shutdown: Arc<AtomicBool>,
+    config: Config,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the poller cannot be created.
+    pub fn bind(addr: SocketAddr, config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Server {
+            poll,
+            listener,
+            waker,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            config,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops this server from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.shutdown.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Serves until shut down, then drains in-flight work, joins the workers and
+    /// returns.
+    ///
+    /// # Errors
+    /// Only when polling itself fails; errors of single connections close them.
+    pub fn run(self, service: Arc<dyn Service>) -> io::Result<()> {
+        let Server {
+            poll,
+            listener,
+            waker,
+            shutdown,
+            config,
+            local_addr: _,
+        } = self;
+        let (job_tx, job_rx) = flume::bounded::<Job>(config.queue_depth.max(1));
+        let (reply_tx, reply_rx) = flume::unbounded::<Reply>();
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        if !config.inline {
+            for i in 0..config.workers.max(1) {
+                let (service, jobs, replies, waker) = (
+                    service.clone(),
+                    job_rx.clone(),
+                    reply_tx.clone(),
+                    waker.clone(),
+                );
+                let name = config.name.clone();
+                workers.push(
+                    std::thread::Builder::new()
+                        .name(format!("{}-worker-{i}", config.name))
+                        .spawn(move || work(&*service, &jobs, &replies, &waker, &name))?,
+                );
+            }
+        }
+        drop((job_rx, reply_tx));
+        let mut reactor = Reactor {
+            poll,
+            listener: Some(listener),
+            connections: Slab::new(),
+            shared: Shared {
+                decoder: FrameDecoder::new(config.frame_limit),
+                jobs: Some(job_tx),
+                inline: config.inline.then_some(service),
+                stalled: VecDeque::new(),
+                draining: false,
+                name: config.name.clone(),
+            },
+            replies: reply_rx,
+            shutdown,
+            next_generation: 0,
+            config,
+        };
+        let result = reactor.run();
+        reactor.close_all();
+        // Dropping the sender lets the workers see the channel close and exit.
+        reactor.shared.jobs = None;
+        for worker in workers {
+            if worker.join().is_err() {
+                log::line(&reactor.config.name, "ERROR", "a worker thread panicked");
+            }
+        }
+        result
+    }
+}
+
+struct Job {
+    key: usize,
+    generation: u64,
+    body: BytesMut,
+}
+
+struct Reply {
+    key: usize,
+    generation: u64,
+    out: BytesMut,
+}
+
+static NEXT_FAULT_REF: AtomicU64 = AtomicU64::new(1);
+
+/// Runs the service on one request, turning a panic into an `INTERNAL` reply.
+fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name: &str) {
+    let start = out.len();
+    if catch_unwind(AssertUnwindSafe(|| service.call(body, out))).is_err() {
+        let reference = NEXT_FAULT_REF.fetch_add(1, Ordering::Relaxed);
+        out.truncate(start);
+        log::line(
+            name,
+            "ERROR",
+            &format!("request handler panicked (fault ref {reference})"),
+        );
+        encode_error(
+            out,
+            None,
+            ErrorCode::Internal,
+            &format!("internal error (fault ref {reference})"),
+        );
+    }
+    debug_assert!(out.len() > start, "a service must answer every request");
+}
+
+fn work(
+    service: &dyn Service,
+    jobs: &flume::Receiver<Job>,
+    replies: &flume::Sender<Reply>,
+    waker: &Waker,
+    name: &str,
+) {
+    for mut job in jobs.iter() {
+        let mut out = BytesMut::with_capacity(256);
+        call_service(service, &mut job.body, &mut out, name);
+        let reply = Reply {
+            key: job.key,
+            generation: job.generation,
+            out,
+        };
+        if replies.send(reply).is_err() {
+            return;
+        }
+        if let Err(e) = waker.wake() {
+            log::line(name, "ERROR", &format!("waking the reactor failed: {e}"));
+        }
+    }
+}
+
+struct Connection {
+    stream: TcpStream,
+    generation: u64,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    /// A request of this connection is queued, stalled or running.
+    busy: bool,
+    /// A frame waiting for room in the job channel.
+    stalled: Option<BytesMut>,
+    last_active: Instant,
+    peer_closed: bool,
+    /// Close as soon as `write_buf` is flushed (after `BAD_FRAME`).
+    closing: bool,
+    /// WRITABLE interest is registered.
+    writable: bool,
+}
+
+/// Reactor state that connection handling needs beside the connection itself.
+struct Shared {
+    decoder: FrameDecoder,
+    jobs: Option<flume::Sender<Job>>,
+    inline: Option<Arc<dyn Service>>,
+    stalled: VecDeque<(usize, u64)>,
+    draining: bool,
+    name: String,
+}
+
+struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    connections: Slab<Connection>,
+    shared: Shared,
+    replies: flume::Receiver<Reply>,
+    shutdown: Arc<AtomicBool>,
+    next_generation: u64,
+    config: Config,
+}
+
+impl Reactor {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let tick =
+            (self.config.idle_timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let mut next_sweep = Instant::now() + tick;
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    // A wake only says "replies are queued"; they are taken below.
+                    WAKER => {}
+                    Token(key) => self.drive(key),
+                }
+            }
+            self.take_replies();
+            if drain_deadline.is_none() && self.shutdown.load(Ordering::SeqCst) {
+                self.begin_drain();
+                drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+            }
+            if let Some(deadline) = drain_deadline {
+                let drained = self
+                    .connections
+                    .iter()
+                    .all(|(_, c)| !c.busy && c.write_buf.is_empty());
+                if drained || Instant::now() >= deadline {
+                    return Ok(());
+                }
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.close_idle(now);
+                next_sweep = now + tick;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => self.admit(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Typically EMFILE; the pending connection is retried on the
+                    // next readiness of the listener.
+                    log::line(&self.config.name, "ERROR", &format!("accept failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream) {
+        if self.connections.len() >= self.config.max_connections {
+            refuse(stream);
+            return;
+        }
+        // Replies are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        debug_assert!(key < WAKER.0, "slab key collides with a reserved token");
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            log::line(&self.config.name, "ERROR", &format!("register failed: {e}"));
+            return;
+        }
+        self.next_generation += 1;
+        entry.insert(Connection {
+            stream,
+            generation: self.next_generation,
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
+            busy: false,
+            stalled: None,
+            last_active: Instant::now(),
+            peer_closed: false,
+            closing: false,
+            writable: false,
+        });
+    }
+
+    /// Makes all the progress a connection can make now, or closes it.
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let keep = step(conn, key, &mut self.shared).and_then(|()| {
+            let want_write = !conn.write_buf.is_empty();
+            if want_write != conn.writable {
+                let interest = if want_write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.stream, Token(key), interest)?;
+                conn.writable = want_write;
+            }
+            Ok(())
+        });
+        if keep.is_err() {
+            self.close(key);
+        }
+    }
+
+    fn take_replies(&mut self) {
+        while let Ok(reply) = self.replies.try_recv() {
+            // A worker is free again: stalled frames may fit in the channel now.
+            self.submit_stalled();
+            let Some(conn) = self.connections.get_mut(reply.key) else {
+                continue;
+            };
+            if conn.generation != reply.generation {
+                continue;
+            }
+            conn.busy = false;
+            conn.last_active = Instant::now();
+            if conn.write_buf.is_empty() {
+                conn.write_buf = reply.out;
+            } else {
+                conn.write_buf.extend_from_slice(&reply.out);
+            }
+            self.drive(reply.key);
+        }
+    }
+
+    fn submit_stalled(&mut self) {
+        let Some(jobs) = &self.shared.jobs else {
+            return;
+        };
+        while let Some((key, generation)) = self.shared.stalled.pop_front() {
+            let Some(conn) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            let Some(body) = conn.stalled.take() else {
+                continue;
+            };
+            match jobs.try_send(Job {
+                key,
+                generation,
+                body,
+            }) {
+                Ok(()) => {}
+                Err(flume::TrySendError::Full(job)) => {
+                    conn.stalled = Some(job.body);
+                    self.shared.stalled.push_front((key, generation));
+                    return;
+                }
+                Err(flume::TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        log::line(
+            &self.config.name,
+            "INFO",
+            &format!(
+                "shutting down: {} connections, finishing in-flight requests",
+                self.connections.len()
+            ),
+        );
+        self.shared.draining = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let idle: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.busy && c.write_buf.is_empty())
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+    }
+
+    fn close_idle(&mut self, now: Instant) {
+        let limit = self.config.idle_timeout;
+        let idle: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.busy && now.duration_since(c.last_active) > limit)
+            .map(|(key, _)| key)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.connections.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    fn close_all(&mut self) {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key);
+        }
+    }
+}
+
+/// Writes, dispatches and reads until nothing more can happen without waiting.
+///
+/// # Errors
+/// When the connection must be closed: an I/O error, the peer gone, or a bad frame
+/// answered.
+fn step(conn: &mut Connection, key: usize, shared: &mut Shared) -> io::Result<()> {
+    loop {
+        let mut progressed = flush(conn)?;
+        if conn.closing && conn.write_buf.is_empty() {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        if !conn.busy
+            && !conn.closing
+            && !shared.draining
+            && conn.write_buf.len() < WRITE_HIGH_WATER
+        {
+            match shared.decoder.decode(&mut conn.read_buf) {
+                Ok(Some(body)) => {
+                    conn.last_active = Instant::now();
+                    dispatch(conn, key, body, shared);
+                    progressed = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    encode_error(
+                        &mut conn.write_buf,
+                        None,
+                        ErrorCode::BadFrame,
+                        &e.to_string(),
+                    );
+                    conn.closing = true;
+                    conn.read_buf = BytesMut::new();
+                    continue;
+                }
+            }
+        }
+        let want_read = !conn.peer_closed
+            && !conn.closing
+            && (conn.read_buf.len() < READ_HIGH_WATER || !shared.decoder.has_frame(&conn.read_buf));
+        if want_read && fill(conn)? {
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let finished = conn.peer_closed
+        && !conn.busy
+        && conn.write_buf.is_empty()
+        && !shared.decoder.has_frame(&conn.read_buf);
+    if finished {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Writes pending output until done or the socket is full; true if bytes went out.
+fn flush(conn: &mut Connection) -> io::Result<bool> {
+    let mut wrote = false;
+    while !conn.write_buf.is_empty() {
+        match conn.stream.write(&conn.write_buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                conn.write_buf.advance(n);
+                wrote = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(wrote)
+}
+
+/// Reads until the socket is drained or the buffer is full enough; true if bytes
+/// arrived. End of stream sets `peer_closed`.
+fn fill(conn: &mut Connection) -> io::Result<bool> {
+    let mut got = false;
+    loop {
+        let len = conn.read_buf.len();
+        if len >= READ_HIGH_WATER {
+            // The caller re-checks whether a whole frame is waiting.
+            return Ok(got);
+        }
+        conn.read_buf.resize(len + READ_CHUNK, 0);
+        let result = conn.stream.read(&mut conn.read_buf[len..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        conn.read_buf.truncate(len + n);
+        match result {
+            Ok(0) => {
+                conn.peer_closed = true;
+                return Ok(got);
+            }
+            Ok(_) => got = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut Shared) {
+    if let Some(service) = &shared.inline {
+        call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
+        return;
+    }
+    let Some(jobs) = &shared.jobs else {
+        return;
+    };
+    conn.busy = true;
+    let job = Job {
+        key,
+        generation: conn.generation,
+        body,
+    };
+    match jobs.try_send(job) {
+        Ok(()) => {}
+        Err(flume::TrySendError::Full(job)) => {
+            conn.stalled = Some(job.body);
+            shared.stalled.push_back((key, conn.generation));
+        }
+        Err(flume::TrySendError::Disconnected(_)) => {
+            conn.busy = false;
+            encode_error(
+                &mut conn.write_buf,
+                None,
+                ErrorCode::Unavailable,
+                "the server is stopping",
+            );
+        }
+    }
+}
+
+/// Answers a connection over the limit with one `OVERLOADED` frame and closes it.
+fn refuse(mut stream: TcpStream) {
+    let mut out = BytesMut::new();
+    encode_error(
+        &mut out,
+        None,
+        ErrorCode::Overloaded,
+        "too many connections; retry later",
+    );
+    // Best effort: a fresh socket's send buffer takes this small frame whole.
+    let _ = stream.write(&out);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
