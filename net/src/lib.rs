@@ -12,9 +12,11 @@
 //! on anything but `Poll::poll`.
 
 pub mod client;
+pub mod dispatch;
 pub mod echo;
 pub mod log;
 pub mod reactor;
+pub mod settings;
 pub mod signals;
 
 pub use client::{Client, ClientConfig, ClientError, Retry, RetryEvent};

@@ -110,6 +110,9 @@ impl ShutdownHandle {
     }
 }
 
+/// A periodic task that runs beside a server (e.g. sweeping expired sessions).
+type Housekeeping = (Duration, Box<dyn FnMut() + Send>);
+
 /// A bound, not yet running server.
 pub struct Server {
     poll: Poll,
@@ -118,6 +121,8 @@ pub struct Server {
     shutdown: Arc<AtomicBool>,
     config: Config,
     local_addr: SocketAddr,
+    service: Option<Arc<dyn Service>>,
+    housekeeping: Option<Housekeeping>,
 }
 
 impl Server {
@@ -139,7 +144,41 @@ impl Server {
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
             local_addr,
+            service: None,
+            housekeeping: None,
         })
+    }
+
+    /// Sets the service [`Server::run_prepared`] runs.
+    #[must_use]
+    pub fn with_service(mut self, service: Arc<dyn Service>) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// Runs `task` every `every` on a thread of its own while the server runs.
+    #[must_use]
+    pub fn with_housekeeping(
+        mut self,
+        every: Duration,
+        task: impl FnMut() + Send + 'static,
+    ) -> Self {
+        self.housekeeping = Some((every, Box::new(task)));
+        self
+    }
+
+    /// Serves with the service set by [`Server::with_service`].
+    ///
+    /// # Errors
+    /// As [`Server::run`]; `InvalidInput` when no service was set.
+    pub fn run_prepared(mut self) -> io::Result<()> {
+        match self.service.take() {
+            Some(service) => self.run(service),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the server has no service",
+            )),
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -168,7 +207,24 @@ impl Server {
             shutdown,
             config,
             local_addr: _,
+            service: _,
+            housekeeping,
         } = self;
+        let (stop_housekeeping, stopped) = flume::bounded::<()>(0);
+        let housekeeper = match housekeeping {
+            Some((every, mut task)) => Some(
+                std::thread::Builder::new()
+                    .name(format!("{}-housekeeping", config.name))
+                    .spawn(move || {
+                        while let Err(flume::RecvTimeoutError::Timeout) =
+                            stopped.recv_timeout(every)
+                        {
+                            task();
+                        }
+                    })?,
+            ),
+            None => None,
+        };
         let (job_tx, job_rx) = flume::bounded::<Job>(config.queue_depth.max(1));
         let (reply_tx, reply_rx) = flume::unbounded::<Reply>();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -210,8 +266,9 @@ impl Server {
         reactor.close_all();
         // Dropping the sender lets the workers see the channel close and exit.
         reactor.shared.jobs = None;
-        for worker in workers {
-            if worker.join().is_err() {
+        drop(stop_housekeeping);
+        for thread in workers.into_iter().chain(housekeeper) {
+            if thread.join().is_err() {
                 log::line(&reactor.config.name, "ERROR", "a worker thread panicked");
             }
         }

@@ -16,8 +16,8 @@ pub mod validate;
 
 pub use code::{ErrorCode, Status};
 pub use frame::{FrameDecoder, FrameError, DEFAULT_FRAME_LIMIT};
-pub use request::{buyer, seller, Decoded, Rejection, RequestId};
-pub use response::Response;
+pub use request::{buyer, seller, Decoded, Operation, Rejection, RequestId};
+pub use response::{Refusal, Response};
 
 /// The protocol version both servers report from `Ping`.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -73,6 +73,18 @@ impl Rejection {
     }
 }
 
+/// What both servers' `Request` enums offer to generic server code.
+pub trait Operation: Sized {
+    /// Decodes a frame body in place.
+    ///
+    /// # Errors
+    /// A [`Rejection`] with `BAD_REQUEST` or `UNKNOWN_OPERATION`.
+    fn decode_frame(buf: &mut [u8]) -> Result<Decoded<Self>, Rejection>;
+
+    /// The operation name as it appears on the wire.
+    fn name(&self) -> &'static str;
+}
+
 /// A request with a `request_id`, as a client sends it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Envelope<'a, R: Serialize> {
@@ -177,6 +189,16 @@ macro_rules! requests {
                     $( stringify!($op) => Some(<$body>::deserialize(value).map(Request::$op)), )+
                     _ => None,
                 })
+            }
+        }
+
+        impl Operation for Request {
+            fn decode_frame(buf: &mut [u8]) -> Result<Decoded<Self>, Rejection> {
+                Request::decode(buf)
+            }
+
+            fn name(&self) -> &'static str {
+                self.operation()
             }
         }
     };

@@ -78,6 +78,33 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// A request a server refuses while handling it: the code and sentence to answer
+/// and, for faults on the server's side (`INTERNAL`, `UNAVAILABLE`), the detail
+/// to log there and never send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal with nothing to log.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+}
+
+impl From<crate::validate::Invalid> for Refusal {
+    fn from(e: crate::validate::Invalid) -> Self {
+        Refusal::new(e.code, e.message)
+    }
+}
+
 /// A decoded response with result fields of type `B`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response<B> {

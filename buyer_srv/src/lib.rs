@@ -1,0 +1,172 @@
+//! The buyer server: maps each buyer operation of PROTOCOL.md to validation and
+//! one store call. It holds no state between requests (no session or cart
+//! cache); any number of instances can serve the same buyers.
+
+use bytes::BytesMut;
+use chrono::Datelike;
+use net::dispatch::{serve, Reply};
+use net::settings::ServerSettings;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{DbSettings, Store};
+use wire::buyer::Request;
+use wire::response::{
+    BuyerCreated, BuyerSession, Empty, ItemDetail, Pong, PurchaseHistory, SearchResults, Votes,
+};
+use wire::{validate, ErrorCode, Refusal, PROTOCOL_VERSION};
+
+/// The name in logs.
+pub const NAME: &str = "buyer_srv";
+/// Where it listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:6001";
+
+/// The buyer operations over a [`Store`].
+pub struct BuyerService {
+    store: Store,
+    trace: bool,
+}
+
+impl BuyerService {
+    /// A service over `store`; `trace` logs one line per request.
+    pub fn new(store: Store, trace: bool) -> Self {
+        BuyerService { store, trace }
+    }
+
+    fn handle(&self, request: Request, reply: &mut Reply<'_>) -> Result<(), Refusal> {
+        let store = &self.store;
+        match request {
+            Request::CreateAccount(c) => {
+                validate::username(&c.username)?;
+                validate::password(&c.password)?;
+                let buyer_id = store.create_buyer(&c.username, &c.password)?;
+                reply.ok("buyer account created", &BuyerCreated { buyer_id });
+            }
+            Request::Login(c) => {
+                let (session_id, buyer_id) = store.login_buyer(&c.username, &c.password)?;
+                reply.ok(
+                    "logged in",
+                    &BuyerSession {
+                        session_id,
+                        buyer_id,
+                    },
+                );
+            }
+            Request::Logout(s) => {
+                store.logout_buyer(&s.session_id)?;
+                reply.ok("logged out", &Empty {});
+            }
+            Request::SearchItemsForSale(r) => {
+                let category = validate::category(r.category)?;
+                let keywords = validate::keywords(&r.keywords)?;
+                let (limit, offset) = validate::page(r.limit, r.offset)?;
+                let (items, total) =
+                    store.search(&r.session_id, category, &keywords, limit, offset)?;
+                reply.ok(
+                    &format!("{} of {total} matching items", items.len()),
+                    &SearchResults { items, total },
+                );
+            }
+            Request::GetItem(r) => {
+                let item = store.get_item(&r.session_id, r.item_id)?;
+                reply.ok("item", &ItemDetail { item });
+            }
+            Request::AddItemToCart(r) => {
+                let quantity = validate::quantity(r.quantity)?;
+                let cart = store.add_to_cart(&r.session_id, r.item_id, quantity)?;
+                reply.ok("added to cart", &cart);
+            }
+            Request::RemoveItemFromCart(r) => {
+                let quantity = validate::quantity(r.quantity)?;
+                let cart = store.remove_from_cart(&r.session_id, r.item_id, quantity)?;
+                reply.ok("removed from cart", &cart);
+            }
+            Request::SaveCart(s) => {
+                store.save_cart(&s.session_id)?;
+                reply.ok("cart saved", &Empty {});
+            }
+            Request::ClearCart(s) => {
+                store.clear_cart(&s.session_id)?;
+                reply.ok("cart cleared", &Empty {});
+            }
+            Request::DisplayCart(s) => {
+                let cart = store.display_cart(&s.session_id)?;
+                reply.ok("your cart", &cart);
+            }
+            Request::MakePurchase(checkout) => {
+                // Card rules are judged even now, so a client learns of a bad card
+                // first; buying itself is not served yet.
+                let today = chrono::Utc::now();
+                validate::card(&checkout, (today.year(), today.month()))?;
+                store.buyer_session(&checkout.session_id)?;
+                return Err(Refusal::new(
+                    ErrorCode::UnknownOperation,
+                    "MakePurchase is not served by this version of the buyer server",
+                ));
+            }
+            Request::ProvideFeedback(r) => {
+                let up = validate::vote(&r.feedback)?;
+                let (thumbs_up, thumbs_down) = store.vote(&r.session_id, r.item_id, up)?;
+                reply.ok(
+                    "feedback recorded",
+                    &Votes {
+                        item_id: r.item_id,
+                        thumbs_up,
+                        thumbs_down,
+                    },
+                );
+            }
+            Request::GetSellerRating(r) => {
+                let rating = store.seller_rating(&r.session_id, r.seller_id)?;
+                reply.ok("seller rating", &rating);
+            }
+            Request::GetBuyerPurchases(s) => {
+                let purchases = store.purchases(&s.session_id)?;
+                reply.ok(
+                    &format!("{} purchase lines", purchases.len()),
+                    &PurchaseHistory { purchases },
+                );
+            }
+            Request::Ping(_) => reply.ok(
+                "pong",
+                &Pong {
+                    server: "buyer".into(),
+                    version: PROTOCOL_VERSION,
+                },
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl net::Service for BuyerService {
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) {
+        serve::<Request>(NAME, self.trace, body, out, |request, reply| {
+            self.handle(request, reply)
+        });
+    }
+}
+
+/// Opens and migrates the databases (waiting up to `db_wait` for them), binds
+/// the listener, and returns the server ready to run, with a periodic sweep of
+/// expired buyer sessions (and their carts) beside it.
+///
+/// # Errors
+/// A message when a database stays unreachable or the address cannot be bound.
+pub fn prepare(
+    settings: &ServerSettings,
+    db: &DbSettings,
+    db_wait: Duration,
+) -> Result<net::Server, String> {
+    let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
+    let server = settings
+        .bind()
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let sweeper = store.clone();
+    Ok(server
+        .with_service(Arc::new(BuyerService::new(store, settings.trace)))
+        .with_housekeeping(db.sweep_interval(), move || {
+            if let Err(e) = sweeper.sweep_buyer_sessions() {
+                net::log::line(NAME, "ERROR", &format!("session sweep failed: {e}"));
+            }
+        }))
+}

@@ -1,0 +1,143 @@
+//! `marketplace`: runs the whole marketplace on this machine.
+//!
+//! `marketplace up` starts a private PostgreSQL cluster (or uses the databases
+//! given), both servers, prints `ready seller=ADDR buyer=ADDR`, and on SIGINT or
+//! SIGTERM stops everything it started.
+
+use deploy::pg::Durability;
+use deploy::{Stack, StackConfig};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "\
+usage: marketplace up [flags]
+
+Starts PostgreSQL (a private cluster in --data-dir, created on first use),
+both databases, the seller server and the buyer server; Ctrl-C stops them all.
+
+  --data-dir DIR           cluster directory [default: ~/.local/share/marketplace]
+  --seller-listen ADDR     seller server address [default: 0.0.0.0:5001]
+  --buyer-listen ADDR      buyer server address [default: 0.0.0.0:6001]
+  --session-timeout SECS   session inactivity limit [default: 300]
+  --workers N              worker threads per server [default: 16]
+  --pg-port PORT           port of the private PostgreSQL [default: a free one]
+  --customer-db URL        use this customer_db instead of a private cluster
+  --product-db URL         use this product_db instead of a private cluster
+  --log-requests           one log line per request";
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("marketplace")
+}
+
+fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
+    let value =
+        |args: &mut pico_args::Arguments, flag: &'static str| -> Result<Option<String>, String> {
+            args.opt_value_from_str(flag)
+                .map_err(|e| format!("{flag}: {e}"))
+        };
+    let addr = |v: Option<String>, default: &str, flag: &str| -> Result<SocketAddr, String> {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        v.parse()
+            .map_err(|_| format!("{flag}: {v:?} is not an address like 0.0.0.0:5001"))
+    };
+    let mut config =
+        StackConfig::local(value(args, "--data-dir")?.map_or_else(default_data_dir, PathBuf::from));
+    config.durability = Durability::Durable;
+    config.seller_listen = addr(
+        value(args, "--seller-listen")?,
+        "0.0.0.0:5001",
+        "--seller-listen",
+    )?;
+    config.buyer_listen = addr(
+        value(args, "--buyer-listen")?,
+        "0.0.0.0:6001",
+        "--buyer-listen",
+    )?;
+    if let Some(secs) = value(args, "--session-timeout")? {
+        let secs: f64 = secs
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .ok_or("--session-timeout must be a positive number of seconds")?;
+        config.session_timeout = Duration::from_secs_f64(secs);
+    }
+    config.workers = match value(args, "--workers")? {
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or("--workers must be at least 1")?,
+        None => 16,
+    };
+    if let Some(port) = value(args, "--pg-port")? {
+        config.pg_port = port
+            .parse()
+            .map_err(|_| "--pg-port must be a port number")?;
+    }
+    config.external = match (value(args, "--customer-db")?, value(args, "--product-db")?) {
+        (Some(c), Some(p)) => Some((c, p)),
+        (None, None) => None,
+        _ => return Err("--customer-db and --product-db go together".into()),
+    };
+    config.trace = args.contains("--log-requests");
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match args.subcommand() {
+        Ok(Some(cmd)) if cmd == "up" => {}
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let config = match config(&mut args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("marketplace: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        eprintln!("marketplace: unexpected arguments {rest:?}\n\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("marketplace: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stack = match Stack::start(&config) {
+        Ok(stack) => stack,
+        Err(e) => {
+            eprintln!("marketplace: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "ready seller={} buyer={}",
+        stack.seller_addr(),
+        stack.buyer_addr()
+    );
+    if signals.forever().next().is_some() {
+        eprintln!("marketplace: stopping");
+    }
+    stack.stop();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,212 @@
+//! The whole marketplace in one process: a private PostgreSQL cluster (or two
+//! existing databases) and both servers on threads of their own.
+
+use crate::pg::{Cluster, Durability};
+use net::settings::ServerSettings;
+use net::ShutdownHandle;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use store::DbSettings;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Where the private cluster lives (created on first use, reused after).
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// PostgreSQL's port; 0 picks a free one.
+    pub pg_port: u16,
+    pub seller_listen: SocketAddr,
+    pub buyer_listen: SocketAddr,
+    pub session_timeout: Duration,
+    pub workers: usize,
+    /// Use these databases instead of a private cluster: (customer, product).
+    pub external: Option<(String, String)>,
+    /// Log one line per request.
+    pub trace: bool,
+}
+
+impl StackConfig {
+    /// Both servers on free loopback ports, a throwaway cluster in `data_dir`.
+    pub fn local(data_dir: PathBuf) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        StackConfig {
+            data_dir,
+            durability: Durability::Throwaway,
+            pg_port: 0,
+            seller_listen: any,
+            buyer_listen: any,
+            session_timeout: Duration::from_secs(300),
+            workers: 8,
+            external: None,
+            trace: false,
+        }
+    }
+}
+
+struct Running {
+    handle: ShutdownHandle,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+/// A started stack. Dropping it (or [`Stack::stop`]) stops everything it
+/// started, PostgreSQL included.
+pub struct Stack {
+    cluster: Mutex<Option<Cluster>>,
+    db: DbSettings,
+    seller: ServerSettings,
+    buyer: ServerSettings,
+    running: Mutex<Vec<Running>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere (a failed test) must not keep the stack from stopping.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Stack {
+    /// Starts PostgreSQL (unless external databases are given), creates and
+    /// migrates both databases, and starts both servers.
+    ///
+    /// # Errors
+    /// A message saying what could not be started.
+    pub fn start(config: &StackConfig) -> Result<Stack, String> {
+        let (cluster, customer_url, product_url) = match &config.external {
+            Some((customer, product)) => (None, customer.clone(), product.clone()),
+            None => {
+                let mut cluster = Cluster::init(&config.data_dir, config.durability)?;
+                cluster.start(config.pg_port)?;
+                cluster.create_database("customer_db")?;
+                cluster.create_database("product_db")?;
+                let urls = (cluster.url("customer_db"), cluster.url("product_db"));
+                (Some(cluster), urls.0, urls.1)
+            }
+        };
+        let db = DbSettings {
+            customer_url,
+            product_url,
+            pool_size: u32::try_from(config.workers).unwrap_or(u32::MAX),
+            session_timeout: config.session_timeout,
+            ..DbSettings::default()
+        };
+        let settings = |name: &str, listen: SocketAddr| ServerSettings {
+            listen,
+            reactor: net::Config {
+                name: name.to_owned(),
+                workers: config.workers,
+                ..net::Config::default()
+            },
+            trace: config.trace,
+        };
+        let mut stack = Stack {
+            cluster: Mutex::new(cluster),
+            db,
+            seller: settings(seller_srv::NAME, config.seller_listen),
+            buyer: settings(buyer_srv::NAME, config.buyer_listen),
+            running: Mutex::new(Vec::new()),
+        };
+        let (seller, buyer) = stack.launch()?;
+        // A port 0 is now fixed, so a restart comes back where clients expect it.
+        stack.seller.listen = seller;
+        stack.buyer.listen = buyer;
+        Ok(stack)
+    }
+
+    /// Starts both servers again on their addresses (after `stop_servers`).
+    ///
+    /// # Errors
+    /// When a database is unreachable or an address cannot be bound.
+    pub fn start_servers(&self) -> Result<(), String> {
+        self.launch().map(|_| ())
+    }
+
+    fn launch(&self) -> Result<(SocketAddr, SocketAddr), String> {
+        let wait = Duration::from_secs(10);
+        let seller = seller_srv::prepare(&self.seller, &self.db, wait)?;
+        let buyer = buyer_srv::prepare(&self.buyer, &self.db, wait)?;
+        let addrs = (seller.local_addr(), buyer.local_addr());
+        let mut running = lock(&self.running);
+        for server in [seller, buyer] {
+            let handle = server.shutdown_handle();
+            let thread = std::thread::Builder::new()
+                .name("server".into())
+                .spawn(move || server.run_prepared())
+                .map_err(|e| format!("cannot start a server thread: {e}"))?;
+            running.push(Running { handle, thread });
+        }
+        Ok(addrs)
+    }
+
+    /// Stops both servers, letting in-flight requests finish.
+    pub fn stop_servers(&self) {
+        let running: Vec<Running> = lock(&self.running).drain(..).collect();
+        for r in &running {
+            r.handle.shutdown();
+        }
+        for r in running {
+            if let Ok(Err(e)) = r.thread.join() {
+                net::log::line("marketplace", "ERROR", &format!("a server stopped on: {e}"));
+            }
+        }
+    }
+
+    /// Stops PostgreSQL, leaving the servers running (for fault tests).
+    ///
+    /// # Errors
+    /// When pg_ctl fails or there is no private cluster.
+    pub fn stop_postgres(&self) -> Result<(), String> {
+        match &*lock(&self.cluster) {
+            Some(cluster) => cluster.stop(),
+            None => Err("the stack uses external databases".into()),
+        }
+    }
+
+    /// Starts PostgreSQL again on the same port.
+    ///
+    /// # Errors
+    /// When pg_ctl fails or there is no private cluster.
+    pub fn start_postgres(&self) -> Result<(), String> {
+        match &mut *lock(&self.cluster) {
+            Some(cluster) => {
+                let port = cluster.port();
+                cluster.start(port)
+            }
+            None => Err("the stack uses external databases".into()),
+        }
+    }
+
+    /// The seller server's address.
+    pub fn seller_addr(&self) -> SocketAddr {
+        self.seller.listen
+    }
+
+    /// The buyer server's address.
+    pub fn buyer_addr(&self) -> SocketAddr {
+        self.buyer.listen
+    }
+
+    /// The database settings the servers use.
+    pub fn db(&self) -> &DbSettings {
+        &self.db
+    }
+
+    /// Stops the servers, then PostgreSQL.
+    pub fn stop(&self) {
+        self.stop_servers();
+        if let Some(cluster) = lock(&self.cluster).take() {
+            if let Err(e) = cluster.stop() {
+                net::log::line("marketplace", "ERROR", &format!("stopping PostgreSQL: {e}"));
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

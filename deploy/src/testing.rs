@@ -1,0 +1,54 @@
+//! One stack per test binary: started on first use in a fresh temporary
+//! directory, stopped (PostgreSQL included) and removed when the binary exits.
+
+use crate::pg::Durability;
+use crate::stack::{Stack, StackConfig};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+static SHARED: OnceLock<(Stack, PathBuf)> = OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some((stack, dir)) = SHARED.get() {
+        stack.stop();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A fresh directory under the system temp dir, unique to this process.
+///
+/// # Panics
+/// When it cannot be created (a test set-up failure).
+pub fn temp_dir(label: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "marketplace-{label}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+/// The stack of this test binary, started on first call with `configure`
+/// applied to a local, throwaway configuration (later calls get the same stack).
+///
+/// # Panics
+/// When the stack cannot start: every test of the binary needs it.
+pub fn shared_stack(configure: impl FnOnce(&mut StackConfig)) -> &'static Stack {
+    &SHARED
+        .get_or_init(|| {
+            let dir = temp_dir("test");
+            let mut config = StackConfig::local(dir.join("cluster"));
+            config.durability = Durability::Throwaway;
+            configure(&mut config);
+            let stack = Stack::start(&config).unwrap_or_else(|e| panic!("starting the stack: {e}"));
+            // SAFETY: registering a plain extern "C" function with atexit.
+            unsafe {
+                libc::atexit(stop_shared);
+            }
+            (stack, dir)
+        })
+        .0
+}

@@ -1,0 +1,128 @@
+//! The request path every server shares, between the reactor and its handlers:
+//! decode the frame, run the handler, answer exactly once, log faults.
+
+use crate::log;
+use bytes::BytesMut;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use wire::response::{encode_error, encode_ok};
+use wire::{Decoded, ErrorCode, Operation, Refusal, RequestId};
+
+/// Where a handler writes its OK answer.
+pub struct Reply<'a> {
+    out: &'a mut BytesMut,
+    request_id: Option<&'a RequestId>,
+    written: bool,
+}
+
+impl Reply<'_> {
+    /// Answers `OK` with `body`'s fields.
+    pub fn ok<B: Serialize>(&mut self, message: &str, body: &B) {
+        debug_assert!(!self.written, "a request answered twice");
+        encode_ok(self.out, self.request_id, message, body);
+        self.written = true;
+    }
+}
+
+static NEXT_REF: AtomicU64 = AtomicU64::new(1);
+
+/// Decodes one request of type `R` from `body`, runs `handle`, and appends exactly
+/// one response to `out`. A refusal is answered with its code; one with a detail
+/// (a server-side fault) is logged with a fault reference that the client's
+/// message also carries, and the client's request id.
+pub fn serve<R: Operation>(
+    component: &str,
+    trace: bool,
+    body: &mut [u8],
+    out: &mut BytesMut,
+    handle: impl FnOnce(R, &mut Reply<'_>) -> Result<(), Refusal>,
+) {
+    let started = Instant::now();
+    let Decoded {
+        request_id,
+        request,
+    } = match R::decode_frame(body) {
+        Ok(decoded) => decoded,
+        Err(r) => {
+            encode_error(out, r.request_id.as_ref(), r.code, &r.message);
+            if trace {
+                log::line(
+                    component,
+                    "TRACE",
+                    &format!("rejected: {} {}", r.code, r.message),
+                );
+            }
+            return;
+        }
+    };
+    let operation = request.name();
+    let start = out.len();
+    let mut reply = Reply {
+        out,
+        request_id: request_id.as_ref(),
+        written: false,
+    };
+    let result = handle(request, &mut reply);
+    let written = reply.written;
+    let outcome = match result {
+        Ok(()) if written => "OK".to_owned(),
+        Ok(()) => {
+            fault(
+                component,
+                operation,
+                request_id.as_ref(),
+                out,
+                Refusal {
+                    code: ErrorCode::Internal,
+                    message: "internal error".into(),
+                    detail: Some("the handler wrote no reply".into()),
+                },
+            );
+            "INTERNAL".to_owned()
+        }
+        Err(refusal) => {
+            out.truncate(start);
+            let code = refusal.code;
+            if refusal.detail.is_some() {
+                fault(component, operation, request_id.as_ref(), out, refusal);
+            } else {
+                encode_error(out, request_id.as_ref(), code, &refusal.message);
+            }
+            code.to_string()
+        }
+    };
+    if trace {
+        let id = request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        log::line(
+            component,
+            "TRACE",
+            &format!(
+                "{operation} request_id={id} -> {outcome} in {} µs",
+                started.elapsed().as_micros()
+            ),
+        );
+    }
+}
+
+fn fault(
+    component: &str,
+    operation: &str,
+    request_id: Option<&RequestId>,
+    out: &mut BytesMut,
+    refusal: Refusal,
+) {
+    let reference = NEXT_REF.fetch_add(1, Ordering::Relaxed);
+    let id = request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+    log::line(
+        component,
+        "ERROR",
+        &format!(
+            "{operation} request_id={id} fault_ref={reference} {}: {}",
+            refusal.code,
+            refusal.detail.as_deref().unwrap_or("")
+        ),
+    );
+    let message = format!("{} (fault ref {reference})", refusal.message);
+    encode_error(out, request_id, refusal.code, &message);
+}

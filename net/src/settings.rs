@@ -1,0 +1,203 @@
+//! Server settings from flags, with environment-variable fallbacks, and the
+//! `main` both server binaries share.
+//!
+//! Every flag has an environment twin (the same names in the README, the
+//! containers and the local stack); a flag on the command line wins.
+
+use crate::reactor::{Config, Server};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Value flags of the reactor and their environment variables.
+pub const ENV: &[(&str, &str)] = &[
+    ("--listen", "LISTEN_ADDR"),
+    ("--workers", "WORKERS"),
+    ("--frame-limit", "FRAME_LIMIT_BYTES"),
+    ("--idle-timeout", "IDLE_TIMEOUT_SECS"),
+    ("--max-connections", "MAX_CONNECTIONS"),
+];
+
+/// Switches and their environment variables (`1` or `true` turns them on).
+pub const SWITCHES: &[(&str, &str)] = &[("--log-requests", "LOG_REQUESTS")];
+
+/// The flags this module reads, for `--help`.
+pub const USAGE: &str = "\
+  --listen ADDR            address to listen on          [LISTEN_ADDR]
+  --workers N              blocking worker threads       [WORKERS] (default 16)
+  --frame-limit BYTES      largest request frame         [FRAME_LIMIT_BYTES] (default 1048576)
+  --idle-timeout SECS      close idle connections after  [IDLE_TIMEOUT_SECS] (default 900)
+  --max-connections N      refuse connections beyond     [MAX_CONNECTIONS] (default 10000)
+  --log-requests           one log line per request      [LOG_REQUESTS=1]";
+
+/// Builds the argument list from the command line plus, for every flag not given
+/// there, its environment variable.
+pub fn arguments(groups: &[&[(&str, &str)]]) -> pico_args::Arguments {
+    let mut raw: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let given = |raw: &[OsString], flag: &str| {
+        raw.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == flag || a.starts_with(&format!("{flag}="))
+        })
+    };
+    for (flag, env) in groups.iter().flat_map(|g| g.iter()) {
+        if given(&raw, flag) {
+            continue;
+        }
+        if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+            raw.push(OsString::from(flag));
+            raw.push(value);
+        }
+    }
+    for (flag, env) in SWITCHES {
+        let on = std::env::var(env).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        if on && !given(&raw, flag) {
+            raw.push(OsString::from(flag));
+        }
+    }
+    pico_args::Arguments::from_vec(raw)
+}
+
+/// Reads an optional `--flag VALUE`.
+///
+/// # Errors
+/// A message naming the flag when its value does not parse.
+pub fn value<T: std::str::FromStr>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+) -> Result<Option<T>, String> {
+    args.opt_value_from_fn(flag, |v| {
+        v.parse::<T>().map_err(|_| format!("cannot use {v:?}"))
+    })
+    .map_err(|e| format!("{flag}: {e}"))
+}
+
+/// The reactor part of a server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub reactor: Config,
+    /// Log one line per request.
+    pub trace: bool,
+}
+
+impl ServerSettings {
+    /// Reads the reactor flags; `name` names the server in logs.
+    ///
+    /// # Errors
+    /// A message naming a flag that does not parse or is out of range.
+    pub fn from_args(
+        args: &mut pico_args::Arguments,
+        name: &str,
+        default_listen: &str,
+    ) -> Result<Self, String> {
+        let d = Config::default();
+        let listen = match value::<String>(args, "--listen")? {
+            Some(addr) => addr,
+            None => default_listen.to_owned(),
+        };
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("--listen: {listen:?} is not an address like 0.0.0.0:5001"))?;
+        let workers: usize = value(args, "--workers")?.unwrap_or(16);
+        let frame_limit: usize = value(args, "--frame-limit")?.unwrap_or(d.frame_limit);
+        let idle: f64 = value(args, "--idle-timeout")?.unwrap_or(d.idle_timeout.as_secs_f64());
+        let max_connections: usize = value(args, "--max-connections")?.unwrap_or(d.max_connections);
+        if workers == 0 || frame_limit == 0 || max_connections == 0 {
+            return Err("--workers, --frame-limit and --max-connections must be at least 1".into());
+        }
+        if !(idle.is_finite() && idle > 0.0) {
+            return Err("--idle-timeout must be a positive number of seconds".into());
+        }
+        Ok(ServerSettings {
+            listen,
+            reactor: Config {
+                name: name.to_owned(),
+                workers,
+                frame_limit,
+                idle_timeout: Duration::from_secs_f64(idle),
+                max_connections,
+                ..d
+            },
+            trace: args.contains("--log-requests"),
+        })
+    }
+
+    /// Binds the listener.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn bind(&self) -> std::io::Result<Server> {
+        Server::bind(self.listen, self.reactor.clone())
+    }
+}
+
+/// The whole `main` of a server binary: read settings (the reactor's, then the
+/// caller's own through `prepare`), build the server, stop on SIGINT/SIGTERM.
+/// Logs one line at start and one at stop; exit status 0 after a clean stop,
+/// 2 for bad flags, 1 for a failure.
+pub fn main(
+    name: &str,
+    default_listen: &str,
+    extra_env: &[(&str, &str)],
+    extra_usage: &str,
+    prepare: impl FnOnce(&ServerSettings, &mut pico_args::Arguments) -> Result<Server, String>,
+) -> ExitCode {
+    let mut args = arguments(&[ENV, extra_env]);
+    if args.contains(["-h", "--help"]) {
+        println!(
+            "usage: {name} [flags]   (environment variable in brackets)\n{USAGE}\n{extra_usage}"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let settings = match ServerSettings::from_args(&mut args, name, default_listen) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match prepare(&settings, &mut args) {
+        Ok(server) => server,
+        Err(e) => {
+            crate::log::line(name, "ERROR", &format!("cannot start: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        eprintln!("{name}: unexpected arguments {rest:?} (see --help)");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = crate::signals::shutdown_on_signals(vec![server.shutdown_handle()]) {
+        crate::log::line(
+            name,
+            "ERROR",
+            &format!("cannot install signal handlers: {e}"),
+        );
+        return ExitCode::FAILURE;
+    }
+    crate::log::line(
+        name,
+        "INFO",
+        &format!(
+            "listening on {} with {} workers, frame limit {} B, idle timeout {:?}, max {} connections",
+            server.local_addr(),
+            settings.reactor.workers,
+            settings.reactor.frame_limit,
+            settings.reactor.idle_timeout,
+            settings.reactor.max_connections
+        ),
+    );
+    match server.run_prepared() {
+        Ok(()) => {
+            crate::log::line(name, "INFO", "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            crate::log::line(name, "ERROR", &format!("stopped on an error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}

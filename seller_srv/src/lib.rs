@@ -1,0 +1,148 @@
+//! The seller server: maps each seller operation of PROTOCOL.md to validation
+//! and one store call. It holds no state between requests; everything lives in
+//! the databases, so any number of instances can serve the same sellers.
+
+use bytes::BytesMut;
+use net::dispatch::{serve, Reply};
+use net::settings::ServerSettings;
+use std::sync::Arc;
+use std::time::Duration;
+use store::seller::NewItem;
+use store::{DbSettings, Store};
+use wire::response::{
+    cents_to_price, Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated,
+    SellerSession, UnitsUpdated,
+};
+use wire::seller::Request;
+use wire::{validate, Refusal, PROTOCOL_VERSION};
+
+/// The name in logs.
+pub const NAME: &str = "seller_srv";
+/// Where it listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5001";
+
+/// The seller operations over a [`Store`].
+pub struct SellerService {
+    store: Store,
+    trace: bool,
+}
+
+impl SellerService {
+    /// A service over `store`; `trace` logs one line per request.
+    pub fn new(store: Store, trace: bool) -> Self {
+        SellerService { store, trace }
+    }
+
+    fn handle(&self, request: Request, reply: &mut Reply<'_>) -> Result<(), Refusal> {
+        let store = &self.store;
+        match request {
+            Request::CreateAccount(c) => {
+                validate::username(&c.username)?;
+                validate::password(&c.password)?;
+                let seller_id = store.create_seller(&c.username, &c.password)?;
+                reply.ok("seller account created", &SellerCreated { seller_id });
+            }
+            Request::Login(c) => {
+                let (session_id, seller_id) = store.login_seller(&c.username, &c.password)?;
+                reply.ok(
+                    "logged in",
+                    &SellerSession {
+                        session_id,
+                        seller_id,
+                    },
+                );
+            }
+            Request::Logout(s) => {
+                store.logout_seller(&s.session_id)?;
+                reply.ok("logged out", &Empty {});
+            }
+            Request::GetSellerRating(s) => {
+                let rating = store.own_seller_rating(&s.session_id)?;
+                reply.ok("your rating", &rating);
+            }
+            Request::RegisterItemForSale(r) => {
+                validate::item_name(&r.item_name)?;
+                let item = NewItem {
+                    item_name: &r.item_name,
+                    category: validate::category(r.category)?,
+                    keywords: &validate::keywords(&r.keywords)?,
+                    condition: validate::condition(&r.condition)?,
+                    price_cents: validate::price(r.sale_price)?,
+                    quantity: validate::stock(r.quantity)?,
+                };
+                let (item_id, category) = store.register_item(&r.session_id, &item)?;
+                reply.ok("item registered", &ItemRegistered { item_id, category });
+            }
+            Request::ChangeItemPrice(r) => {
+                let cents = validate::price(r.new_price)?;
+                let cents = store.change_price(&r.session_id, r.item_id, cents)?;
+                reply.ok(
+                    "price changed",
+                    &PriceChanged {
+                        item_id: r.item_id,
+                        sale_price: cents_to_price(cents),
+                    },
+                );
+            }
+            Request::UpdateUnitsForSale(r) => {
+                let change = validate::quantity_change(r.quantity_change)?;
+                let quantity = store.update_units(&r.session_id, r.item_id, change)?;
+                reply.ok(
+                    "units updated",
+                    &UnitsUpdated {
+                        item_id: r.item_id,
+                        quantity,
+                    },
+                );
+            }
+            Request::DisplayItemsForSale(s) => {
+                let items = store.seller_items(&s.session_id)?;
+                reply.ok(
+                    &format!("{} items for sale", items.len()),
+                    &ItemList { items },
+                );
+            }
+            Request::Ping(_) => reply.ok(
+                "pong",
+                &Pong {
+                    server: "seller".into(),
+                    version: PROTOCOL_VERSION,
+                },
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl net::Service for SellerService {
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) {
+        serve::<Request>(NAME, self.trace, body, out, |request, reply| {
+            self.handle(request, reply)
+        });
+    }
+}
+
+/// Opens and migrates the databases (waiting up to `db_wait` for them), binds
+/// the listener, and returns the server ready to run, with a periodic sweep of
+/// expired seller sessions beside it.
+///
+/// # Errors
+/// A message when a database stays unreachable or the address cannot be bound.
+pub fn prepare(
+    settings: &ServerSettings,
+    db: &DbSettings,
+    db_wait: Duration,
+) -> Result<net::Server, String> {
+    let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
+    let server = settings
+        .bind()
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let sweeper = store.clone();
+    Ok(server
+        .with_service(Arc::new(SellerService::new(store, settings.trace)))
+        .with_housekeeping(db.sweep_interval(), move || {
+            if let Err(e) = sweeper.sweep_seller_sessions() {
+                net::log::line(NAME, "ERROR", &format!("session sweep failed: {e}"));
+            }
+        }))
+}

@@ -1,0 +1,227 @@
+//! Connection pools with a prepared-statement cache per connection.
+//!
+//! Each pooled [`Conn`] prepares a statement the first time it runs it and reuses
+//! the prepared statement afterwards, so a request costs one round trip per
+//! statement instead of a parse and an execute. A connection that fails at the
+//! connection level is marked broken and the pool replaces it; the request that
+//! met it gets `UNAVAILABLE`.
+
+use crate::error::connection_broken;
+use crate::{DbSettings, StoreError};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Statement parameters.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A database connection with its prepared statements.
+pub struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    broken: bool,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn note<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            if connection_broken(&e) {
+                self.broken = true;
+            }
+            StoreError::from(e)
+        })
+    }
+
+    /// Runs a cached statement and returns its rows.
+    ///
+    /// # Errors
+    /// `Unavailable` when the connection failed, `Internal` otherwise.
+    pub fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|s| self.client.query(&s, params));
+        self.note(result)
+    }
+
+    /// Runs a cached statement that returns at most one row.
+    ///
+    /// # Errors
+    /// As [`Conn::query`], and `Internal` for more than one row.
+    pub fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|s| self.client.query_opt(&s, params));
+        self.note(result)
+    }
+
+    /// Runs a cached statement that returns exactly one row.
+    ///
+    /// # Errors
+    /// As [`Conn::query`], and `Internal` for any other number of rows.
+    pub fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|s| self.client.query_one(&s, params));
+        self.note(result)
+    }
+
+    /// Runs a cached statement and returns the number of rows it touched.
+    ///
+    /// # Errors
+    /// As [`Conn::query`].
+    pub fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let result = self
+            .statement(sql)
+            .and_then(|s| self.client.execute(&s, params));
+        self.note(result)
+    }
+
+    /// The underlying client, for the migration runner.
+    pub(crate) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+/// The r2d2 manager: r2d2_postgres connects, this wraps each client in a [`Conn`].
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// A pooled connection.
+pub type Pooled = PooledConnection<Manager>;
+
+fn pool(url: &str, settings: &DbSettings) -> Result<Pool<Manager>, StoreError> {
+    let mut config = postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
+    config
+        .connect_timeout(settings.connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .application_name("marketplace");
+    let manager = Manager(PostgresConnectionManager::new(config, NoTls));
+    // Built unchecked: a server starts (and answers UNAVAILABLE) while a database
+    // is down, and recovers when it comes back. Connections are not tested on
+    // checkout (a round trip per request); a failed one is marked broken instead.
+    Ok(Pool::builder()
+        .max_size(settings.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(settings.connect_timeout)
+        .test_on_check_out(false)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(manager))
+}
+
+/// Both databases, and the session timeout every use case applies.
+#[derive(Clone)]
+pub struct Store {
+    customer: Pool<Manager>,
+    product: Pool<Manager>,
+    session_timeout_secs: f64,
+}
+
+impl Store {
+    /// Creates the pools; connects lazily.
+    ///
+    /// # Errors
+    /// `Internal` for a malformed URL.
+    pub fn open(settings: &DbSettings) -> Result<Store, StoreError> {
+        Ok(Store {
+            customer: pool(&settings.customer_url, settings)?,
+            product: pool(&settings.product_url, settings)?,
+            session_timeout_secs: settings.session_timeout.as_secs_f64(),
+        })
+    }
+
+    /// A customer_db connection.
+    ///
+    /// # Errors
+    /// `Unavailable` when none can be had within the connect timeout.
+    pub fn customer(&self) -> Result<Pooled, StoreError> {
+        Ok(self.customer.get()?)
+    }
+
+    /// A product_db connection.
+    ///
+    /// # Errors
+    /// `Unavailable` when none can be had within the connect timeout.
+    pub fn product(&self) -> Result<Pooled, StoreError> {
+        Ok(self.product.get()?)
+    }
+
+    /// The session timeout in seconds, as every session statement takes it.
+    pub(crate) fn timeout(&self) -> f64 {
+        self.session_timeout_secs
+    }
+}
+
+impl Store {
+    /// Opens the pools and migrates both databases, waiting up to `wait` for
+    /// them to accept connections (a container may start before its database).
+    ///
+    /// # Errors
+    /// `Unavailable` when a database is still unreachable after `wait`; any
+    /// other error at once.
+    pub fn open_migrated(settings: &DbSettings, wait: Duration) -> Result<Store, StoreError> {
+        let store = Store::open(settings)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match store.migrate() {
+                Ok(()) => return Ok(store),
+                Err(StoreError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Applies pending migrations to both databases.
+    ///
+    /// # Errors
+    /// As [`crate::migrate::apply`].
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        crate::migrate::apply(&mut *self.customer()?, crate::migrate::CUSTOMER)?;
+        crate::migrate::apply(&mut *self.product()?, crate::migrate::PRODUCT)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! PostgreSQL access for the marketplace: the only crate that speaks SQL.
+//!
+//! It owns the connection pools of customer_db and product_db ([`db`]), the
+//! migration runner ([`migrate`]), password hashing ([`password`]), and one method
+//! of [`Store`] per use case ([`seller`], [`buyer`]), each returning protocol types
+//! or a [`StoreError`] that names its protocol code.
+//!
+//! It must not keep per-user state in memory (sessions and carts are rows), build
+//! SQL from user input (every value is a bound parameter), or assume that both
+//! databases live on one server (no statement or transaction spans the two).
+
+pub mod buyer;
+pub mod db;
+pub mod error;
+pub mod migrate;
+pub mod password;
+pub mod seller;
+pub mod settings;
+
+pub use db::Store;
+pub use error::StoreError;
+pub use settings::DbSettings;
