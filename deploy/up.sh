@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/setup.sh
 . deploy/setup.sh
-cargo build --release --locked -p deploy -p cli 2>/dev/null || cargo build --release --locked -p deploy
+cargo build --release --locked -p deploy
 exec target/release/marketplace up "$@"

@@ -1,0 +1,161 @@
+//! Helpers shared by the end-to-end tests: the binary's stack, typed clients,
+//! and names unique to one test so tests can share the databases.
+#![allow(dead_code)]
+
+use deploy::testing::shared_stack;
+use deploy::Stack;
+use net::{Client, ClientConfig, Retry};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use wire::request::{Credentials, RegisterItem, SessionOnly};
+use wire::response::{
+    BuyerCreated, BuyerSession, Empty, ItemRegistered, SellerCreated, SellerSession,
+};
+use wire::{buyer, seller, ErrorCode, Response, Status};
+
+/// This binary's stack with the default configuration.
+pub fn stack() -> &'static Stack {
+    shared_stack(|_| {})
+}
+
+/// A name no other test (or run) uses, at most 32 characters.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    name.chars().take(32).collect()
+}
+
+/// A category no other test uses.
+pub fn unique_category() -> i64 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = i64::from(std::process::id() % 100_000);
+    1_000_000 + pid * 10_000 + i64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A typed connection to one server.
+pub struct Api {
+    pub client: Client,
+}
+
+impl Api {
+    pub fn connect(addr: SocketAddr) -> Api {
+        let config = ClientConfig {
+            io_timeout: Duration::from_secs(30),
+            retry: Retry {
+                attempts: 20,
+                base: Duration::from_millis(50),
+                max: Duration::from_millis(500),
+            },
+            ..ClientConfig::default()
+        };
+        Api {
+            client: Client::connect(&addr.to_string(), config).expect("connect"),
+        }
+    }
+
+    pub fn seller() -> Api {
+        Api::connect(stack().seller_addr())
+    }
+
+    pub fn buyer() -> Api {
+        Api::connect(stack().buyer_addr())
+    }
+
+    pub fn call<R: Serialize, B: DeserializeOwned>(&mut self, request: &R) -> Response<B> {
+        self.client.call(request).expect("a response")
+    }
+
+    /// Sends `json` as it is and decodes the answer's envelope.
+    pub fn raw(&mut self, json: &str) -> Response<simd_json::OwnedValue> {
+        self.client.send_raw(json.as_bytes()).expect("send");
+        let mut body = self.client.recv().expect("a response");
+        Response::decode(&mut body).expect("a well-formed response")
+    }
+
+    /// The result of a call that must succeed.
+    pub fn ok<R: Serialize + std::fmt::Debug, B: DeserializeOwned>(&mut self, request: &R) -> B {
+        let response: Response<B> = self.call(request);
+        match response.into_result() {
+            Ok(body) => body,
+            Err(failure) => panic!("{request:?} failed: {failure}"),
+        }
+    }
+
+    /// The code of a call that must fail.
+    pub fn err<R: Serialize + std::fmt::Debug>(&mut self, request: &R) -> ErrorCode {
+        let response: Response<Empty> = self.call(request);
+        assert_ne!(response.status, Status::Ok, "{request:?} succeeded");
+        assert!(!response.message.is_empty());
+        let code = response.code.expect("an error code");
+        assert_eq!(response.status, code.status(), "status of {code}");
+        code
+    }
+}
+
+pub fn creds(username: &str, password: &str) -> Credentials {
+    Credentials {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+pub fn session(id: &str) -> SessionOnly {
+    SessionOnly {
+        session_id: id.into(),
+    }
+}
+
+/// A new seller account, logged in: (api, session, seller id).
+pub fn new_seller() -> (Api, String, i64) {
+    let mut api = Api::seller();
+    let name = unique("s");
+    let created: SellerCreated = api.ok(&seller::Request::CreateAccount(creds(&name, "pw")));
+    let login: SellerSession = api.ok(&seller::Request::Login(creds(&name, "pw")));
+    assert_eq!(login.seller_id, created.seller_id);
+    (api, login.session_id, login.seller_id)
+}
+
+/// A new buyer account, logged in: (api, session, buyer id, username).
+pub fn new_buyer() -> (Api, String, i64, String) {
+    let mut api = Api::buyer();
+    let name = unique("b");
+    let created: BuyerCreated = api.ok(&buyer::Request::CreateAccount(creds(&name, "pw")));
+    let login: BuyerSession = api.ok(&buyer::Request::Login(creds(&name, "pw")));
+    assert_eq!(login.buyer_id, created.buyer_id);
+    (api, login.session_id, login.buyer_id, name)
+}
+
+pub fn item(
+    session: &str,
+    name: &str,
+    category: i64,
+    keywords: &[&str],
+    price: f64,
+    quantity: i64,
+) -> RegisterItem {
+    RegisterItem {
+        session_id: session.into(),
+        item_name: name.into(),
+        category,
+        keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        condition: "New".into(),
+        sale_price: price,
+        quantity,
+    }
+}
+
+/// Registers an item and returns its id.
+pub fn register(api: &mut Api, request: RegisterItem) -> i64 {
+    let r: ItemRegistered = api.ok(&seller::Request::RegisterItemForSale(request));
+    r.item_id
+}
