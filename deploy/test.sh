@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the marketplace: unit, property and integration tests, the
 # latter against private PostgreSQL clusters the tests start and stop themselves.
-# Installs what it needs first (deploy/setup.sh).
+# Installs what it needs first (deploy/setup.sh). Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/setup.sh
 . deploy/setup.sh
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

@@ -179,6 +179,18 @@ impl Stack {
         }
     }
 
+    /// Creates (if needed) database `name` in the private cluster and returns
+    /// its URL: for tests that need a database of their own.
+    ///
+    /// # Errors
+    /// When there is no private cluster or it cannot be reached.
+    pub fn create_database(&self, name: &str) -> Result<String, String> {
+        match &*lock(&self.cluster) {
+            Some(cluster) => cluster.create_database(name).map(|()| cluster.url(name)),
+            None => Err("the stack uses external databases".into()),
+        }
+    }
+
     /// The seller server's address.
     pub fn seller_addr(&self) -> SocketAddr {
         self.seller.listen

@@ -30,6 +30,44 @@ fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
     Ok((changed, CartContents { cart_items }))
 }
 
+/// Search without keywords: `$1` category, `$2` limit, `$3` offset. One row with
+/// the total first, then the page's item columns (NULL when the page is empty).
+pub const SEARCH_CATEGORY_SQL: &str = concat!(
+    "SELECT t.total, ",
+    item_columns!(),
+    " FROM (SELECT count(*) AS total FROM items
+             WHERE category = $1 AND quantity > 0) t
+      LEFT JOIN LATERAL (
+          SELECT * FROM items
+           WHERE category = $1 AND quantity > 0
+           ORDER BY item_id DESC LIMIT $2 OFFSET $3
+      ) i ON true
+     ORDER BY i.item_id DESC"
+);
+
+/// Search with keywords: `$1` category, `$2` lower-cased keywords, `$3` limit,
+/// `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. Matches come from the
+/// (category, keyword) index of item_keywords, never a scan of items.
+pub const SEARCH_KEYWORDS_SQL: &str = concat!(
+    "WITH hits AS MATERIALIZED (
+         SELECT m.matched, i.*
+           FROM (SELECT item_id, count(*) AS matched FROM item_keywords
+                  WHERE category = $1 AND keyword = ANY($2)
+                  GROUP BY item_id) m
+           JOIN items i ON i.item_id = m.item_id
+          WHERE i.quantity > 0
+     )
+     SELECT (SELECT count(*) FROM hits), ",
+    item_columns!(),
+    " FROM (SELECT 1) one
+      LEFT JOIN LATERAL (
+          SELECT * FROM hits
+           ORDER BY matched DESC, thumbs_up - thumbs_down DESC, item_id
+           LIMIT $3 OFFSET $4
+      ) i ON true
+     ORDER BY i.matched DESC, i.thumbs_up - i.thumbs_down DESC, i.item_id"
+);
+
 impl Store {
     /// Registers a buyer; the password is stored only as an argon2id hash.
     ///
@@ -125,42 +163,10 @@ impl Store {
         self.buyer_session(session)?;
         let mut product = self.product()?;
         let rows = if keywords.is_empty() {
-            product.query(
-                concat!(
-                    "SELECT t.total, ",
-                    item_columns!(),
-                    " FROM (SELECT count(*) AS total FROM items
-                             WHERE category = $1 AND quantity > 0) t
-                      LEFT JOIN LATERAL (
-                          SELECT * FROM items
-                           WHERE category = $1 AND quantity > 0
-                           ORDER BY item_id DESC LIMIT $2 OFFSET $3
-                      ) i ON true
-                     ORDER BY i.item_id DESC"
-                ),
-                &[&category, &limit, &offset],
-            )?
+            product.query(SEARCH_CATEGORY_SQL, &[&category, &limit, &offset])?
         } else {
             product.query(
-                concat!(
-                    "WITH hits AS MATERIALIZED (
-                         SELECT m.matched, i.*
-                           FROM (SELECT item_id, count(*) AS matched FROM item_keywords
-                                  WHERE category = $1 AND keyword = ANY($2)
-                                  GROUP BY item_id) m
-                           JOIN items i ON i.item_id = m.item_id
-                          WHERE i.quantity > 0
-                     )
-                     SELECT (SELECT count(*) FROM hits), ",
-                    item_columns!(),
-                    " FROM (SELECT 1) one
-                      LEFT JOIN LATERAL (
-                          SELECT * FROM hits
-                           ORDER BY matched DESC, thumbs_up - thumbs_down DESC, item_id
-                           LIMIT $3 OFFSET $4
-                      ) i ON true
-                     ORDER BY i.matched DESC, i.thumbs_up - i.thumbs_down DESC, i.item_id"
-                ),
+                SEARCH_KEYWORDS_SQL,
                 &[&category, &keywords, &limit, &offset],
             )?
         };

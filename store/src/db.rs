@@ -14,6 +14,8 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Statement parameters.
@@ -24,6 +26,9 @@ pub struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
     broken: bool,
+    /// The pool's failure epoch when this connection was last known good.
+    epoch: u64,
+    failures: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -40,6 +45,9 @@ impl Conn {
         result.map_err(|e| {
             if connection_broken(&e) {
                 self.broken = true;
+                // Its siblings in the pool probably died with it (a database
+                // restart): each is checked once before its next use.
+                self.failures.fetch_add(1, Ordering::SeqCst);
             }
             StoreError::from(e)
         })
@@ -104,7 +112,10 @@ impl Conn {
 }
 
 /// The r2d2 manager: r2d2_postgres connects, this wraps each client in a [`Conn`].
-pub struct Manager(PostgresConnectionManager<NoTls>);
+pub struct Manager {
+    inner: PostgresConnectionManager<NoTls>,
+    failures: Arc<AtomicU64>,
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
@@ -112,9 +123,11 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.0.connect()?,
+            client: self.inner.connect()?,
             statements: HashMap::new(),
             broken: false,
+            epoch: self.failures.load(Ordering::SeqCst),
+            failures: self.failures.clone(),
         })
     }
 
@@ -130,7 +143,36 @@ impl r2d2::ManageConnection for Manager {
 /// A pooled connection.
 pub type Pooled = PooledConnection<Manager>;
 
-fn pool(url: &str, settings: &DbSettings) -> Result<Pool<Manager>, StoreError> {
+/// A pool and the count of connection failures seen on it.
+#[derive(Clone)]
+struct Db {
+    pool: Pool<Manager>,
+    failures: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// A connection believed alive. Connections are not tested on every
+    /// checkout (a round trip per request); only one older than the pool's last
+    /// connection failure is tested, once, and replaced if it is dead. So after
+    /// a database restart, only the request that first meets a dead
+    /// connection is refused.
+    fn get(&self) -> Result<Pooled, StoreError> {
+        loop {
+            let mut conn = self.pool.get()?;
+            let now = self.failures.load(Ordering::SeqCst);
+            if conn.epoch >= now {
+                return Ok(conn);
+            }
+            if conn.client.simple_query("").is_ok() {
+                conn.epoch = now;
+                return Ok(conn);
+            }
+            conn.broken = true;
+        }
+    }
+}
+
+fn pool(url: &str, settings: &DbSettings, failures: &Arc<AtomicU64>) -> Result<Db, StoreError> {
     let mut config = postgres::Config::from_str(url)
         .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
     config
@@ -138,24 +180,31 @@ fn pool(url: &str, settings: &DbSettings) -> Result<Pool<Manager>, StoreError> {
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
         .application_name("marketplace");
-    let manager = Manager(PostgresConnectionManager::new(config, NoTls));
+    let manager = Manager {
+        inner: PostgresConnectionManager::new(config, NoTls),
+        failures: failures.clone(),
+    };
     // Built unchecked: a server starts (and answers UNAVAILABLE) while a database
     // is down, and recovers when it comes back. Connections are not tested on
     // checkout (a round trip per request); a failed one is marked broken instead.
-    Ok(Pool::builder()
+    let pool = Pool::builder()
         .max_size(settings.pool_size)
         .min_idle(Some(0))
         .connection_timeout(settings.connect_timeout)
         .test_on_check_out(false)
         .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(manager))
+        .build_unchecked(manager);
+    Ok(Db {
+        pool,
+        failures: failures.clone(),
+    })
 }
 
 /// Both databases, and the session timeout every use case applies.
 #[derive(Clone)]
 pub struct Store {
-    customer: Pool<Manager>,
-    product: Pool<Manager>,
+    customer: Db,
+    product: Db,
     session_timeout_secs: f64,
 }
 
@@ -165,9 +214,12 @@ impl Store {
     /// # Errors
     /// `Internal` for a malformed URL.
     pub fn open(settings: &DbSettings) -> Result<Store, StoreError> {
+        // One failure count for both pools: a connection failure on either
+        // database has every pooled connection checked once before its next use.
+        let failures = Arc::new(AtomicU64::new(0));
         Ok(Store {
-            customer: pool(&settings.customer_url, settings)?,
-            product: pool(&settings.product_url, settings)?,
+            customer: pool(&settings.customer_url, settings, &failures)?,
+            product: pool(&settings.product_url, settings, &failures)?,
             session_timeout_secs: settings.session_timeout.as_secs_f64(),
         })
     }
@@ -177,7 +229,7 @@ impl Store {
     /// # Errors
     /// `Unavailable` when none can be had within the connect timeout.
     pub fn customer(&self) -> Result<Pooled, StoreError> {
-        Ok(self.customer.get()?)
+        self.customer.get()
     }
 
     /// A product_db connection.
@@ -185,7 +237,7 @@ impl Store {
     /// # Errors
     /// `Unavailable` when none can be had within the connect timeout.
     pub fn product(&self) -> Result<Pooled, StoreError> {
-        Ok(self.product.get()?)
+        self.product.get()
     }
 
     /// The session timeout in seconds, as every session statement takes it.

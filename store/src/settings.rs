@@ -26,7 +26,7 @@ impl Default for DbSettings {
             product_url: "postgres://postgres@127.0.0.1:5432/product_db".into(),
             pool_size: 16,
             session_timeout: Duration::from_secs(300),
-            connect_timeout: Duration::from_millis(800),
+            connect_timeout: Duration::from_millis(500),
         }
     }
 }
