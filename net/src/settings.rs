@@ -34,29 +34,43 @@ pub const USAGE: &str = "\
 /// Builds the argument list from the command line plus, for every flag not given
 /// there, its environment variable.
 pub fn arguments(groups: &[&[(&str, &str)]]) -> pico_args::Arguments {
-    let mut raw: Vec<OsString> = std::env::args_os().skip(1).collect();
+    pico_args::Arguments::from_vec(merge_env(
+        std::env::args_os().skip(1).collect(),
+        groups,
+        |name| std::env::var_os(name),
+    ))
+}
+
+/// `raw` plus `flag value` for every flag of `groups` missing from `raw` whose
+/// variable `env` gives a non-empty value (and each switch whose variable is
+/// `1` or `true`).
+fn merge_env(
+    mut raw: Vec<OsString>,
+    groups: &[&[(&str, &str)]],
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Vec<OsString> {
     let given = |raw: &[OsString], flag: &str| {
         raw.iter().any(|a| {
             let a = a.to_string_lossy();
             a == flag || a.starts_with(&format!("{flag}="))
         })
     };
-    for (flag, env) in groups.iter().flat_map(|g| g.iter()) {
+    for (flag, name) in groups.iter().flat_map(|g| g.iter()) {
         if given(&raw, flag) {
             continue;
         }
-        if let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+        if let Some(value) = env(name).filter(|v| !v.is_empty()) {
             raw.push(OsString::from(flag));
             raw.push(value);
         }
     }
-    for (flag, env) in SWITCHES {
-        let on = std::env::var(env).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    for (flag, name) in SWITCHES {
+        let on = env(name).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         if on && !given(&raw, flag) {
             raw.push(OsString::from(flag));
         }
     }
-    pico_args::Arguments::from_vec(raw)
+    raw
 }
 
 /// Reads an optional `--flag VALUE`.
@@ -198,6 +212,75 @@ pub fn main(
         Err(e) => {
             crate::log::line(name, "ERROR", &format!("stopped on an error: {e}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(cli: &[&str], env: &[(&str, &str)]) -> Result<ServerSettings, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let raw = merge_env(cli.iter().map(OsString::from).collect(), &[ENV], |name| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
+        });
+        let mut args = pico_args::Arguments::from_vec(raw);
+        ServerSettings::from_args(&mut args, "test", "0.0.0.0:5001")
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_environment() {
+        let s = parse(&[], &[]).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:5001".parse().unwrap());
+        assert_eq!(s.reactor.workers, 16);
+        assert_eq!(s.reactor.frame_limit, wire::DEFAULT_FRAME_LIMIT);
+        assert_eq!(s.reactor.idle_timeout, Duration::from_secs(900));
+        assert!(!s.trace);
+    }
+
+    #[test]
+    fn environment_fills_in_and_a_flag_wins_over_it() {
+        let env = [
+            ("LISTEN_ADDR", "127.0.0.1:7000"),
+            ("WORKERS", "3"),
+            ("IDLE_TIMEOUT_SECS", "2.5"),
+            ("MAX_CONNECTIONS", "9"),
+            ("FRAME_LIMIT_BYTES", "4096"),
+            ("LOG_REQUESTS", "1"),
+        ];
+        let s = parse(&[], &env).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            (
+                s.reactor.workers,
+                s.reactor.max_connections,
+                s.reactor.frame_limit
+            ),
+            (3, 9, 4096)
+        );
+        assert_eq!(s.reactor.idle_timeout, Duration::from_millis(2500));
+        assert!(s.trace);
+        let s = parse(&["--workers", "5", "--listen=127.0.0.1:7001"], &env).unwrap();
+        assert_eq!(s.reactor.workers, 5);
+        assert_eq!(s.listen, "127.0.0.1:7001".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_flag() {
+        for (cli, env) in [
+            (vec!["--workers", "many"], vec![]),
+            (vec!["--workers", "0"], vec![]),
+            (vec!["--listen", "nowhere"], vec![]),
+            (vec![], vec![("IDLE_TIMEOUT_SECS", "-1")]),
+        ] {
+            let err = parse(&cli, &env).unwrap_err();
+            assert!(err.starts_with("--"), "{err}");
         }
     }
 }
