@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/setup.sh
 . deploy/setup.sh
-cargo build --release --locked -p deploy
+cargo build --release --locked -p deploy -p cli
 exec target/release/marketplace up "$@"

@@ -1,0 +1,420 @@
+//! The buyer's commands.
+
+use crate::args::{Args, Usage};
+use crate::shell::{CliError, Command, Ctx, Login, Side};
+use crate::table::{self, money, Table};
+use wire::buyer::Request;
+use wire::request::{
+    CartChange, Checkout, Credentials, Feedback, ItemRef, NoFields, Scalar, Search, SellerRef,
+    SessionOnly,
+};
+use wire::response::{
+    BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, Pong, PurchaseHistory,
+    PurchaseReceipt, SearchResults, SellerRating, Votes,
+};
+
+fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
+    Ok(SessionOnly {
+        session_id: ctx.session()?,
+    })
+}
+
+fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
+    let username = args.word("USER")?;
+    let given = args.opt_word();
+    args.done()?;
+    Ok(Credentials {
+        password: ctx.secret(given, "Password: ")?,
+        username,
+    })
+}
+
+fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    let creds = credentials(ctx, args)?;
+    let r: BuyerCreated = ctx.call(&Request::CreateAccount(creds))?;
+    ctx.show(&format!("buyer account {} created", r.buyer_id));
+    Ok(())
+}
+
+fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    let creds = credentials(ctx, args)?;
+    let username = creds.username.clone();
+    let r: BuyerSession = ctx.call(&Request::Login(creds))?;
+    ctx.show(&format!("logged in as {username} (buyer {})", r.buyer_id));
+    ctx.login = Some(Login {
+        session_id: r.session_id,
+        username,
+        account_id: r.buyer_id,
+    });
+    Ok(())
+}
+
+/// Ends the session on the server (its unsaved cart goes) and forgets it.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
+    let s = session(ctx)?;
+    let _: Empty = ctx.call(&Request::Logout(s))?;
+    ctx.login = None;
+    Ok(())
+}
+
+fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    logout_session(ctx)?;
+    ctx.show("logged out");
+    Ok(())
+}
+
+fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let category = args.number("CATEGORY")?;
+    let limit = args.option_number("limit")?;
+    let offset = args.option_number("offset")?;
+    let keywords = args.rest();
+    let r: SearchResults = ctx.call(&Request::SearchItemsForSale(Search {
+        session_id: ctx.session()?,
+        category,
+        keywords,
+        limit,
+        offset,
+    }))?;
+    let first = offset.unwrap_or(0);
+    ctx.show(&format!(
+        "{}\n{} of {} matches (from {})",
+        table::items(&r.items),
+        r.items.len(),
+        r.total,
+        first + 1
+    ));
+    Ok(())
+}
+
+fn item(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let item_id = args.number("ITEM")?;
+    args.done()?;
+    let r: ItemDetail = ctx.call(&Request::GetItem(ItemRef {
+        session_id: ctx.session()?,
+        item_id,
+    }))?;
+    ctx.show(&table::items(&[r.item]));
+    Ok(())
+}
+
+/// Prints a cart with item names, prices and the total (one GetItem per line).
+fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<(), CliError> {
+    if ctx.json {
+        return Ok(());
+    }
+    if cart.cart_items.is_empty() {
+        ctx.show("(the cart is empty)");
+        return Ok(());
+    }
+    let mut lines: Vec<(i64, i64)> = cart
+        .cart_items
+        .iter()
+        .filter_map(|(id, q)| id.parse().ok().map(|id| (id, *q)))
+        .collect();
+    lines.sort_unstable();
+    let mut t = Table::new(&[">ITEM", "NAME", ">QTY", ">PRICE", ">SUBTOTAL"]);
+    let mut total = 0.0;
+    for (item_id, quantity) in lines {
+        let detail: Result<ItemDetail, CliError> = ctx.call(&Request::GetItem(ItemRef {
+            session_id: ctx.session()?,
+            item_id,
+        }));
+        let (name, price) = match detail {
+            Ok(d) => (d.item.item_name, Some(d.item.sale_price)),
+            Err(CliError::Server(f)) if f.code == wire::ErrorCode::NotFound => {
+                ("(no longer listed)".into(), None)
+            }
+            Err(e) => return Err(e),
+        };
+        let subtotal = price.map(|p| p * quantity as f64);
+        total += subtotal.unwrap_or(0.0);
+        t.row(vec![
+            item_id.to_string(),
+            name,
+            quantity.to_string(),
+            price.map_or_else(|| "-".into(), money),
+            subtotal.map_or_else(|| "-".into(), money),
+        ]);
+    }
+    ctx.show(&format!("{}\ntotal {}", t.render(), money(total)));
+    Ok(())
+}
+
+fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
+    let item_id = args.number("ITEM")?;
+    let quantity = match args.opt_word() {
+        Some(q) => q
+            .parse()
+            .map_err(|_| Usage(format!("QTY must be a number, got {q:?}")))?,
+        None => 1,
+    };
+    args.done()?;
+    let change = CartChange {
+        session_id: ctx.session()?,
+        item_id,
+        quantity,
+    };
+    let request = if add {
+        Request::AddItemToCart(change)
+    } else {
+        Request::RemoveItemFromCart(change)
+    };
+    let cart: CartContents = ctx.call(&request)?;
+    show_cart(ctx, &cart)
+}
+
+fn cart(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+    show_cart(ctx, &cart)
+}
+
+fn save(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let _: Empty = ctx.call(&Request::SaveCart(session(ctx)?))?;
+    ctx.show("cart saved: it will be there at your next login");
+    Ok(())
+}
+
+fn clear(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let _: Empty = ctx.call(&Request::ClearCart(session(ctx)?))?;
+    ctx.show("cart cleared (and the saved cart too)");
+    Ok(())
+}
+
+fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let name = args.option("name");
+    let number = args.option("number");
+    let expiry = args.option("expiry");
+    let cvc = args.option("cvc");
+    args.done()?;
+    let session_id = ctx.session()?;
+    let cardholder_name = ctx.ask(name, "Cardholder name: ")?;
+    let card_number: String = ctx
+        .ask(number, "Card number: ")?
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    let expiry = ctx.ask(expiry, "Expiry (MM/YYYY): ")?;
+    let (month, year) = expiry
+        .split_once('/')
+        .ok_or_else(|| Usage(format!("expiry must look like 12/2030, got {expiry:?}")))?;
+    let security_code = ctx.secret(cvc, "Security code: ")?;
+    let r: PurchaseReceipt = ctx.call(&Request::MakePurchase(Checkout {
+        session_id,
+        cardholder_name,
+        card_number: Scalar::Text(card_number),
+        expiry_month: Scalar::Text(month.trim().to_owned()),
+        expiry_year: Scalar::Text(year.trim().to_owned()),
+        security_code: Scalar::Text(security_code),
+    }))?;
+    let mut t = Table::new(&[">ITEM", ">QTY", ">UNIT PRICE"]);
+    for line in &r.lines {
+        t.row(vec![
+            line.item_id.to_string(),
+            line.quantity.to_string(),
+            money(line.unit_price),
+        ]);
+    }
+    ctx.show(&format!(
+        "purchase {} done\n{}\ntotal {}",
+        r.purchase_id,
+        t.render(),
+        money(r.total)
+    ));
+    Ok(())
+}
+
+fn vote(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let item_id = args.number("ITEM")?;
+    let verdict = args.word("up|down")?.to_lowercase();
+    args.done()?;
+    if verdict != "up" && verdict != "down" {
+        return Err(Usage(format!("the vote is up or down, got {verdict:?}")).into());
+    }
+    let r: Votes = ctx.call(&Request::ProvideFeedback(Feedback {
+        session_id: ctx.session()?,
+        item_id,
+        feedback: Scalar::Text(verdict),
+    }))?;
+    ctx.show(&format!(
+        "item {}: {} up, {} down",
+        r.item_id, r.thumbs_up, r.thumbs_down
+    ));
+    Ok(())
+}
+
+fn rating(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let seller_id = args.number("SELLER")?;
+    args.done()?;
+    let r: SellerRating = ctx.call(&Request::GetSellerRating(SellerRef {
+        session_id: ctx.session()?,
+        seller_id,
+    }))?;
+    ctx.show(&table::rating(&r));
+    Ok(())
+}
+
+fn history(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let r: PurchaseHistory = ctx.call(&Request::GetBuyerPurchases(session(ctx)?))?;
+    if r.purchases.is_empty() {
+        ctx.show("(no purchases yet)");
+        return Ok(());
+    }
+    let mut t = Table::new(&[">PURCHASE", ">ITEM", ">QTY", ">UNIT PRICE", "WHEN"]);
+    for p in &r.purchases {
+        t.row(vec![
+            p.purchase_id.to_string(),
+            p.item_id.to_string(),
+            p.quantity.to_string(),
+            money(p.unit_price),
+            p.purchased_at.clone(),
+        ]);
+    }
+    ctx.show(&t.render());
+    Ok(())
+}
+
+fn ping(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let r: Pong = ctx.call(&Request::Ping(NoFields {}))?;
+    ctx.show(&format!("{} server, protocol {}", r.server, r.version));
+    Ok(())
+}
+
+/// The buyer CLI.
+pub const SIDE: Side = Side {
+    name: "buyer",
+    default_server: "127.0.0.1:6001",
+    server_env: "BUYER_SERVER",
+    logout: logout_session,
+    commands: &[
+        Command {
+            name: "create-account",
+            usage: "create-account USER [PASSWORD]",
+            about: "create a buyer account (asks for the password if not given)",
+            example: "create-account bob",
+            options: &[],
+            run: create_account,
+        },
+        Command {
+            name: "login",
+            usage: "login USER [PASSWORD]",
+            about: "log in; your saved cart becomes your cart",
+            example: "login bob",
+            options: &[],
+            run: login,
+        },
+        Command {
+            name: "logout",
+            usage: "logout",
+            about: "end the session (an unsaved cart is discarded)",
+            example: "logout",
+            options: &[],
+            run: logout,
+        },
+        Command {
+            name: "search",
+            usage: "search CATEGORY [KEYWORD...] [--limit N] [--offset N]",
+            about: "items of a category, ranked by matching keywords",
+            example: "search 3 mug blue --limit 10",
+            options: &["limit", "offset"],
+            run: search,
+        },
+        Command {
+            name: "item",
+            usage: "item ITEM",
+            about: "one item's details",
+            example: "item 12",
+            options: &[],
+            run: item,
+        },
+        Command {
+            name: "add",
+            usage: "add ITEM [QTY]",
+            about: "put units of an item in your cart",
+            example: "add 12 2",
+            options: &[],
+            run: |ctx, args| change(ctx, args, true),
+        },
+        Command {
+            name: "remove",
+            usage: "remove ITEM [QTY]",
+            about: "take units of an item out of your cart",
+            example: "remove 12 1",
+            options: &[],
+            run: |ctx, args| change(ctx, args, false),
+        },
+        Command {
+            name: "cart",
+            usage: "cart",
+            about: "your cart with names, prices and the total",
+            example: "cart",
+            options: &[],
+            run: cart,
+        },
+        Command {
+            name: "save",
+            usage: "save",
+            about: "keep this cart for your next login",
+            example: "save",
+            options: &[],
+            run: save,
+        },
+        Command {
+            name: "clear",
+            usage: "clear",
+            about: "empty your cart and your saved cart",
+            example: "clear",
+            options: &[],
+            run: clear,
+        },
+        Command {
+            name: "buy",
+            usage: "buy [--name N --number CARD --expiry MM/YYYY --cvc CODE]",
+            about: "buy the whole cart (asks for the card details not given)",
+            example:
+                "buy --name \"Bob Smith\" --number 4111111111111111 --expiry 12/2030 --cvc 123",
+            options: &["name", "number", "expiry", "cvc"],
+            run: buy,
+        },
+        Command {
+            name: "vote",
+            usage: "vote ITEM up|down",
+            about: "thumbs up or down for an item (a new vote replaces yours)",
+            example: "vote 12 up",
+            options: &[],
+            run: vote,
+        },
+        Command {
+            name: "rating",
+            usage: "rating SELLER",
+            about: "a seller's thumbs up/down and items sold",
+            example: "rating 4",
+            options: &[],
+            run: rating,
+        },
+        Command {
+            name: "history",
+            usage: "history",
+            about: "your purchases, newest first",
+            example: "history",
+            options: &[],
+            run: history,
+        },
+        Command {
+            name: "ping",
+            usage: "ping",
+            about: "check the server answers",
+            example: "ping",
+            options: &[],
+            run: ping,
+        },
+    ],
+};

@@ -1,0 +1,13 @@
+//! The two line-editor clients: `seller-cli` and `buyer-cli`.
+//!
+//! [`shell`] runs commands from a terminal (rustyline: history, completion,
+//! no-echo passwords) or from a script (stdin that is not a terminal, or `-c`),
+//! [`args`] splits and parses command lines, [`table`] prints results, and
+//! [`seller`] / [`buyer`] hold each side's commands. Every request and response
+//! is a `wire` type sent through `net::Client`; nothing here speaks JSON itself.
+
+pub mod args;
+pub mod buyer;
+pub mod seller;
+pub mod shell;
+pub mod table;

@@ -1,0 +1,243 @@
+//! The seller's commands.
+
+use crate::args::{Args, Usage};
+use crate::shell::{CliError, Command, Ctx, Login, Side};
+use crate::table;
+use wire::request::{ChangePrice, Credentials, NoFields, RegisterItem, SessionOnly, UpdateUnits};
+use wire::response::{
+    Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating,
+    SellerSession, UnitsUpdated,
+};
+use wire::seller::Request;
+
+fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
+    let username = args.word("USER")?;
+    let given = args.opt_word();
+    args.done()?;
+    Ok(Credentials {
+        password: ctx.secret(given, "Password: ")?,
+        username,
+    })
+}
+
+fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
+    Ok(SessionOnly {
+        session_id: ctx.session()?,
+    })
+}
+
+fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    let creds = credentials(ctx, args)?;
+    let r: SellerCreated = ctx.call(&Request::CreateAccount(creds))?;
+    ctx.show(&format!("seller account {} created", r.seller_id));
+    Ok(())
+}
+
+fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    let creds = credentials(ctx, args)?;
+    let username = creds.username.clone();
+    let r: SellerSession = ctx.call(&Request::Login(creds))?;
+    ctx.show(&format!("logged in as {username} (seller {})", r.seller_id));
+    ctx.login = Some(Login {
+        session_id: r.session_id,
+        username,
+        account_id: r.seller_id,
+    });
+    Ok(())
+}
+
+/// Ends the session on the server and forgets it.
+///
+/// # Errors
+/// When the server cannot be reached.
+pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
+    let s = session(ctx)?;
+    let _: Empty = ctx.call(&Request::Logout(s))?;
+    ctx.login = None;
+    Ok(())
+}
+
+fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    logout_session(ctx)?;
+    ctx.show("logged out");
+    Ok(())
+}
+
+fn rating(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let r: SellerRating = ctx.call(&Request::GetSellerRating(session(ctx)?))?;
+    ctx.show(&table::rating(&r));
+    Ok(())
+}
+
+fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let item_name = args.word("NAME")?;
+    let category = args
+        .option_number("category")?
+        .ok_or_else(|| Usage("missing --category".into()))?;
+    let keywords = args
+        .option("keywords")
+        .map(|k| {
+            k.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let condition = args.option("condition").unwrap_or_else(|| "New".into());
+    let sale_price = args
+        .option_number("price")?
+        .ok_or_else(|| Usage("missing --price".into()))?;
+    let quantity = args.option_number("qty")?.unwrap_or(1);
+    args.done()?;
+    let r: ItemRegistered = ctx.call(&Request::RegisterItemForSale(RegisterItem {
+        session_id: ctx.session()?,
+        item_name,
+        category,
+        keywords,
+        condition,
+        sale_price,
+        quantity,
+    }))?;
+    ctx.show(&format!(
+        "item {} registered in category {}",
+        r.item_id, r.category
+    ));
+    Ok(())
+}
+
+fn price(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
+    let item_id = args.number("ITEM")?;
+    let new_price = args.number("PRICE")?;
+    args.done()?;
+    let r: PriceChanged = ctx.call(&Request::ChangeItemPrice(ChangePrice {
+        session_id: ctx.session()?,
+        item_id,
+        new_price,
+    }))?;
+    ctx.show(&format!(
+        "item {} now costs {}",
+        r.item_id,
+        table::money(r.sale_price)
+    ));
+    Ok(())
+}
+
+fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
+    let item_id = args.number("ITEM")?;
+    let count: i64 = args.number("COUNT")?;
+    args.done()?;
+    let r: UnitsUpdated = ctx.call(&Request::UpdateUnitsForSale(UpdateUnits {
+        session_id: ctx.session()?,
+        item_id,
+        quantity_change: sign * count,
+    }))?;
+    ctx.show(&format!("item {} has {} units", r.item_id, r.quantity));
+    Ok(())
+}
+
+fn items(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let r: ItemList = ctx.call(&Request::DisplayItemsForSale(session(ctx)?))?;
+    ctx.show(&table::items(&r.items));
+    Ok(())
+}
+
+fn ping(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    args.done()?;
+    let r: Pong = ctx.call(&Request::Ping(NoFields {}))?;
+    ctx.show(&format!("{} server, protocol {}", r.server, r.version));
+    Ok(())
+}
+
+/// The seller CLI.
+pub const SIDE: Side = Side {
+    name: "seller",
+    default_server: "127.0.0.1:5001",
+    server_env: "SELLER_SERVER",
+    logout: logout_session,
+    commands: &[
+        Command {
+            name: "create-account",
+            usage: "create-account USER [PASSWORD]",
+            about: "create a seller account (asks for the password if not given)",
+            example: "create-account alice",
+            options: &[],
+            run: create_account,
+        },
+        Command {
+            name: "login",
+            usage: "login USER [PASSWORD]",
+            about: "log in (asks for the password if not given)",
+            example: "login alice",
+            options: &[],
+            run: login,
+        },
+        Command {
+            name: "logout",
+            usage: "logout",
+            about: "end the session",
+            example: "logout",
+            options: &[],
+            run: logout,
+        },
+        Command {
+            name: "register",
+            usage: "register NAME --category N --price P [--qty N] [--keywords a,b] [--condition new|used]",
+            about: "put an item up for sale",
+            example: "register \"Blue mug\" --category 3 --keywords mug,blue --condition new --price 9.99 --qty 10",
+            options: &["category", "price", "qty", "keywords", "condition"],
+            run: register,
+        },
+        Command {
+            name: "price",
+            usage: "price ITEM PRICE",
+            about: "change the price of one of your items",
+            example: "price 12 8.50",
+            options: &[],
+            run: price,
+        },
+        Command {
+            name: "remove-units",
+            usage: "remove-units ITEM COUNT",
+            about: "take units of one of your items off sale",
+            example: "remove-units 12 3",
+            options: &[],
+            run: |ctx, args| units(ctx, args, 1),
+        },
+        Command {
+            name: "add-units",
+            usage: "add-units ITEM COUNT",
+            about: "put more units of one of your items on sale",
+            example: "add-units 12 5",
+            options: &[],
+            run: |ctx, args| units(ctx, args, -1),
+        },
+        Command {
+            name: "items",
+            usage: "items",
+            about: "your items with units for sale",
+            example: "items",
+            options: &[],
+            run: items,
+        },
+        Command {
+            name: "rating",
+            usage: "rating",
+            about: "your thumbs up/down and items sold",
+            example: "rating",
+            options: &[],
+            run: rating,
+        },
+        Command {
+            name: "ping",
+            usage: "ping",
+            about: "check the server answers",
+            example: "ping",
+            options: &[],
+            run: ping,
+        },
+    ],
+};

@@ -1,0 +1,450 @@
+//! The command loop shared by both CLIs.
+//!
+//! At a terminal: a rustyline prompt showing who is logged in, history in the
+//! user's data directory, tab completion of command names, Ctrl-C cancels the
+//! line, Ctrl-D or `quit` logs out and exits. From a pipe or `-c`: one command
+//! per line, no prompts or colours, exit status 1 if any command failed.
+
+use crate::args::{self, Args, Usage};
+use net::{Client, ClientConfig, ClientError};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wire::response::Failure;
+use wire::{ErrorCode, Response};
+
+/// Who is logged in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub session_id: String,
+    pub username: String,
+    pub account_id: i64,
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input: answered with the command's usage line.
+    Usage(Usage),
+    /// The server refused the request.
+    Server(Failure),
+    /// The connection failed beyond the retries.
+    Client(ClientError),
+    /// Anything else the user must fix (e.g. not logged in).
+    Other(String),
+}
+
+impl From<Usage> for CliError {
+    fn from(u: Usage) -> Self {
+        CliError::Usage(u)
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        CliError::Client(e)
+    }
+}
+
+/// A command: its name, how to call it, and what runs it.
+pub struct Command {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub about: &'static str,
+    pub example: &'static str,
+    /// The `--options` it takes.
+    pub options: &'static [&'static str],
+    pub run: fn(&mut Ctx, Args) -> Result<(), CliError>,
+}
+
+/// One side's CLI: its name, server default and commands.
+pub struct Side {
+    /// `seller` or `buyer`: the prompt and the history file's name.
+    pub name: &'static str,
+    pub default_server: &'static str,
+    /// The environment variable naming the server.
+    pub server_env: &'static str,
+    pub commands: &'static [Command],
+    /// Ends the session (the `Logout` request of this side).
+    pub logout: fn(&mut Ctx) -> Result<(), CliError>,
+}
+
+/// What commands work with: the connection, the login, how to print.
+pub struct Ctx {
+    client: Client,
+    pub login: Option<Login>,
+    /// Print each response as one JSON line instead of tables.
+    pub json: bool,
+    color: bool,
+    /// Passwords and card details may be asked for (stdin is a terminal).
+    pub interactive: bool,
+}
+
+impl Ctx {
+    /// Sends `request` and returns its result. In `--json` mode the response is
+    /// printed as it came. A `SESSION_EXPIRED` answer drops the login.
+    ///
+    /// # Errors
+    /// The server's refusal, or a connection failure after the retries.
+    pub fn call<R: Serialize, B: DeserializeOwned>(&mut self, request: &R) -> Result<B, CliError> {
+        let mut raw = self.client.call_raw(request, None)?;
+        if self.json {
+            println!("{}", String::from_utf8_lossy(&raw));
+        }
+        let response = Response::<B>::decode(&mut raw).map_err(ClientError::Decode)?;
+        response.into_result().map_err(|failure| {
+            if failure.code == ErrorCode::SessionExpired {
+                self.login = None;
+            }
+            CliError::Server(failure)
+        })
+    }
+
+    /// The session id, or an error telling the user to log in.
+    ///
+    /// # Errors
+    /// When nobody is logged in.
+    pub fn session(&self) -> Result<String, CliError> {
+        self.login
+            .as_ref()
+            .map(|l| l.session_id.clone())
+            .ok_or_else(|| CliError::Other("not logged in: use login USER first".into()))
+    }
+
+    /// Prints result text, unless responses are printed as JSON.
+    pub fn show(&self, text: &str) {
+        if !self.json {
+            println!("{text}");
+        }
+    }
+
+    /// A password: the given one, or asked for without echo at a terminal.
+    ///
+    /// # Errors
+    /// When none was given and none can be asked for.
+    pub fn secret(&self, given: Option<String>, prompt: &str) -> Result<String, CliError> {
+        match given {
+            Some(p) => Ok(p),
+            None if self.interactive => rpassword::prompt_password(prompt)
+                .map_err(|e| CliError::Other(format!("cannot read it: {e}"))),
+            None => Err(Usage(format!(
+                "missing {}",
+                prompt.trim_end_matches(": ").to_lowercase()
+            ))
+            .into()),
+        }
+    }
+
+    /// A value: the given one, or asked for (with echo) at a terminal.
+    ///
+    /// # Errors
+    /// When none was given and none can be asked for.
+    pub fn ask(&self, given: Option<String>, prompt: &str) -> Result<String, CliError> {
+        match given {
+            Some(v) => Ok(v),
+            None if self.interactive => {
+                let mut editor =
+                    rustyline::DefaultEditor::new().map_err(|e| CliError::Other(e.to_string()))?;
+                editor
+                    .readline(prompt)
+                    .map_err(|e| CliError::Other(format!("cannot read it: {e}")))
+            }
+            None => Err(Usage(format!(
+                "missing {}",
+                prompt.trim_end_matches(": ").to_lowercase()
+            ))
+            .into()),
+        }
+    }
+
+    fn report(&self, command: Option<&Command>, error: &CliError) {
+        let line = match error {
+            CliError::Usage(u) => match command {
+                Some(c) => format!("{u}; usage: {}", c.usage),
+                None => u.0.clone(),
+            },
+            CliError::Server(f) if f.code == ErrorCode::SessionExpired => {
+                "your session has expired; log in again".to_owned()
+            }
+            CliError::Server(f) => format!("{} ({})", f.message, f.code),
+            CliError::Client(e) => e.to_string(),
+            CliError::Other(m) => m.clone(),
+        };
+        if self.color {
+            eprintln!("\x1b[31merror: {line}\x1b[0m");
+        } else {
+            eprintln!("error: {line}");
+        }
+    }
+}
+
+/// Tab completion of command names (the first word only).
+struct Completion {
+    names: Vec<&'static str>,
+}
+
+impl Completer for Completion {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let typed = &line[..pos];
+        if typed.contains(char::is_whitespace) {
+            return Ok((pos, Vec::new()));
+        }
+        let matches = self
+            .names
+            .iter()
+            .filter(|n| n.starts_with(typed))
+            .map(|n| Pair {
+                display: (*n).to_owned(),
+                replacement: format!("{n} "),
+            })
+            .collect();
+        Ok((0, matches))
+    }
+}
+
+impl Hinter for Completion {
+    type Hint = String;
+}
+impl Highlighter for Completion {}
+impl Validator for Completion {}
+impl Helper for Completion {}
+
+const BUILTINS: &[&str] = &["help", "quit", "exit"];
+
+fn help(side: &Side, topic: Option<&str>) -> Result<String, CliError> {
+    match topic {
+        None => {
+            let mut out = format!("{}-cli commands (help COMMAND for details):\n", side.name);
+            for c in side.commands {
+                out.push_str(&format!("  {:<44} {}\n", c.usage, c.about));
+            }
+            out.push_str(&format!(
+                "  {:<44} {}\n",
+                "help [COMMAND]", "this list, or one command"
+            ));
+            out.push_str(&format!(
+                "  {:<44} {}",
+                "quit", "log out and exit (also Ctrl-D)"
+            ));
+            Ok(out)
+        }
+        Some(name) => side
+            .commands
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| format!("usage: {}\n{}\nexample: {}", c.usage, c.about, c.example))
+            .ok_or_else(|| CliError::Other(format!("no command {name:?}; try help"))),
+    }
+}
+
+/// Runs one command line. `Ok(false)` means "quit".
+fn execute(
+    side: &Side,
+    ctx: &mut Ctx,
+    line: &str,
+) -> Result<bool, (Option<&'static Command>, CliError)> {
+    let words = args::words(line).map_err(|u| (None, u.into()))?;
+    let Some((name, rest)) = words.split_first() else {
+        return Ok(true);
+    };
+    match name.as_str() {
+        "quit" | "exit" => return Ok(false),
+        "help" => {
+            let text = help(side, rest.first().map(String::as_str)).map_err(|e| (None, e))?;
+            println!("{text}");
+            return Ok(true);
+        }
+        _ => {}
+    }
+    let command = side
+        .commands
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| {
+            (
+                None,
+                CliError::Other(format!("unknown command {name:?}; try help")),
+            )
+        })?;
+    let parsed =
+        Args::parse(rest.to_vec(), command.options).map_err(|u| (Some(command), u.into()))?;
+    (command.run)(ctx, parsed).map_err(|e| (Some(command), e))?;
+    Ok(true)
+}
+
+fn history_file(side: &Side) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    let dir = base.join("marketplace");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join(format!("{}-cli-history", side.name)))
+}
+
+fn prompt(side: &Side, ctx: &Ctx) -> String {
+    match &ctx.login {
+        Some(l) => format!("{} {}> ", side.name, l.username),
+        None => format!("{}> ", side.name),
+    }
+}
+
+fn logout_quietly(side: &Side, ctx: &mut Ctx) {
+    if ctx.login.is_some() {
+        if let Err(e) = (side.logout)(ctx) {
+            ctx.report(None, &e);
+        }
+    }
+}
+
+fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
+    let mut editor: Editor<Completion, DefaultHistory> = match Editor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start the line editor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut names: Vec<&'static str> = side.commands.iter().map(|c| c.name).collect();
+    names.extend(BUILTINS);
+    editor.set_helper(Some(Completion { names }));
+    let history = history_file(side);
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!("{}-cli connected; type help for commands", side.name);
+    loop {
+        match editor.readline(&prompt(side, ctx)) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                match execute(side, ctx, &line) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err((command, e)) => ctx.report(command, &e),
+                }
+            }
+            Err(ReadlineError::Interrupted) => {}
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("input error: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    logout_quietly(side, ctx);
+    ExitCode::SUCCESS
+}
+
+fn scripted(side: &Side, ctx: &mut Ctx, lines: impl Iterator<Item = String>) -> ExitCode {
+    let mut failed = false;
+    for line in lines {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match execute(side, ctx, line) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err((command, e)) => {
+                ctx.report(command, &e);
+                failed = true;
+            }
+        }
+    }
+    logout_quietly(side, ctx);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The whole `main` of a CLI.
+pub fn main(side: &Side) -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        println!(
+            "usage: {0}-cli [--server HOST:PORT] [--json] [-c \"cmd; cmd\"]\n\
+             \n  --server HOST:PORT   the {0} server [{1}] (default {2})\
+             \n  --json               print each response as one JSON line\
+             \n  -c COMMANDS          run these commands (separated by ;) and exit\
+             \n\nWithout -c, commands are read from the terminal (with line editing) or,\n\
+             when stdin is not a terminal, one per line. Type help for commands.",
+            side.name, side.server_env, side.default_server
+        );
+        return ExitCode::SUCCESS;
+    }
+    let server: Option<String> = args.opt_value_from_str("--server").unwrap_or(None);
+    let server = server
+        .or_else(|| {
+            std::env::var(side.server_env)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| side.default_server.to_owned());
+    let json = args.contains("--json");
+    let script: Option<String> = match args.opt_value_from_str("-c") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}-cli: -c: {e}", side.name);
+            return ExitCode::from(2);
+        }
+    };
+    let rest = args.finish();
+    if !rest.is_empty() {
+        eprintln!(
+            "{}-cli: unexpected arguments {rest:?} (see --help)",
+            side.name
+        );
+        return ExitCode::from(2);
+    }
+    let terminal = std::io::stdin().is_terminal() && script.is_none();
+    let mut client = match Client::connect(&server, ClientConfig::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach the {} server at {server}: {e}",
+                side.name
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    client.on_retry(|event| {
+        eprintln!("connection lost, retrying {}/{}…", event.attempt, event.of);
+    });
+    let mut ctx = Ctx {
+        client,
+        login: None,
+        json,
+        color: terminal && std::io::stderr().is_terminal(),
+        interactive: terminal,
+    };
+    match script {
+        Some(script) => scripted(side, &mut ctx, args::commands(&script).into_iter()),
+        None if terminal => interactive(side, &mut ctx),
+        None => {
+            let lines = std::io::stdin().lock().lines().map_while(Result::ok);
+            scripted(side, &mut ctx, lines)
+        }
+    }
+}

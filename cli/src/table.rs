@@ -1,0 +1,122 @@
+//! Aligned text tables and money.
+
+/// Formats a price with two decimals.
+pub fn money(price: f64) -> String {
+    format!("{price:.2}")
+}
+
+/// A table: a header and rows of cells, printed with aligned columns. Numeric
+/// columns (named in `right`) are right-aligned.
+pub struct Table {
+    header: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names; a name starting with `>` is right-aligned
+    /// (the `>` is not printed).
+    pub fn new(columns: &[&'static str]) -> Table {
+        Table {
+            header: columns.iter().map(|c| c.trim_start_matches('>')).collect(),
+            right: columns.iter().map(|c| c.starts_with('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.header.len());
+        self.rows.push(cells);
+    }
+
+    /// The table as text, one line per row, no trailing spaces.
+    pub fn render(&self) -> String {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([self.header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.header.len()).map(width).collect();
+        let line = |cells: Vec<&str>| {
+            let parts: Vec<String> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if self.right[i] {
+                        format!("{c:>w$}", w = widths[i])
+                    } else {
+                        format!("{c:<w$}", w = widths[i])
+                    }
+                })
+                .collect();
+            parts.join("  ").trim_end().to_owned()
+        };
+        let mut out = vec![line(self.header.clone())];
+        for row in &self.rows {
+            out.push(line(row.iter().map(String::as_str).collect()));
+        }
+        out.join("\n")
+    }
+}
+
+/// Items as a table.
+pub fn items(items: &[wire::response::Item]) -> String {
+    if items.is_empty() {
+        return "(no items)".into();
+    }
+    let mut t = Table::new(&[
+        ">ID",
+        "NAME",
+        ">CATEGORY",
+        "CONDITION",
+        ">PRICE",
+        ">QTY",
+        ">UP",
+        ">DOWN",
+        ">SELLER",
+        "KEYWORDS",
+    ]);
+    for i in items {
+        t.row(vec![
+            i.item_id.to_string(),
+            i.item_name.clone(),
+            i.category.to_string(),
+            i.condition.as_str().to_owned(),
+            money(i.sale_price),
+            i.quantity.to_string(),
+            i.thumbs_up.to_string(),
+            i.thumbs_down.to_string(),
+            i.seller_id.to_string(),
+            i.keywords.join(","),
+        ]);
+    }
+    t.render()
+}
+
+/// A seller's rating as one line.
+pub fn rating(r: &wire::response::SellerRating) -> String {
+    format!(
+        "seller {}: {} up, {} down, {} items sold",
+        r.seller_id, r.thumbs_up, r.thumbs_down, r.items_sold
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_and_money_has_two_decimals() {
+        let mut t = Table::new(&[">ID", "NAME", ">PRICE"]);
+        t.row(vec!["7".into(), "Blue mug".into(), money(9.5)]);
+        t.row(vec!["12".into(), "x".into(), money(1234.0)]);
+        assert_eq!(
+            t.render(),
+            "ID  NAME        PRICE\n 7  Blue mug     9.50\n12  x         1234.00"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Both CLIs driven by piped scripts against a real stack: every command, the
+//! printed tables, exit statuses, bad input, -c and --json.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn every_seller_command_works_from_a_script() {
+    let user = unique("sel");
+    let category = unique_category();
+    let run = seller(&format!(
+        "# comments and blank lines are skipped\n\n\
+         ping\n\
+         create-account {user} pw\n\
+         login {user} pw\n\
+         register \"Blue mug\" --category {category} --keywords Mug,blue --condition new --price 9.99 --qty 10\n\
+         register Spoon --category {category} --price 0.5\n\
+         items\n\
+         price 0 1\n"
+    ));
+    // `price 0 1` fails (no item 0), so the script's status is 1 and the rest ran.
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("seller server, protocol 1"),
+        "{}",
+        run.stdout
+    );
+    assert!(run
+        .stdout
+        .contains(&format!("logged in as {user} (seller ")));
+    let mug = id_after(&run.stdout, "item ");
+    assert!(run
+        .stdout
+        .contains(&format!("registered in category {category}")));
+    let table: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Blue mug") || l.contains("Spoon"))
+        .collect();
+    assert_eq!(table.len(), 2, "{}", run.stdout);
+    assert!(
+        table[0].contains("9.99") && table[0].contains("New") && table[0].contains("mug,blue"),
+        "{}",
+        table[0]
+    );
+    assert!(
+        table[1].contains("0.50"),
+        "money has two decimals: {}",
+        table[1]
+    );
+    assert!(
+        run.stdout.contains("ID  NAME"),
+        "a header row: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("error: you have no item 0 (NOT_FOUND)"),
+        "{}",
+        run.stderr
+    );
+
+    let run = seller(&format!(
+        "login {user} pw\nprice {mug} 12.5\nremove-units {mug} 4\nadd-units {mug} 1\nrating\nhelp\nhelp register\nlogout\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains(&format!("item {mug} now costs 12.50")));
+    assert!(run.stdout.contains(&format!("item {mug} has 6 units")));
+    assert!(run.stdout.contains(&format!("item {mug} has 7 units")));
+    assert!(run.stdout.contains(": 0 up, 0 down, 0 items sold"));
+    assert!(
+        run.stdout.contains("remove-units ITEM COUNT"),
+        "help lists commands"
+    );
+    assert!(
+        run.stdout.contains("example: register \"Blue mug\""),
+        "help CMD shows an example"
+    );
+    assert!(run.stdout.contains("logged out"));
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+#[test]
+fn every_buyer_command_works_from_a_script() {
+    let seller_user = unique("own");
+    let category = unique_category();
+    let listed = seller(&format!(
+        "create-account {seller_user} pw\nlogin {seller_user} pw\n\
+         register Lamp --category {category} --keywords lamp,red --price 20 --qty 3\n"
+    ));
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let lamp = id_after(&listed.stdout, "item ");
+    let seller_id = id_after(&listed.stdout, "(seller ");
+    let user = unique("buy");
+    let run = buyer(&format!(
+        "ping\ncreate-account {user} pw\nlogin {user} pw\n\
+         search {category} RED\nsearch {category} --limit 1 --offset 0\nitem {lamp}\n\
+         add {lamp} 2\nremove {lamp} 1\ncart\nsave\nvote {lamp} up\nrating {seller_id}\nhistory\n\
+         clear\ncart\nlogout\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(out.contains("buyer server, protocol 1"));
+    assert!(out.contains("1 of 1 matches (from 1)"), "{out}");
+    assert!(out
+        .lines()
+        .any(|l| l.contains("Lamp") && l.contains("20.00") && l.contains("lamp,red")));
+    let cart_lines: Vec<&str> = out.lines().filter(|l| l.starts_with("total ")).collect();
+    assert_eq!(
+        cart_lines,
+        vec!["total 40.00", "total 20.00", "total 20.00"],
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("Lamp") && l.trim_end().ends_with("20.00")),
+        "{out}"
+    );
+    assert!(out.contains("cart saved"));
+    assert!(out.contains(&format!("item {lamp}: 1 up, 0 down")));
+    assert!(out.contains(&format!("seller {seller_id}: 1 up, 0 down, 0 items sold")));
+    assert!(out.contains("(no purchases yet)"));
+    assert!(out.contains("cart cleared"));
+    assert!(out.contains("(the cart is empty)"));
+    assert!(out.contains("logged out"));
+}
+
+#[test]
+fn buy_sends_the_card_and_reports_the_servers_answer() {
+    let user = unique("card");
+    let run = buyer(&format!(
+        "create-account {user} pw\nlogin {user} pw\n\
+         buy --name Bob --number 4111-1111-1111-1112 --expiry 12/2030 --cvc 123\n\
+         buy --name Bob --number 4111111111111111 --expiry 12/2030 --cvc 123\n\
+         buy --name Bob --number 4111111111111111 --expiry soon --cvc 123\n"
+    ));
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("(PAYMENT_DECLINED)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("MakePurchase is not served"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("expiry must look like 12/2030"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_input_gets_a_usage_line_not_a_crash() {
+    let user = unique("bad");
+    let run = buyer(&format!(
+        "frobnicate\ncreate-account {user} pw\nlogin {user} pw\n\
+         search notanumber\nsearch 1 a b c d e f\nadd twelve\nvote 1 sideways\n\
+         item\nsearch 1 --limit\nsearch 1 --sort price\nsay \"unterminated\ncart\n"
+    ));
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a failed command makes the status non-zero"
+    );
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert!(
+        errors[0].contains("unknown command \"frobnicate\"; try help"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("CATEGORY must be a number")
+            && errors[1].contains("usage: search CATEGORY")
+    );
+    assert!(errors[2].contains("at most 5 keywords") && errors[2].contains("INVALID_ARGUMENT"));
+    assert!(errors[3].contains("ITEM must be a number") && errors[3].contains("usage: add ITEM"));
+    assert!(errors[4].contains("up or down") && errors[4].contains("usage: vote"));
+    assert!(errors[5].contains("missing ITEM") && errors[5].contains("usage: item ITEM"));
+    assert!(errors[6].contains("--limit needs a value"));
+    assert!(errors[7].contains("unknown option --sort"));
+    assert!(errors[8].contains("unterminated quote"));
+    assert_eq!(errors.len(), 9, "{errors:?}");
+    assert!(
+        run.stdout.contains("(the cart is empty)"),
+        "later commands still run"
+    );
+    let run = buyer("cart\n");
+    assert!(run.stderr.contains("not logged in"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\u{1b}'), "no colours in scripts");
+}
+
+#[test]
+fn dash_c_runs_commands_and_json_prints_one_line_per_response() {
+    let user = unique("json");
+    let server = stack().buyer_addr();
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        server,
+        &[
+            "--json",
+            "-c",
+            &format!("create-account {user} pw; login {user} pw; cart"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        4,
+        "create, login, cart and the logout at exit: {lines:?}"
+    );
+    for line in &lines {
+        let mut bytes = line.as_bytes().to_vec();
+        let value = simd_json::to_owned_value(&mut bytes).expect("each line is JSON");
+        assert_eq!(value["status"], "OK", "{line}");
+    }
+    assert!(lines[2].contains("\"cart_items\":{}"), "{}", lines[2]);
+}

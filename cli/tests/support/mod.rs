@@ -1,0 +1,98 @@
+//! Running the CLI binaries against this test binary's stack.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+pub fn stack() -> &'static deploy::Stack {
+    deploy::testing::shared_stack(|_| {})
+}
+
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+/// Runs `bin` (seller-cli or buyer-cli) with `script` on stdin.
+pub fn piped(bin: &str, server: std::net::SocketAddr, args: &[&str], script: &str) -> Run {
+    let mut child = Command::new(bin)
+        .arg("--server")
+        .arg(server.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the cli");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    finish(child.wait_with_output().unwrap())
+}
+
+pub fn seller(script: &str) -> Run {
+    piped(
+        env!("CARGO_BIN_EXE_seller-cli"),
+        stack().seller_addr(),
+        &[],
+        script,
+    )
+}
+
+pub fn buyer(script: &str) -> Run {
+    piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        &[],
+        script,
+    )
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}{}x{nanos}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+    .chars()
+    .take(32)
+    .collect()
+}
+
+pub fn unique_category() -> i64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    2_000_000
+        + i64::from(std::process::id() % 100_000) * 100
+        + i64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The number in a line like "item 12 registered in category 3".
+pub fn id_after(text: &str, prefix: &str) -> i64 {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        + prefix.len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {prefix:?} in {text}"))
+}
