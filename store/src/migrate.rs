@@ -24,11 +24,18 @@ pub const CUSTOMER: &[Migration] = &[Migration {
 }];
 
 /// product_db's migrations, in order.
-pub const PRODUCT: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../../sql/product/0001_schema.sql"),
-}];
+pub const PRODUCT: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../sql/product/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "keywords_of_available_items",
+        sql: include_str!("../../sql/product/0002_keywords_of_available_items.sql"),
+    },
+];
 
 /// Key of the advisory lock held while migrating ("marketplace" in ASCII).
 const LOCK_KEY: i64 = 0x6d61_726b_6574;

@@ -175,16 +175,11 @@ impl Store {
     ) -> Result<(i64, i64), StoreError> {
         let seller_id = self.seller_session(session)?;
         let row = self.product()?.query_one(
-            "WITH i AS (
-                 INSERT INTO items (seller_id, category, item_name, keywords, condition,
-                                    price_cents, quantity)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 RETURNING item_id, category
-             ), k AS (
-                 INSERT INTO item_keywords (category, keyword, item_id)
-                 SELECT i.category, kw, i.item_id FROM i, unnest($4::text[]) AS kw
-             )
-             SELECT item_id, category FROM i",
+            // The keyword index rows come from the items_sync_keywords trigger.
+            "INSERT INTO items (seller_id, category, item_name, keywords, condition,
+                                price_cents, quantity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING item_id, category",
             &[
                 &seller_id,
                 &item.category,
