@@ -12,4 +12,19 @@ pub mod pg;
 pub mod stack;
 pub mod testing;
 
-pub use stack::{Stack, StackConfig};
+pub use stack::{ServerMode, Stack, StackConfig};
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Runs one server when `raw` (the arguments after the program name) starts
+/// with `seller` or `buyer`: how a multi-call binary (`marketplace`, `loadgen`)
+/// serves [`ServerMode::Processes`]. `None` for any other first argument.
+pub fn serve_subcommand(raw: &[OsString]) -> Option<ExitCode> {
+    let (first, rest) = raw.split_first()?;
+    match first.to_str()? {
+        "seller" => Some(seller_srv::main_with(rest.to_vec())),
+        "buyer" => Some(buyer_srv::main_with(rest.to_vec())),
+        _ => None,
+    }
+}

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage: marketplace up [flags]
+       marketplace seller [flags]   (one seller server: see marketplace seller --help)
+       marketplace buyer [flags]    (one buyer server: see marketplace buyer --help)
 
 Starts PostgreSQL (a private cluster in --data-dir, created on first use),
 both databases, the seller server and the buyer server; Ctrl-C stops them all.
@@ -92,7 +94,11 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
 }
 
 fn main() -> ExitCode {
-    let mut args = pico_args::Arguments::from_env();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = deploy::serve_subcommand(&raw) {
+        return code;
+    }
+    let mut args = pico_args::Arguments::from_vec(raw);
     if args.contains(["-h", "--help"]) {
         println!("{USAGE}");
         return ExitCode::SUCCESS;

@@ -7,10 +7,22 @@ use net::ShutdownHandle;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::DbSettings;
+
+/// Where the servers run.
+#[derive(Debug, Clone)]
+pub enum ServerMode {
+    /// On threads of this process (what `marketplace up` and the tests use).
+    Threads,
+    /// Each in a child process: `exe prefix.. seller|buyer --listen ..`, where
+    /// `exe` answers those subcommands with [`crate::serve_subcommand`]. Gives
+    /// each server its own CPU time and memory, as the load generator reports.
+    Processes { exe: PathBuf, prefix: Vec<String> },
+}
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -28,6 +40,7 @@ pub struct StackConfig {
     pub external: Option<(String, String)>,
     /// Log one line per request.
     pub trace: bool,
+    pub servers: ServerMode,
 }
 
 impl StackConfig {
@@ -44,13 +57,20 @@ impl StackConfig {
             workers: 8,
             external: None,
             trace: false,
+            servers: ServerMode::Threads,
         }
     }
 }
 
-struct Running {
-    handle: ShutdownHandle,
-    thread: JoinHandle<io::Result<()>>,
+enum Running {
+    Thread {
+        handle: ShutdownHandle,
+        thread: JoinHandle<io::Result<()>>,
+    },
+    Process {
+        name: &'static str,
+        child: Child,
+    },
 }
 
 /// A started stack. Dropping it (or [`Stack::stop`]) stops everything it
@@ -60,6 +80,7 @@ pub struct Stack {
     db: DbSettings,
     seller: ServerSettings,
     buyer: ServerSettings,
+    mode: ServerMode,
     running: Mutex<Vec<Running>>,
 }
 
@@ -102,11 +123,21 @@ impl Stack {
             },
             trace: config.trace,
         };
+        let fixed = |addr: SocketAddr| -> Result<SocketAddr, String> {
+            // Child processes cannot report a port 0 back: pick one now.
+            match (&config.servers, addr.port()) {
+                (ServerMode::Processes { .. }, 0) => {
+                    Ok(SocketAddr::new(addr.ip(), crate::pg::free_port()?))
+                }
+                _ => Ok(addr),
+            }
+        };
         let mut stack = Stack {
             cluster: Mutex::new(cluster),
             db,
-            seller: settings(seller_srv::NAME, config.seller_listen),
-            buyer: settings(buyer_srv::NAME, config.buyer_listen),
+            seller: settings(seller_srv::NAME, fixed(config.seller_listen)?),
+            buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?),
+            mode: config.servers.clone(),
             running: Mutex::new(Vec::new()),
         };
         let (seller, buyer) = stack.launch()?;
@@ -125,6 +156,14 @@ impl Stack {
     }
 
     fn launch(&self) -> Result<(SocketAddr, SocketAddr), String> {
+        if let ServerMode::Processes { exe, prefix } = &self.mode {
+            let mut running = lock(&self.running);
+            for (name, settings) in [("seller", &self.seller), ("buyer", &self.buyer)] {
+                let child = self.spawn(exe, prefix, name, settings)?;
+                running.push(Running::Process { name, child });
+            }
+            return Ok((self.seller.listen, self.buyer.listen));
+        }
         let wait = Duration::from_secs(10);
         let seller = seller_srv::prepare(&self.seller, &self.db, wait)?;
         let buyer = buyer_srv::prepare(&self.buyer, &self.db, wait)?;
@@ -136,20 +175,92 @@ impl Stack {
                 .name("server".into())
                 .spawn(move || server.run_prepared())
                 .map_err(|e| format!("cannot start a server thread: {e}"))?;
-            running.push(Running { handle, thread });
+            running.push(Running::Thread { handle, thread });
         }
         Ok(addrs)
+    }
+
+    fn spawn(
+        &self,
+        exe: &PathBuf,
+        prefix: &[String],
+        side: &str,
+        settings: &ServerSettings,
+    ) -> Result<Child, String> {
+        let mut command = Command::new(exe);
+        command
+            .args(prefix)
+            .arg(side)
+            .args(["--listen", &settings.listen.to_string()])
+            .args(["--customer-db", &self.db.customer_url])
+            .args(["--product-db", &self.db.product_url])
+            .args(["--workers", &settings.reactor.workers.to_string()])
+            .args(["--pool-size", &self.db.pool_size.to_string()])
+            .args([
+                "--session-timeout",
+                &self.db.session_timeout.as_secs_f64().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if settings.trace {
+            command.arg("--log-requests");
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start the {side} server process: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(settings.listen).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the {side} server process exited: {status}"));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                return Err(format!("the {side} server process did not start listening"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(child)
+    }
+
+    /// The process ids of the servers, by name, when they run as processes.
+    pub fn server_pids(&self) -> Vec<(&'static str, u32)> {
+        lock(&self.running)
+            .iter()
+            .filter_map(|r| match r {
+                Running::Process { name, child } => Some((*name, child.id())),
+                Running::Thread { .. } => None,
+            })
+            .collect()
     }
 
     /// Stops both servers, letting in-flight requests finish.
     pub fn stop_servers(&self) {
         let running: Vec<Running> = lock(&self.running).drain(..).collect();
         for r in &running {
-            r.handle.shutdown();
+            match r {
+                Running::Thread { handle, .. } => handle.shutdown(),
+                // SAFETY: kill(2) on our own child; SIGTERM starts its drain.
+                Running::Process { child, .. } => unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                },
+            }
         }
         for r in running {
-            if let Ok(Err(e)) = r.thread.join() {
-                net::log::line("marketplace", "ERROR", &format!("a server stopped on: {e}"));
+            match r {
+                Running::Thread { thread, .. } => {
+                    if let Ok(Err(e)) = thread.join() {
+                        net::log::line(
+                            "marketplace",
+                            "ERROR",
+                            &format!("a server stopped on: {e}"),
+                        );
+                    }
+                }
+                Running::Process { name, mut child } => {
+                    if let Err(e) = child.wait() {
+                        net::log::line("marketplace", "ERROR", &format!("{name} server: {e}"));
+                    }
+                }
             }
         }
     }

@@ -123,3 +123,60 @@ fn bad_flags_print_usage_and_exit_2() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: marketplace up"));
     }
 }
+
+#[test]
+fn a_stack_can_run_each_server_in_a_process_of_its_own() {
+    let dir = deploy::testing::temp_dir("processes");
+    let mut config = deploy::StackConfig::local(dir.join("cluster"));
+    config.servers = deploy::ServerMode::Processes {
+        exe: env!("CARGO_BIN_EXE_marketplace").into(),
+        prefix: vec![],
+    };
+    let stack = deploy::Stack::start(&config).expect("start");
+    let pids = stack.server_pids();
+    assert_eq!(
+        pids.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec!["seller", "buyer"]
+    );
+    assert_ne!(pids[0].1, std::process::id());
+    let seller = stack.seller_addr().to_string();
+    let buyer = stack.buyer_addr().to_string();
+    assert_eq!(
+        ping(&seller, &wire::seller::Request::Ping(NoFields {})).server,
+        "seller"
+    );
+    assert_eq!(
+        ping(&buyer, &wire::buyer::Request::Ping(NoFields {})).server,
+        "buyer"
+    );
+    stack.stop();
+    for (_, pid) in pids {
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_ne!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "server {pid} still runs"
+        );
+    }
+    drop(stack);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn marketplace_seller_and_buyer_are_the_server_binaries() {
+    for side in ["seller", "buyer"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+            .args([side, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("usage: {side}_srv")), "{text}");
+        assert!(text.contains("CUSTOMER_DB_URL"), "{text}");
+        let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+            .args([side, "--workers", "lots"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+    }
+}

@@ -31,14 +31,10 @@ pub const USAGE: &str = "\
   --max-connections N      refuse connections beyond     [MAX_CONNECTIONS] (default 10000)
   --log-requests           one log line per request      [LOG_REQUESTS=1]";
 
-/// Builds the argument list from the command line plus, for every flag not given
-/// there, its environment variable.
-pub fn arguments(groups: &[&[(&str, &str)]]) -> pico_args::Arguments {
-    pico_args::Arguments::from_vec(merge_env(
-        std::env::args_os().skip(1).collect(),
-        groups,
-        |name| std::env::var_os(name),
-    ))
+/// Builds the argument list from `raw` (the command line after the program
+/// name) plus, for every flag not given there, its environment variable.
+pub fn arguments(raw: Vec<OsString>, groups: &[&[(&str, &str)]]) -> pico_args::Arguments {
+    pico_args::Arguments::from_vec(merge_env(raw, groups, |name| std::env::var_os(name)))
 }
 
 /// `raw` plus `flag value` for every flag of `groups` missing from `raw` whose
@@ -147,18 +143,19 @@ impl ServerSettings {
     }
 }
 
-/// The whole `main` of a server binary: read settings (the reactor's, then the
-/// caller's own through `prepare`), build the server, stop on SIGINT/SIGTERM.
-/// Logs one line at start and one at stop; exit status 0 after a clean stop,
-/// 2 for bad flags, 1 for a failure.
+/// The whole `main` of a server: read settings from `raw` (the reactor's, then
+/// the caller's own through `prepare`), build the server, stop on
+/// SIGINT/SIGTERM. Logs one line at start and one at stop; exit status 0 after
+/// a clean stop, 2 for bad flags, 1 for a failure.
 pub fn main(
+    raw: Vec<OsString>,
     name: &str,
     default_listen: &str,
     extra_env: &[(&str, &str)],
     extra_usage: &str,
     prepare: impl FnOnce(&ServerSettings, &mut pico_args::Arguments) -> Result<Server, String>,
 ) -> ExitCode {
-    let mut args = arguments(&[ENV, extra_env]);
+    let mut args = arguments(raw, &[ENV, extra_env]);
     if args.contains(["-h", "--help"]) {
         println!(
             "usage: {name} [flags]   (environment variable in brackets)\n{USAGE}\n{extra_usage}"
