@@ -1,0 +1,16 @@
+//! The load generator: S sellers and B buyers, each a client with its own
+//! connection, account and session, making N calls per run, R runs per
+//! scenario, timed at the client.
+//!
+//! [`mix`] holds the workloads as weighted tables, [`workload`] the client loops,
+//! [`stats`] the HDR histograms and their summaries, [`report`] the tables and
+//! the JSON report, [`chart`] the SVG chart, [`procfs`] the servers' CPU and
+//! memory read from /proc. Requests are `wire` types sent by `net::Client`:
+//! every request is one a real client could send.
+
+pub mod chart;
+pub mod mix;
+pub mod procfs;
+pub mod report;
+pub mod stats;
+pub mod workload;

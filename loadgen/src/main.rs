@@ -1,0 +1,356 @@
+//! `loadgen`: runs the 1x1 / 10x10 / 100x100 evaluation against a local stack
+//! it starts itself, or against servers given by address. See `--help`.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use loadgen::mix::Mix;
+use loadgen::report::{self, Conditions, Report, ServerUse};
+use loadgen::stats::{merge_into, BySide, Side};
+use loadgen::workload::{self, Plan};
+use loadgen::{chart, procfs};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: loadgen [flags]
+
+Runs S sellers and B buyers at once, each with its own connection, account and
+session, N calls each per run (CreateAccount, Login and Logout included), R runs
+per scenario. Without --seller/--buyer it starts the local stack itself (a fresh
+PostgreSQL cluster and both servers as processes) and stops it at the end.
+
+  --scenario LIST     scenarios as SxB, comma-separated [default: 1x1,10x10,100x100]
+  --ops N             calls per client per run (at least 3) [default: 1000]
+  --runs R            runs per scenario [default: 10]
+  --seed S            random seed of the workload [default: 1]
+  --mix NAME          default, browse, or seed (the course evaluation) [default: default]
+  --seller ADDR       load this seller server instead of starting a stack
+  --buyer ADDR        load this buyer server (with --seller)
+  --workers N         worker threads per server of the local stack [default: 16]
+  --data-dir DIR      where the local stack's cluster goes [default: a fresh temp dir]
+  --out FILE          the JSON report [default: loadgen-report.json]
+  --svg FILE          the SVG chart [default: the --out file with .svg]
+  --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]";
+
+struct Options {
+    scenarios: Vec<(usize, usize)>,
+    ops: usize,
+    runs: usize,
+    seed: u64,
+    mix: Mix,
+    target: Option<(String, String)>,
+    workers: usize,
+    data_dir: Option<PathBuf>,
+    out: PathBuf,
+    svg: PathBuf,
+    label: Option<String>,
+}
+
+fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
+    let value =
+        |args: &mut pico_args::Arguments, flag: &'static str| -> Result<Option<String>, String> {
+            args.opt_value_from_str(flag)
+                .map_err(|e| format!("{flag}: {e}"))
+        };
+    let number = |v: Option<String>, flag: &str, default: u64| -> Result<u64, String> {
+        v.map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        })
+    };
+    let scenarios = value(&mut args, "--scenario")?
+        .unwrap_or_else(|| "1x1,10x10,100x100".into())
+        .split(',')
+        .map(|s| {
+            let (a, b) = s
+                .trim()
+                .split_once('x')
+                .ok_or(format!("--scenario: {s:?} is not SxB"))?;
+            match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) if a + b > 0 => Ok((a, b)),
+                _ => Err(format!("--scenario: {s:?} is not SxB")),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ops = number(value(&mut args, "--ops")?, "--ops", 1000)? as usize;
+    if ops < 3 {
+        return Err("--ops must be at least 3 (CreateAccount, Login, Logout)".into());
+    }
+    let runs = number(value(&mut args, "--runs")?, "--runs", 10)? as usize;
+    if runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let seed = number(value(&mut args, "--seed")?, "--seed", 1)?;
+    let mix = match value(&mut args, "--mix")? {
+        Some(m) => Mix::parse(&m).ok_or(format!("--mix: {m:?} is not default, browse or seed"))?,
+        None => Mix::Default,
+    };
+    let target = match (value(&mut args, "--seller")?, value(&mut args, "--buyer")?) {
+        (Some(s), Some(b)) => Some((s, b)),
+        (None, None) => None,
+        _ => return Err("--seller and --buyer go together".into()),
+    };
+    let workers = number(value(&mut args, "--workers")?, "--workers", 16)? as usize;
+    let data_dir = value(&mut args, "--data-dir")?.map(PathBuf::from);
+    let out =
+        PathBuf::from(value(&mut args, "--out")?.unwrap_or_else(|| "loadgen-report.json".into()));
+    let svg = value(&mut args, "--svg")?.map_or_else(|| out.with_extension("svg"), PathBuf::from);
+    let label = value(&mut args, "--label")?;
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments {rest:?}"));
+    }
+    Ok(Options {
+        scenarios,
+        ops,
+        runs,
+        seed,
+        mix,
+        target,
+        workers,
+        data_dir,
+        out,
+        svg,
+        label,
+    })
+}
+
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .map_or_else(String::new, |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        })
+}
+
+/// Runs one run of a scenario; returns its report and merged stats.
+fn one_run(
+    o: &Options,
+    tag: &str,
+    (sellers, buyers): (usize, usize),
+    run: usize,
+    addrs: &(String, String),
+    pids: &[(&'static str, u32)],
+) -> (report::RunReport, BySide) {
+    let clients = sellers + buyers;
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let progress = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|k| {
+            let (side, index, addr) = if k < sellers {
+                (Side::Seller, k, addrs.0.clone())
+            } else {
+                (Side::Buyer, k - sellers, addrs.1.clone())
+            };
+            let plan = Plan {
+                side,
+                index,
+                run,
+                calls: o.ops,
+                seed: o.seed,
+                mix: o.mix,
+                tag: tag.to_owned(),
+            };
+            let (barrier, progress) = (barrier.clone(), progress.clone());
+            std::thread::Builder::new()
+                .name(format!("client-{k}"))
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    barrier.wait();
+                    workload::run(&plan, &addr, &progress)
+                })
+                .expect("spawn a client thread")
+        })
+        .collect();
+    let before: Vec<_> = pids.iter().map(|(_, pid)| procfs::sample(*pid)).collect();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new((clients * o.ops) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("  run {msg} [{bar:40}] {pos}/{len} calls {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{run}"));
+        bar
+    });
+    barrier.wait();
+    let started = Instant::now();
+    while !threads.iter().all(|t| t.is_finished()) {
+        if let Some(bar) = &bar {
+            bar.set_position(progress.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let stats: Vec<_> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    let servers: Vec<ServerUse> = pids
+        .iter()
+        .zip(before)
+        .filter_map(|((name, pid), before)| report::server_use(name, before, procfs::sample(*pid)))
+        .collect();
+    report::run_report(run, wall, &stats, servers)
+}
+
+fn main() -> ExitCode {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The local stack runs each server as `loadgen seller|buyer ...`.
+    if let Some(code) = deploy::serve_subcommand(&raw) {
+        return code;
+    }
+    let mut args = pico_args::Arguments::from_vec(raw);
+    if args.contains(["-h", "--help"]) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (stack, temp, addrs) = match &o.target {
+        Some(addrs) => (None, None, addrs.clone()),
+        None => {
+            let dir = o
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| deploy::testing::temp_dir("loadgen"));
+            let mut config = deploy::StackConfig::local(dir.join("cluster"));
+            config.durability = deploy::pg::Durability::Durable;
+            config.workers = o.workers;
+            config.servers = match std::env::current_exe() {
+                Ok(exe) => deploy::ServerMode::Processes {
+                    exe,
+                    prefix: vec![],
+                },
+                Err(e) => {
+                    eprintln!("loadgen: cannot find its own executable: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match deploy::Stack::start(&config) {
+                Ok(stack) => {
+                    let addrs = (
+                        stack.seller_addr().to_string(),
+                        stack.buyer_addr().to_string(),
+                    );
+                    (Some(stack), o.data_dir.is_none().then_some(dir), addrs)
+                }
+                Err(e) => {
+                    eprintln!("loadgen: cannot start the local stack: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let pids = stack.as_ref().map(|s| s.server_pids()).unwrap_or_default();
+    let conditions = Conditions {
+        date: today(),
+        commit: o.label.clone().unwrap_or_else(commit),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        target: match &o.target {
+            Some((s, b)) => format!("servers at {s} and {b}"),
+            None => format!(
+                "local stack, {} workers per server, all co-located",
+                o.workers
+            ),
+        },
+        mix: o.mix.name().into(),
+        calls_per_client: o.ops,
+        runs: o.runs,
+        seed: o.seed,
+    };
+    println!(
+        "loadgen: {}, {} CPUs, commit {}, seed {}\n{}",
+        conditions.target, conditions.cpus, conditions.commit, o.seed, o.mix
+    );
+    // Usernames unique to this invocation, so servers that already ran a load
+    // test take another.
+    let tag = format!(
+        "lg{:x}",
+        std::process::id() ^ (Instant::now().elapsed().subsec_nanos() << 8)
+    );
+    let mut scenarios = Vec::new();
+    for &(sellers, buyers) in &o.scenarios {
+        println!(
+            "\nscenario {sellers}x{buyers}: {} calls per client, {} runs",
+            o.ops, o.runs
+        );
+        let mut runs = Vec::new();
+        let mut merged = BySide::new();
+        for run in 1..=o.runs {
+            let (report, stats) = one_run(
+                &o,
+                &format!("{tag}s{sellers}x{buyers}"),
+                (sellers, buyers),
+                run,
+                &addrs,
+                &pids,
+            );
+            println!("  {}", report::run_line(&report));
+            merge_into(&mut merged, &stats);
+            runs.push(report);
+        }
+        let s = report::scenario_report(sellers, buyers, runs, &merged);
+        println!(
+            "  mean {:.0} ops/s (system); last run / first run = {:.3}; unexpected errors {}",
+            s.system_throughput_mean, s.last_over_first, s.unexpected_errors
+        );
+        print!("{}", report::table(&s));
+        scenarios.push(s);
+    }
+    let report = Report {
+        conditions,
+        scenarios,
+    };
+    let mut failed = report.scenarios.iter().any(|s| s.unexpected_errors > 0);
+    match simd_json::to_string_pretty(&report) {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(&o.out, json) {
+                eprintln!("loadgen: cannot write {}: {e}", o.out.display());
+                failed = true;
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: cannot encode the report: {e}");
+            failed = true;
+        }
+    }
+    if let Err(e) = chart::write_svg(&o.svg, &report) {
+        eprintln!("loadgen: {e}");
+        failed = true;
+    }
+    println!("\nreport: {}  chart: {}", o.out.display(), o.svg.display());
+    if let Some(stack) = stack {
+        stack.stop();
+    }
+    if let Some(dir) = temp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if failed {
+        eprintln!("loadgen: unexpected errors or unwritten outputs: the run failed");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,172 @@
+//! A short load test (2x2, 50 calls, 2 runs) against the stack loadgen starts
+//! itself: the report's counts add up, every operation of the mix appears, no
+//! unexpected error, and the chart is written.
+
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+use std::process::Command;
+
+fn report(dir: &std::path::Path, mix: &str) -> OwnedValue {
+    let out = dir.join(format!("{mix}.json"));
+    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--scenario",
+            "2x2",
+            "--ops",
+            "50",
+            "--runs",
+            "2",
+            "--mix",
+            mix,
+            "--workers",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("scenario 2x2: 50 calls per client, 2 runs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("p99.9"), "the table is printed: {stdout}");
+    let svg = std::fs::read_to_string(out.with_extension("svg")).expect("the chart is written");
+    assert!(svg.starts_with("<svg") && svg.contains("latency percentiles") && svg.contains("2x2"));
+    let mut json = std::fs::read(&out).expect("the report is written");
+    simd_json::to_owned_value(&mut json).expect("the report is JSON")
+}
+
+fn count(v: &OwnedValue) -> u64 {
+    v["count"].as_u64().expect("a count")
+}
+
+#[test]
+fn a_short_default_run_adds_up_and_covers_the_mix() {
+    let dir = deploy::testing::temp_dir("loadgen");
+    let r = report(&dir, "default");
+    assert_eq!(r["conditions"]["calls_per_client"].as_u64(), Some(50));
+    let scenario = &r["scenarios"][0];
+    assert_eq!(scenario["scenario"].as_str(), Some("2x2"));
+    assert_eq!(scenario["unexpected_errors"].as_u64(), Some(0));
+    let runs = scenario["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(
+            run["calls"].as_u64(),
+            Some(4 * 50),
+            "every client made exactly N calls"
+        );
+        for side in ["seller", "buyer"] {
+            assert_eq!(count(&run["sides"][side]["all"]), 2 * 50, "{side}");
+            assert!(run["per_client_throughput"][side].as_f64().unwrap() > 0.0);
+        }
+        assert!(run["system_throughput"].as_f64().unwrap() > 0.0);
+        let servers = run["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 2, "CPU and memory of both servers");
+        assert!(servers
+            .iter()
+            .all(|s| s["peak_rss_mib"].as_f64().unwrap() > 1.0));
+    }
+    let all = &scenario["all_runs"];
+    let expect = |side: &str, ops: &[&str]| {
+        let table = all[side].as_object().unwrap();
+        for op in ops {
+            let n = table.get(*op).map_or(0, count);
+            assert!(
+                n > 0,
+                "{side} {op} never ran: {:?}",
+                table.keys().collect::<Vec<_>>()
+            );
+        }
+        let sum: u64 = table
+            .iter()
+            .filter(|(k, _)| k.as_str() != "all")
+            .map(|(_, v)| count(v))
+            .sum();
+        assert_eq!(
+            sum,
+            count(&table["all"]),
+            "the operations add up to the total"
+        );
+        assert_eq!(sum, 2 * 2 * 50, "2 clients x 2 runs x 50 calls");
+        for op in ["CreateAccount", "Login", "Logout"] {
+            assert_eq!(count(&table[op]), 4, "{side} {op}: once per client per run");
+        }
+    };
+    expect(
+        "seller",
+        &[
+            "RegisterItemForSale",
+            "ChangeItemPrice",
+            "UpdateUnitsForSale",
+            "DisplayItemsForSale",
+            "GetSellerRating",
+        ],
+    );
+    expect(
+        "buyer",
+        &[
+            "SearchItemsForSale",
+            "GetItem",
+            "AddItemToCart",
+            "RemoveItemFromCart",
+            "DisplayCart",
+            "SaveCart",
+            "ClearCart",
+            "ProvideFeedback",
+            "GetSellerRating",
+            "GetBuyerPurchases",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_seed_mix_reproduces_the_course_evaluation() {
+    let dir = deploy::testing::temp_dir("loadgen-seed");
+    let r = report(&dir, "seed");
+    let all = &r["scenarios"][0]["all_runs"];
+    assert_eq!(r["scenarios"][0]["unexpected_errors"].as_u64(), Some(0));
+    let sellers = all["seller"].as_object().unwrap();
+    let mut seller_ops: Vec<&str> = sellers.keys().map(String::as_str).collect();
+    seller_ops.sort_unstable();
+    assert_eq!(
+        seller_ops,
+        [
+            "ChangeItemPrice",
+            "CreateAccount",
+            "Login",
+            "Logout",
+            "RegisterItemForSale",
+            "UpdateUnitsForSale",
+            "all"
+        ]
+    );
+    let buyers = all["buyer"].as_object().unwrap();
+    let mut buyer_ops: Vec<&str> = buyers.keys().map(String::as_str).collect();
+    buyer_ops.sort_unstable();
+    assert_eq!(
+        buyer_ops,
+        [
+            "CreateAccount",
+            "DisplayCart",
+            "GetItem",
+            "GetSellerRating",
+            "Login",
+            "Logout",
+            "ProvideFeedback",
+            "SearchItemsForSale",
+            "all"
+        ]
+    );
+    // 47 middle calls per seller: 15 full steps of three, plus a register and a
+    // price change.
+    assert_eq!(count(&sellers["RegisterItemForSale"]), 4 * 16);
+    let _ = std::fs::remove_dir_all(dir);
+}
