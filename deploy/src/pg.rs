@@ -126,8 +126,13 @@ pub fn free_port() -> Result<u16, String> {
 /// How a cluster is tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// PostgreSQL's defaults: committed data survives a crash.
+    /// PostgreSQL's defaults: a commit is acknowledged once it is on disk.
     Durable,
+    /// `synchronous_commit=off`: commits are acknowledged before their WAL is
+    /// flushed. A crash of PostgreSQL or the OS can lose the last ~0.6 s of
+    /// acknowledged commits, never part of one; fsync stays on, so the
+    /// database stays consistent. For the load generator's rig.
+    AsyncCommit,
     /// fsync off: for throwaway test clusters only.
     Throwaway,
 }
@@ -242,8 +247,11 @@ impl Cluster {
                 "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
                 self.dir.display()
             );
-            if self.durability == Durability::Throwaway {
-                options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            match self.durability {
+                Durability::Durable => {}
+                Durability::AsyncCommit => options.push_str(" -c synchronous_commit=off"),
+                Durability::Throwaway => options
+                    .push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"),
             }
             let result = self.run(
                 self.command("pg_ctl")

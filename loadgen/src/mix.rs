@@ -10,9 +10,11 @@ pub enum SellerOp {
     Register,
     /// Change the price of one of its items.
     ChangePrice,
-    /// Take units off sale; a seller with many items clears its oldest.
+    /// Take units off sale; a seller with more than 8 items on sale clears its
+    /// oldest.
     RemoveUnits,
-    /// Put units back on sale (also re-lists a sold-out item).
+    /// Put units back on sale (also re-lists a sold-out item), unless more than
+    /// 8 are on sale (then it clears its oldest instead).
     Restock,
     /// DisplayItemsForSale.
     Display,
@@ -160,7 +162,8 @@ impl fmt::Display for Mix {
             ),
             mix => write!(
                 f,
-                "mix {}: every client CreateAccount, Login, then:\n  sellers: {}\n  buyers:  {}\n  then Logout",
+                "mix {}: every client CreateAccount, Login, then:\n  sellers: {}\n  buyers:  {}\n  \
+                 sellers keep at most 8 items on sale and take the rest off sale before Logout",
                 mix.name(),
                 percent(mix.seller()),
                 percent(mix.buyer())

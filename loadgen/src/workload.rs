@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wire::request::{
     CartChange, ChangePrice, Credentials, Feedback, ItemRef, RegisterItem, Scalar, Search,
@@ -21,6 +21,10 @@ use wire::response::{
     UnitsUpdated, Votes,
 };
 use wire::{buyer, seller, ErrorCode, Response};
+
+/// Set when the load test is interrupted: every client stops before its next
+/// call.
+pub static ABORT: AtomicBool = AtomicBool::new(false);
 
 /// What one client does in one run.
 #[derive(Debug, Clone)]
@@ -53,6 +57,10 @@ impl Caller<'_> {
         request: &R,
         expected: &[ErrorCode],
     ) -> Option<B> {
+        if ABORT.load(Ordering::Relaxed) {
+            self.left = 0;
+            return None;
+        }
         self.left = self.left.saturating_sub(1);
         let started = Instant::now();
         let result = self.client.call::<R, B>(request);
@@ -136,6 +144,9 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
     caller.stats
 }
 
+/// The most items a seller keeps on sale at once.
+pub const MAX_ON_SALE: usize = 8;
+
 /// An item a seller owns, as it believes it to be.
 struct Own {
     id: i64,
@@ -175,7 +186,17 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
     let sid = login.session_id;
     let mut items: Vec<Own> = Vec::new();
     let mut i = 0usize;
-    while c.left > 1 {
+    // The last calls before Logout close the shop: one UpdateUnitsForSale per
+    // item still on sale, so every run starts from the same live catalogue
+    // while the items table keeps every item ever listed.
+    let closing = |items: &[Own]| items.iter().filter(|o| o.units > 0).count();
+    while c.left
+        > 1 + if plan.mix == Mix::Seed {
+            0
+        } else {
+            closing(&items)
+        }
+    {
         if plan.mix == Mix::Seed {
             seed_seller_step(c, &sid, i);
             i += 1;
@@ -225,14 +246,15 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
                 let _: Option<PriceChanged> = c.call("ChangeItemPrice", &request, &[]);
             }
             SellerOp::RemoveUnits | SellerOp::Restock => {
-                // A seller keeps about eight items on sale: with more, it clears
-                // its oldest; otherwise it sells a few units of one.
+                // A seller keeps at most MAX_ON_SALE items on sale: with more, it
+                // clears its oldest; otherwise it sells a few units of one, or
+                // restocks one (re-listing it if it had sold out).
                 let on_sale: Vec<usize> =
                     (0..items.len()).filter(|&k| items[k].units > 0).collect();
-                let (k, change) = if op == SellerOp::Restock || on_sale.is_empty() {
-                    (rng.gen_range(0..items.len()), -rng.gen_range(1..=5))
-                } else if on_sale.len() > 8 {
+                let (k, change) = if on_sale.len() > MAX_ON_SALE {
                     (on_sale[0], items[on_sale[0]].units)
+                } else if op == SellerOp::Restock || on_sale.is_empty() {
+                    (rng.gen_range(0..items.len()), -rng.gen_range(1..=5))
                 } else {
                     let k = on_sale[rng.gen_range(0..on_sale.len())];
                     (k, rng.gen_range(1..=items[k].units))
@@ -265,6 +287,21 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
                 );
             }
         }
+    }
+    for own in items.iter().filter(|o| o.units > 0) {
+        if c.left <= 1 {
+            break;
+        }
+        let request = seller::Request::UpdateUnitsForSale(UpdateUnits {
+            session_id: sid.clone(),
+            item_id: own.id,
+            quantity_change: own.units,
+        });
+        let _: Option<UnitsUpdated> = c.call(
+            "UpdateUnitsForSale",
+            &request,
+            &[ErrorCode::InsufficientStock],
+        );
     }
     let _: Option<Empty> = c.call("Logout", &seller::Request::Logout(session(&sid)), &[]);
 }

@@ -243,7 +243,12 @@ impl Store {
                    UNION ALL SELECT item_id, quantity FROM up
                ) l ON s.buyer_id IS NOT NULL",
             &[&id, &self.timeout(), &item_id, &quantity, &available],
-        )?;
+        );
+        // The session checked out live but ended before its cart row went in.
+        let rows = match rows {
+            Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
+            other => other?,
+        };
         let (changed, cart) = cart_rows(&rows)?;
         if changed == 0 {
             return Err(StoreError::InsufficientStock(format!(
@@ -436,7 +441,7 @@ impl Store {
     pub fn sweep_buyer_sessions(&self) -> Result<u64, StoreError> {
         self.customer()?.execute(
             "DELETE FROM buyer_sessions
-              WHERE last_active_at <= now() - make_interval(secs => $1)",
+              WHERE last_active_at <= now() - make_interval(secs => $1 + session_grace($1))",
             &[&self.timeout()],
         )
     }

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// A unique constraint refused a write; use cases that expect one (a taken
     /// username) turn it into their own error, anywhere else it is a bug.
     Conflict(String),
+    /// A foreign key refused a write: the row it points at is gone (a session
+    /// ended while its cart was being changed). Use cases that expect one say
+    /// what it means; anywhere else it is a bug.
+    Orphan(String),
     /// Anything else: a bug, logged by the server.
     Internal(String),
 }
@@ -33,7 +37,9 @@ impl StoreError {
             StoreError::InsufficientStock(_) => ErrorCode::InsufficientStock,
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
             StoreError::Unavailable(_) => ErrorCode::Unavailable,
-            StoreError::Conflict(_) | StoreError::Internal(_) => ErrorCode::Internal,
+            StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 
@@ -49,7 +55,9 @@ impl StoreError {
             StoreError::Unavailable(_) => {
                 "a database is unavailable right now; nothing was changed, retry later".into()
             }
-            StoreError::Conflict(_) | StoreError::Internal(_) => "internal error".into(),
+            StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
+                "internal error".into()
+            }
         }
     }
 }
@@ -60,6 +68,7 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
             StoreError::Internal(detail) => write!(f, "internal: {detail}"),
             StoreError::Conflict(detail) => write!(f, "conflict: {detail}"),
+            StoreError::Orphan(detail) => write!(f, "orphan: {detail}"),
             other => f.write_str(&other.client_message()),
         }
     }
@@ -108,6 +117,8 @@ impl From<postgres::Error> for StoreError {
             StoreError::Unavailable(detail)
         } else if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
             StoreError::Conflict(detail)
+        } else if e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+            StoreError::Orphan(detail)
         } else {
             StoreError::Internal(detail)
         }
@@ -117,9 +128,10 @@ impl From<postgres::Error> for StoreError {
 impl From<StoreError> for wire::Refusal {
     fn from(e: StoreError) -> Self {
         let detail = match &e {
-            StoreError::Unavailable(d) | StoreError::Internal(d) | StoreError::Conflict(d) => {
-                Some(d.clone())
-            }
+            StoreError::Unavailable(d)
+            | StoreError::Internal(d)
+            | StoreError::Conflict(d)
+            | StoreError::Orphan(d) => Some(d.clone()),
             _ => None,
         };
         wire::Refusal {
@@ -154,6 +166,7 @@ mod tests {
             (StoreError::Invalid("x".into()), ErrorCode::InvalidArgument),
             (StoreError::Unavailable("x".into()), ErrorCode::Unavailable),
             (StoreError::Conflict("x".into()), ErrorCode::Internal),
+            (StoreError::Orphan("x".into()), ErrorCode::Internal),
             (StoreError::Internal("x".into()), ErrorCode::Internal),
         ];
         for (error, code) in cases {

@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// customer_db's migrations, in order.
-pub const CUSTOMER: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../../sql/customer/0001_schema.sql"),
-}];
+pub const CUSTOMER: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../sql/customer/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "read_mostly_sessions",
+        sql: include_str!("../../sql/customer/0002_read_mostly_sessions.sql"),
+    },
+];
 
 /// product_db's migrations, in order.
 pub const PRODUCT: &[Migration] = &[

@@ -282,7 +282,7 @@ impl Store {
     pub fn sweep_seller_sessions(&self) -> Result<u64, StoreError> {
         self.customer()?.execute(
             "DELETE FROM seller_sessions
-              WHERE last_active_at <= now() - make_interval(secs => $1)",
+              WHERE last_active_at <= now() - make_interval(secs => $1 + session_grace($1))",
             &[&self.timeout()],
         )
     }
