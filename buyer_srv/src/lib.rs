@@ -148,7 +148,7 @@ impl net::Service for BuyerService {
 
 /// Opens and migrates the databases (waiting up to `db_wait` for them), binds
 /// the listener, and returns the server ready to run, with a periodic sweep of
-/// expired buyer sessions (and their carts) beside it.
+/// expired buyer sessions beside it.
 ///
 /// # Errors
 /// A message when a database stays unreachable or the address cannot be bound.
@@ -158,17 +158,12 @@ pub fn prepare(
     db_wait: Duration,
 ) -> Result<net::Server, String> {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
-    let server = settings
-        .bind()
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let sweeper = store.clone();
-    Ok(server
-        .with_service(Arc::new(BuyerService::new(store, settings.trace)))
-        .with_housekeeping(db.sweep_interval(), move || {
-            if let Err(e) = sweeper.sweep_buyer_sessions() {
-                net::log::line(NAME, "ERROR", &format!("session sweep failed: {e}"));
-            }
-        }))
+    settings.serve(
+        Arc::new(BuyerService::new(store, settings.trace)),
+        db.sweep_interval(),
+        move || sweeper.sweep_buyer_sessions().map_err(|e| e.to_string()),
+    )
 }
 
 /// Runs the buyer server with command-line arguments `raw` (after the program

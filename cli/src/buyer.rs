@@ -1,12 +1,12 @@
 //! The buyer's commands.
 
+use crate::account;
 use crate::args::{Args, Usage};
-use crate::shell::{CliError, Command, Ctx, Login, Side};
+use crate::shell::{CliError, Command, Ctx, Side};
 use crate::table::{self, money, Table};
 use wire::buyer::Request;
 use wire::request::{
-    CartChange, Checkout, Credentials, Feedback, ItemRef, NoFields, Scalar, Search, SellerRef,
-    SessionOnly,
+    CartChange, Checkout, Feedback, ItemRef, NoFields, Scalar, Search, SellerRef, SessionOnly,
 };
 use wire::response::{
     BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, Pong, PurchaseHistory,
@@ -19,34 +19,20 @@ fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
     })
 }
 
-fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
-    let username = args.word("USER")?;
-    let given = args.opt_word();
-    args.done()?;
-    Ok(Credentials {
-        password: ctx.secret(given, "Password: ")?,
-        username,
-    })
-}
-
 fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
-    let r: BuyerCreated = ctx.call(&Request::CreateAccount(creds))?;
-    ctx.show(&format!("buyer account {} created", r.buyer_id));
-    Ok(())
+    account::create(
+        ctx,
+        args,
+        "buyer",
+        Request::CreateAccount,
+        |r: &BuyerCreated| r.buyer_id,
+    )
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
-    let username = creds.username.clone();
-    let r: BuyerSession = ctx.call(&Request::Login(creds))?;
-    ctx.show(&format!("logged in as {username} (buyer {})", r.buyer_id));
-    ctx.login = Some(Login {
-        session_id: r.session_id,
-        username,
-        account_id: r.buyer_id,
-    });
-    Ok(())
+    account::login(ctx, args, "buyer", Request::Login, |r: BuyerSession| {
+        (r.session_id, r.buyer_id)
+    })
 }
 
 /// Ends the session on the server (its unsaved cart goes) and forgets it.
@@ -54,17 +40,11 @@ fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 /// # Errors
 /// When the server cannot be reached.
 pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
-    let s = session(ctx)?;
-    let _: Empty = ctx.call(&Request::Logout(s))?;
-    ctx.login = None;
-    Ok(())
+    account::end_session(ctx, Request::Logout)
 }
 
 fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    args.done()?;
-    logout_session(ctx)?;
-    ctx.show("logged out");
-    Ok(())
+    account::logout(ctx, args, Request::Logout)
 }
 
 fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {

@@ -6,6 +6,7 @@
 //! [`seller`] / [`buyer`] hold each side's commands. Every request and response
 //! is a `wire` type sent through `net::Client`; nothing here speaks JSON itself.
 
+pub mod account;
 pub mod args;
 pub mod buyer;
 pub mod seller;

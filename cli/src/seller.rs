@@ -1,24 +1,15 @@
 //! The seller's commands.
 
+use crate::account;
 use crate::args::{Args, Usage};
-use crate::shell::{CliError, Command, Ctx, Login, Side};
+use crate::shell::{CliError, Command, Ctx, Side};
 use crate::table;
-use wire::request::{ChangePrice, Credentials, NoFields, RegisterItem, SessionOnly, UpdateUnits};
+use wire::request::{ChangePrice, NoFields, RegisterItem, SessionOnly, UpdateUnits};
 use wire::response::{
-    Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating,
-    SellerSession, UnitsUpdated,
+    ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating, SellerSession,
+    UnitsUpdated,
 };
 use wire::seller::Request;
-
-fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
-    let username = args.word("USER")?;
-    let given = args.opt_word();
-    args.done()?;
-    Ok(Credentials {
-        password: ctx.secret(given, "Password: ")?,
-        username,
-    })
-}
 
 fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
     Ok(SessionOnly {
@@ -27,23 +18,19 @@ fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
 }
 
 fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
-    let r: SellerCreated = ctx.call(&Request::CreateAccount(creds))?;
-    ctx.show(&format!("seller account {} created", r.seller_id));
-    Ok(())
+    account::create(
+        ctx,
+        args,
+        "seller",
+        Request::CreateAccount,
+        |r: &SellerCreated| r.seller_id,
+    )
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
-    let username = creds.username.clone();
-    let r: SellerSession = ctx.call(&Request::Login(creds))?;
-    ctx.show(&format!("logged in as {username} (seller {})", r.seller_id));
-    ctx.login = Some(Login {
-        session_id: r.session_id,
-        username,
-        account_id: r.seller_id,
-    });
-    Ok(())
+    account::login(ctx, args, "seller", Request::Login, |r: SellerSession| {
+        (r.session_id, r.seller_id)
+    })
 }
 
 /// Ends the session on the server and forgets it.
@@ -51,17 +38,11 @@ fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 /// # Errors
 /// When the server cannot be reached.
 pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
-    let s = session(ctx)?;
-    let _: Empty = ctx.call(&Request::Logout(s))?;
-    ctx.login = None;
-    Ok(())
+    account::end_session(ctx, Request::Logout)
 }
 
 fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    args.done()?;
-    logout_session(ctx)?;
-    ctx.show("logged out");
-    Ok(())
+    account::logout(ctx, args, Request::Logout)
 }
 
 fn rating(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {

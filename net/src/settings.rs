@@ -4,7 +4,7 @@
 //! Every flag has an environment twin (the same names in the README, the
 //! containers and the local stack); a flag on the command line wins.
 
-use crate::reactor::{Config, Server};
+use crate::reactor::{Config, Server, Service};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -140,6 +140,30 @@ impl ServerSettings {
     /// When the address cannot be bound.
     pub fn bind(&self) -> std::io::Result<Server> {
         Server::bind(self.listen, self.reactor.clone())
+    }
+
+    /// Binds the listener and returns the server ready to run `service`, with
+    /// `sweep` run every `every` beside it (its failures are logged).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn serve(
+        &self,
+        service: std::sync::Arc<dyn Service>,
+        every: Duration,
+        mut sweep: impl FnMut() -> Result<u64, String> + Send + 'static,
+    ) -> Result<Server, String> {
+        let name = self.reactor.name.clone();
+        let server = self
+            .bind()
+            .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
+        Ok(server
+            .with_service(service)
+            .with_housekeeping(every, move || {
+                if let Err(e) = sweep() {
+                    crate::log::line(&name, "ERROR", &format!("session sweep failed: {e}"));
+                }
+            }))
     }
 }
 

@@ -134,17 +134,12 @@ pub fn prepare(
     db_wait: Duration,
 ) -> Result<net::Server, String> {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
-    let server = settings
-        .bind()
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let sweeper = store.clone();
-    Ok(server
-        .with_service(Arc::new(SellerService::new(store, settings.trace)))
-        .with_housekeeping(db.sweep_interval(), move || {
-            if let Err(e) = sweeper.sweep_seller_sessions() {
-                net::log::line(NAME, "ERROR", &format!("session sweep failed: {e}"));
-            }
-        }))
+    settings.serve(
+        Arc::new(SellerService::new(store, settings.trace)),
+        db.sweep_interval(),
+        move || sweeper.sweep_seller_sessions().map_err(|e| e.to_string()),
+    )
 }
 
 /// Runs the seller server with command-line arguments `raw` (after the program

@@ -1,13 +1,20 @@
 //! Buyer use cases. Cart statements renew the session in the same statement
 //! (customer_db holds both); item reads renew it first, then read product_db.
 
+use crate::account::Accounts;
 use crate::db::Store;
 use crate::seller::{item_at, item_columns, seller_votes, session_uuid};
-use crate::{password, StoreError};
+use crate::StoreError;
 use postgres::Row;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 use wire::response::{cents_to_price, CartContents, Item, PurchaseRecord, SellerRating};
+
+const BUYERS: Accounts = Accounts {
+    insert: "INSERT INTO buyers (username, password_hash) VALUES ($1, $2) RETURNING buyer_id",
+    credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
+    end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
+};
 
 /// Reads `(buyer_id, changed, item_id, quantity)` rows of a cart statement: the
 /// session's buyer (NULL when expired), how many cart rows the statement changed,
@@ -74,16 +81,7 @@ impl Store {
     /// # Errors
     /// `UsernameTaken`, `Unavailable`.
     pub fn create_buyer(&self, username: &str, password: &str) -> Result<i64, StoreError> {
-        let hash = password::hash(password)?;
-        let result = self.customer()?.query_one(
-            "INSERT INTO buyers (username, password_hash) VALUES ($1, $2) RETURNING buyer_id",
-            &[&username, &hash],
-        );
-        match result {
-            Ok(row) => Ok(row.try_get(0)?),
-            Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
-            Err(e) => Err(e),
-        }
+        self.create_account(&BUYERS, username, password)
     }
 
     /// Checks the password and opens a session whose active cart starts as a
@@ -92,19 +90,7 @@ impl Store {
     /// # Errors
     /// `AuthFailed` for an unknown username or a wrong password alike.
     pub fn login_buyer(&self, username: &str, password: &str) -> Result<(String, i64), StoreError> {
-        let row = self.customer()?.query_opt(
-            "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
-            &[&username],
-        )?;
-        let Some(row) = row else {
-            password::verify_nobody(password);
-            return Err(StoreError::AuthFailed);
-        };
-        let buyer_id: i64 = row.try_get(0)?;
-        let stored: String = row.try_get(1)?;
-        if !password::verify(password, &stored) {
-            return Err(StoreError::AuthFailed);
-        }
+        let buyer_id = self.check_password(&BUYERS, username, password)?;
         let session = Uuid::new_v4();
         self.customer()?.execute(
             "WITH s AS (
@@ -125,11 +111,7 @@ impl Store {
     /// # Errors
     /// `Unavailable`.
     pub fn logout_buyer(&self, session: &str) -> Result<(), StoreError> {
-        if let Ok(id) = Uuid::parse_str(session) {
-            self.customer()?
-                .execute("DELETE FROM buyer_sessions WHERE session_id = $1", &[&id])?;
-        }
-        Ok(())
+        self.end_session(&BUYERS, session)
     }
 
     /// Renews the session and returns its buyer.

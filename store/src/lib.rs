@@ -9,6 +9,7 @@
 //! SQL from user input (every value is a bound parameter), or assume that both
 //! databases live on one server (no statement or transaction spans the two).
 
+mod account;
 pub mod buyer;
 pub mod db;
 pub mod error;

@@ -1,8 +1,9 @@
 //! Seller use cases. Every one that takes a session renews it first (one
 //! statement on customer_db) and takes the seller's identity from it.
 
+use crate::account::Accounts;
 use crate::db::{Conn, Store};
-use crate::{password, StoreError};
+use crate::StoreError;
 use postgres::Row;
 use uuid::Uuid;
 use wire::response::{Condition, Item, SellerRating};
@@ -42,6 +43,12 @@ pub(crate) fn session_uuid(session: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(session).map_err(|_| StoreError::SessionExpired)
 }
 
+const SELLERS: Accounts = Accounts {
+    insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
+    credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
+    end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
+};
+
 /// A new item as validated by the server.
 #[derive(Debug, Clone)]
 pub struct NewItem<'a> {
@@ -72,16 +79,7 @@ impl Store {
     /// # Errors
     /// `UsernameTaken`, `Unavailable`.
     pub fn create_seller(&self, username: &str, password: &str) -> Result<i64, StoreError> {
-        let hash = password::hash(password)?;
-        let result = self.customer()?.query_one(
-            "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
-            &[&username, &hash],
-        );
-        match result {
-            Ok(row) => Ok(row.try_get(0)?),
-            Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
-            Err(e) => Err(e),
-        }
+        self.create_account(&SELLERS, username, password)
     }
 
     /// Checks the password and opens a session.
@@ -93,19 +91,7 @@ impl Store {
         username: &str,
         password: &str,
     ) -> Result<(String, i64), StoreError> {
-        let row = self.customer()?.query_opt(
-            "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
-            &[&username],
-        )?;
-        let Some(row) = row else {
-            password::verify_nobody(password);
-            return Err(StoreError::AuthFailed);
-        };
-        let seller_id: i64 = row.try_get(0)?;
-        let stored: String = row.try_get(1)?;
-        if !password::verify(password, &stored) {
-            return Err(StoreError::AuthFailed);
-        }
+        let seller_id = self.check_password(&SELLERS, username, password)?;
         let session = Uuid::new_v4();
         self.customer()?.execute(
             "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
@@ -119,11 +105,7 @@ impl Store {
     /// # Errors
     /// `Unavailable`.
     pub fn logout_seller(&self, session: &str) -> Result<(), StoreError> {
-        if let Ok(id) = Uuid::parse_str(session) {
-            self.customer()?
-                .execute("DELETE FROM seller_sessions WHERE session_id = $1", &[&id])?;
-        }
-        Ok(())
+        self.end_session(&SELLERS, session)
     }
 
     /// Renews the session and returns its seller.

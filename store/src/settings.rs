@@ -1,6 +1,6 @@
 //! Database settings of a server, from flags with environment fallbacks.
 
-use std::str::FromStr;
+use net::settings::value;
 use std::time::Duration;
 
 /// Where the databases are and how the server uses them.
@@ -29,16 +29,6 @@ impl Default for DbSettings {
             connect_timeout: Duration::from_millis(500),
         }
     }
-}
-
-fn value<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    flag: &'static str,
-) -> Result<Option<T>, String> {
-    args.opt_value_from_fn(flag, |v| {
-        v.parse::<T>().map_err(|_| format!("cannot use {v:?}"))
-    })
-    .map_err(|e| format!("{flag}: {e}"))
 }
 
 impl DbSettings {

@@ -1,0 +1,65 @@
+//! What sellers and buyers share: creating an account, checking a password,
+//! ending a session. Each side passes its own statements.
+
+use crate::db::Store;
+use crate::{password, StoreError};
+use uuid::Uuid;
+
+/// The statements of one side's accounts.
+pub(crate) struct Accounts {
+    /// `INSERT ... (username, password_hash) VALUES ($1, $2) RETURNING id`
+    pub insert: &'static str,
+    /// `SELECT id, password_hash ... WHERE username = $1`
+    pub credentials: &'static str,
+    /// `DELETE FROM <side>_sessions WHERE session_id = $1`
+    pub end_session: &'static str,
+}
+
+impl Store {
+    /// Registers an account; the password is stored only as an argon2id hash,
+    /// computed before a database connection is taken.
+    pub(crate) fn create_account(
+        &self,
+        side: &Accounts,
+        username: &str,
+        password: &str,
+    ) -> Result<i64, StoreError> {
+        let hash = password::hash(password)?;
+        match self.customer()?.query_one(side.insert, &[&username, &hash]) {
+            Ok(row) => Ok(row.try_get(0)?),
+            Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The account id when `password` is right; `AuthFailed` for an unknown
+    /// username or a wrong password alike, in the same time.
+    pub(crate) fn check_password(
+        &self,
+        side: &Accounts,
+        username: &str,
+        password: &str,
+    ) -> Result<i64, StoreError> {
+        // The connection goes back to the pool before the slow verification.
+        let row = self.customer()?.query_opt(side.credentials, &[&username])?;
+        let Some(row) = row else {
+            password::verify_nobody(password);
+            return Err(StoreError::AuthFailed);
+        };
+        let id: i64 = row.try_get(0)?;
+        let stored: String = row.try_get(1)?;
+        if password::verify(password, &stored) {
+            Ok(id)
+        } else {
+            Err(StoreError::AuthFailed)
+        }
+    }
+
+    /// Ends a session; succeeds also for an unknown or ended one.
+    pub(crate) fn end_session(&self, side: &Accounts, session: &str) -> Result<(), StoreError> {
+        if let Ok(id) = Uuid::parse_str(session) {
+            self.customer()?.execute(side.end_session, &[&id])?;
+        }
+        Ok(())
+    }
+}
