@@ -13,12 +13,16 @@ use wire::buyer::Request;
 use wire::response::{
     BuyerCreated, BuyerSession, Empty, ItemDetail, Pong, PurchaseHistory, SearchResults, Votes,
 };
-use wire::{validate, ErrorCode, Refusal, PROTOCOL_VERSION};
+use wire::{validate, Refusal, PROTOCOL_VERSION};
 
 /// The name in logs.
 pub const NAME: &str = "buyer_srv";
 /// Where it listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6001";
+
+/// A purchase still pending after this long was interrupted (they finish in
+/// milliseconds) and is settled by recovery.
+pub const PURCHASE_RECOVERY_AGE: Duration = Duration::from_secs(30);
 
 /// The buyer operations over a [`Store`].
 pub struct BuyerService {
@@ -93,15 +97,15 @@ impl BuyerService {
                 reply.ok("your cart", &cart);
             }
             Request::MakePurchase(checkout) => {
-                // Card rules are judged even now, so a client learns of a bad card
-                // first; buying itself is not served yet.
+                // The card is judged before anything is reserved; it is never
+                // stored or logged.
                 let today = chrono::Utc::now();
                 validate::card(&checkout, (today.year(), today.month()))?;
-                store.buyer_session(&checkout.session_id)?;
-                return Err(Refusal::new(
-                    ErrorCode::UnknownOperation,
-                    "MakePurchase is not served by this version of the buyer server",
-                ));
+                let receipt = store.make_purchase(&checkout.session_id)?;
+                reply.ok(
+                    &format!("purchase {} complete", receipt.purchase_id),
+                    &receipt,
+                );
             }
             Request::ProvideFeedback(r) => {
                 let up = validate::vote(&r.feedback)?;
@@ -148,7 +152,7 @@ impl net::Service for BuyerService {
 
 /// Opens and migrates the databases (waiting up to `db_wait` for them), binds
 /// the listener, and returns the server ready to run, with a periodic sweep of
-/// expired buyer sessions beside it.
+/// expired buyer sessions and of purchases a crash left pending beside it.
 ///
 /// # Errors
 /// A message when a database stays unreachable or the address cannot be bound.
@@ -162,7 +166,13 @@ pub fn prepare(
     settings.serve(
         Arc::new(BuyerService::new(store, settings.trace)),
         db.sweep_interval(),
-        move || sweeper.sweep_buyer_sessions().map_err(|e| e.to_string()),
+        move || {
+            let swept = sweeper.sweep_buyer_sessions().map_err(|e| e.to_string())?;
+            let settled = sweeper
+                .recover_purchases(PURCHASE_RECOVERY_AGE)
+                .map_err(|e| format!("purchase recovery: {e}"))?;
+            Ok(swept + settled)
+        },
     )
 }
 

@@ -126,26 +126,43 @@ fn every_buyer_command_works_from_a_script() {
 }
 
 #[test]
-fn buy_sends_the_card_and_reports_the_servers_answer() {
+fn buy_sends_the_card_prints_the_receipt_and_the_history_shows_it() {
+    let owner = unique("shop");
+    let category = unique_category();
+    let listed = seller(&format!(
+        "create-account {owner} pw\nlogin {owner} pw\n\
+         register Kettle --category {category} --price 12.5 --qty 5\n"
+    ));
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let kettle = id_after(&listed.stdout, "item ");
     let user = unique("card");
     let run = buyer(&format!(
         "create-account {user} pw\nlogin {user} pw\n\
-         buy --name Bob --number 4111-1111-1111-1112 --expiry 12/2030 --cvc 123\n\
          buy --name Bob --number 4111111111111111 --expiry 12/2030 --cvc 123\n\
-         buy --name Bob --number 4111111111111111 --expiry soon --cvc 123\n"
+         add {kettle} 2\n\
+         buy --name Bob --number 4111-1111-1111-1112 --expiry 12/2030 --cvc 123\n\
+         buy --name Bob --number 4111111111111111 --expiry soon --cvc 123\n\
+         buy --name \"Bob Smith\" --number \"4111 1111 1111 1111\" --expiry 12/2030 --cvc 123\n\
+         history\ncart\n"
     ));
-    assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("(PAYMENT_DECLINED)"), "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "three of the buys fail");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert!(errors[0].contains("(CART_EMPTY)"), "{errors:?}");
+    assert!(errors[1].contains("(PAYMENT_DECLINED)"), "{errors:?}");
     assert!(
-        run.stderr.contains("MakePurchase is not served"),
-        "{}",
-        run.stderr
+        errors[2].contains("expiry must look like 12/2030"),
+        "{errors:?}"
     );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let out = &run.stdout;
+    assert!(out.contains(" done\n"), "a receipt: {out}");
+    assert!(out.lines().any(|l| l.trim() == "total 25.00"), "{out}");
     assert!(
-        run.stderr.contains("expiry must look like 12/2030"),
-        "{}",
-        run.stderr
+        out.lines()
+            .any(|l| l.contains(&kettle.to_string()) && l.contains("12.50") && l.contains("Z")),
+        "the history lists the line with its time: {out}"
     );
+    assert!(out.trim_end().ends_with("(the cart is empty)"), "{out}");
 }
 
 #[test]

@@ -387,7 +387,7 @@ impl Store {
              SELECT s.buyer_id, p.purchase_id, l.item_id, l.quantity, l.unit_price_cents,
                     to_char(p.purchased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                FROM s
-               LEFT JOIN purchases p ON p.buyer_id = s.buyer_id
+               LEFT JOIN purchases p ON p.buyer_id = s.buyer_id AND p.state = 'done'
                LEFT JOIN purchase_lines l ON l.purchase_id = p.purchase_id
               ORDER BY p.purchase_id DESC, l.item_id",
             &[&id, &self.timeout()],

@@ -11,10 +11,15 @@ pub enum StoreError {
     SessionExpired,
     NotFound(String),
     InsufficientStock(String),
+    /// MakePurchase on an empty active cart.
+    CartEmpty,
     /// A value the database side refuses (e.g. a stock count over 10^9).
     Invalid(String),
     /// A database is unreachable or went away mid-request; nothing was changed.
     Unavailable(String),
+    /// A database failed after a purchase began: it is neither done nor
+    /// undone yet; recovery finishes or cancels it shortly.
+    InDoubt(String),
     /// A unique constraint refused a write; use cases that expect one (a taken
     /// username) turn it into their own error, anywhere else it is a bug.
     Conflict(String),
@@ -35,8 +40,9 @@ impl StoreError {
             StoreError::SessionExpired => ErrorCode::SessionExpired,
             StoreError::NotFound(_) => ErrorCode::NotFound,
             StoreError::InsufficientStock(_) => ErrorCode::InsufficientStock,
+            StoreError::CartEmpty => ErrorCode::CartEmpty,
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-            StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable(_) | StoreError::InDoubt(_) => ErrorCode::Unavailable,
             StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
                 ErrorCode::Internal
             }
@@ -52,9 +58,14 @@ impl StoreError {
             StoreError::NotFound(m) | StoreError::InsufficientStock(m) | StoreError::Invalid(m) => {
                 m.clone()
             }
+            StoreError::CartEmpty => "the cart is empty; there is nothing to buy".into(),
             StoreError::Unavailable(_) => {
                 "a database is unavailable right now; nothing was changed, retry later".into()
             }
+            StoreError::InDoubt(_) => "a database failed during the purchase; it will be \
+                completed or cancelled automatically within a minute: check your purchase \
+                history before buying again"
+                .into(),
             StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
                 "internal error".into()
             }
@@ -66,6 +77,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
+            StoreError::InDoubt(detail) => write!(f, "purchase in doubt: {detail}"),
             StoreError::Internal(detail) => write!(f, "internal: {detail}"),
             StoreError::Conflict(detail) => write!(f, "conflict: {detail}"),
             StoreError::Orphan(detail) => write!(f, "orphan: {detail}"),
@@ -129,6 +141,7 @@ impl From<StoreError> for wire::Refusal {
     fn from(e: StoreError) -> Self {
         let detail = match &e {
             StoreError::Unavailable(d)
+            | StoreError::InDoubt(d)
             | StoreError::Internal(d)
             | StoreError::Conflict(d)
             | StoreError::Orphan(d) => Some(d.clone()),
@@ -165,6 +178,8 @@ mod tests {
             ),
             (StoreError::Invalid("x".into()), ErrorCode::InvalidArgument),
             (StoreError::Unavailable("x".into()), ErrorCode::Unavailable),
+            (StoreError::InDoubt("x".into()), ErrorCode::Unavailable),
+            (StoreError::CartEmpty, ErrorCode::CartEmpty),
             (StoreError::Conflict("x".into()), ErrorCode::Internal),
             (StoreError::Orphan("x".into()), ErrorCode::Internal),
             (StoreError::Internal("x".into()), ErrorCode::Internal),

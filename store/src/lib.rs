@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod migrate;
 pub mod password;
+pub mod purchase;
 pub mod seller;
 pub mod settings;
 

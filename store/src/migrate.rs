@@ -28,6 +28,11 @@ pub const CUSTOMER: &[Migration] = &[
         name: "read_mostly_sessions",
         sql: include_str!("../../sql/customer/0002_read_mostly_sessions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "purchases",
+        sql: include_str!("../../sql/customer/0003_purchases.sql"),
+    },
 ];
 
 /// product_db's migrations, in order.
@@ -41,6 +46,11 @@ pub const PRODUCT: &[Migration] = &[
         version: 2,
         name: "keywords_of_available_items",
         sql: include_str!("../../sql/product/0002_keywords_of_available_items.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "purchases",
+        sql: include_str!("../../sql/product/0003_purchases.sql"),
     },
 ];
 

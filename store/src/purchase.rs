@@ -1,0 +1,247 @@
+//! MakePurchase across the two databases, as a saga of idempotent steps (see
+//! sql/customer/0003_purchases.sql and sql/product/0003_purchases.sql):
+//! begin (customer_db: a pending purchase of the cart), take stock (product_db:
+//! all lines or none, decided once), finish (customer_db: lines, totals,
+//! counters, empty carts). [`Store::recover_purchases`] settles any purchase a
+//! crash left pending: it fences it in product_db, then finishes or abandons it.
+
+use crate::db::Store;
+use crate::seller::session_uuid;
+use crate::StoreError;
+use std::time::Duration;
+use wire::response::{cents_to_price, PurchaseLine, PurchaseReceipt};
+
+/// A purchase begun: its id and the cart it buys (items ascending).
+#[derive(Debug, Clone)]
+pub struct Begun {
+    pub purchase_id: i64,
+    pub items: Vec<i64>,
+    pub quantities: Vec<i64>,
+}
+
+/// One line as product_db took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub item_id: i64,
+    pub seller_id: i64,
+    pub quantity: i64,
+    pub price_cents: i64,
+}
+
+/// What product_db decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taking {
+    Taken(Vec<Taken>),
+    Short {
+        item_id: i64,
+        available: i64,
+    },
+    Missing {
+        item_id: i64,
+    },
+    /// Decided against before (by recovery): nothing was taken.
+    Fenced,
+}
+
+fn in_doubt(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
+            StoreError::InDoubt(detail)
+        }
+        other => other,
+    }
+}
+
+impl Store {
+    /// Buys the session's whole active cart at current prices, atomically.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `CartEmpty`, `InsufficientStock` or `NotFound` (nothing
+    /// changed), `Unavailable` before anything was decided, `InDoubt` when a
+    /// database failed after the purchase began (recovery settles it).
+    pub fn make_purchase(&self, session: &str) -> Result<PurchaseReceipt, StoreError> {
+        let begun = self.begin_purchase(session)?;
+        let taking = self.take_stock(&begun).map_err(in_doubt)?;
+        let taken = match taking {
+            Taking::Taken(lines) => lines,
+            Taking::Short { item_id, available } => {
+                self.abandon_purchase(begun.purchase_id).map_err(in_doubt)?;
+                return Err(StoreError::InsufficientStock(format!(
+                    "item {item_id} has only {available} units; nothing was bought"
+                )));
+            }
+            Taking::Missing { item_id } => {
+                self.abandon_purchase(begun.purchase_id).map_err(in_doubt)?;
+                return Err(StoreError::NotFound(format!(
+                    "item {item_id} no longer exists; nothing was bought"
+                )));
+            }
+            Taking::Fenced => {
+                self.abandon_purchase(begun.purchase_id).map_err(in_doubt)?;
+                return Err(StoreError::Unavailable(
+                    "the purchase was cancelled by recovery".into(),
+                ));
+            }
+        };
+        let total = self
+            .finish_purchase(begun.purchase_id, &taken)
+            .map_err(in_doubt)?;
+        Ok(PurchaseReceipt {
+            purchase_id: begun.purchase_id,
+            total: cents_to_price(total),
+            lines: taken
+                .iter()
+                .map(|t| PurchaseLine {
+                    item_id: t.item_id,
+                    quantity: t.quantity,
+                    unit_price: cents_to_price(t.price_cents),
+                })
+                .collect(),
+        })
+    }
+
+    /// Step 1: checks the session and records a pending purchase of its cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `CartEmpty`, `Unavailable`.
+    pub fn begin_purchase(&self, session: &str) -> Result<Begun, StoreError> {
+        let id = session_uuid(session)?;
+        let row = self.customer()?.query_one(
+            "SELECT purchase_id, buyer_id, items, quantities FROM begin_purchase($1, $2)",
+            &[&id, &self.timeout()],
+        )?;
+        row.try_get::<_, Option<i64>>(1)?
+            .ok_or(StoreError::SessionExpired)?;
+        let purchase_id: i64 = row
+            .try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::CartEmpty)?;
+        Ok(Begun {
+            purchase_id,
+            items: row.try_get(2)?,
+            quantities: row.try_get(3)?,
+        })
+    }
+
+    /// Step 2: takes the stock of every line or of none; repeating it returns
+    /// the same decision.
+    ///
+    /// # Errors
+    /// `Unavailable`, or `Conflict` when recovery decided at the same moment
+    /// (asking again returns its decision).
+    pub fn take_stock(&self, begun: &Begun) -> Result<Taking, StoreError> {
+        let rows = self.product()?.query(
+            "SELECT outcome, item_id, seller_id, quantity, unit_price_cents
+               FROM take_stock($1, $2, $3)",
+            &[&begun.purchase_id, &begun.items, &begun.quantities],
+        )?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Internal("take_stock returned nothing".into()))?;
+        let outcome: String = first.try_get(0)?;
+        Ok(match outcome.as_str() {
+            "taken" => Taking::Taken(
+                rows.iter()
+                    .map(|r| {
+                        Ok(Taken {
+                            item_id: r.try_get(1)?,
+                            seller_id: r.try_get(2)?,
+                            quantity: r.try_get(3)?,
+                            price_cents: r.try_get(4)?,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?,
+            ),
+            "short" => Taking::Short {
+                item_id: first.try_get(1)?,
+                available: first.try_get(3)?,
+            },
+            "missing" => Taking::Missing {
+                item_id: first.try_get(1)?,
+            },
+            "fenced" => Taking::Fenced,
+            other => return Err(StoreError::Internal(format!("take_stock said {other:?}"))),
+        })
+    }
+
+    /// Step 3: records the lines and total, counts items sold and purchased,
+    /// empties the session's active cart and the buyer's saved cart. Returns the
+    /// total in cents; finishing twice changes nothing.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Internal` if the purchase vanished.
+    pub fn finish_purchase(&self, purchase_id: i64, taken: &[Taken]) -> Result<i64, StoreError> {
+        let column = |f: fn(&Taken) -> i64| taken.iter().map(f).collect::<Vec<i64>>();
+        let row = self.customer()?.query_one(
+            "SELECT finish_purchase($1, $2, $3, $4, $5)",
+            &[
+                &purchase_id,
+                &column(|t| t.item_id),
+                &column(|t| t.quantity),
+                &column(|t| t.seller_id),
+                &column(|t| t.price_cents),
+            ],
+        )?;
+        row.try_get::<_, Option<i64>>(0)?.ok_or_else(|| {
+            StoreError::Internal(format!(
+                "purchase {purchase_id} vanished before it finished"
+            ))
+        })
+    }
+
+    fn abandon_purchase(&self, purchase_id: i64) -> Result<(), StoreError> {
+        self.customer()?.execute(
+            "DELETE FROM purchases WHERE purchase_id = $1 AND state = 'pending'",
+            &[&purchase_id],
+        )?;
+        Ok(())
+    }
+
+    /// Settles purchases pending for longer than `older_than` (a crash or a
+    /// database failure interrupted them): each is fenced in product_db, then
+    /// finished if its stock was taken, abandoned otherwise. Returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable` (the next pass tries again).
+    pub fn recover_purchases(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let pending: Vec<i64> = self
+            .customer()?
+            .query(
+                "SELECT purchase_id FROM purchases
+                  WHERE state = 'pending' AND purchased_at <= now() - make_interval(secs => $1)
+                  ORDER BY purchase_id LIMIT 1000",
+                &[&older_than.as_secs_f64()],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for &purchase_id in &pending {
+            let taken: bool = self
+                .product()?
+                .query_one("SELECT fence_purchase($1)", &[&purchase_id])?
+                .try_get(0)?;
+            if taken {
+                let lines: Vec<Taken> = self
+                    .product()?
+                    .query(
+                        "SELECT item_id, seller_id, quantity, unit_price_cents
+                           FROM purchase_takings WHERE purchase_id = $1 ORDER BY item_id",
+                        &[&purchase_id],
+                    )?
+                    .iter()
+                    .map(|r| {
+                        Ok(Taken {
+                            item_id: r.try_get(0)?,
+                            seller_id: r.try_get(1)?,
+                            quantity: r.try_get(2)?,
+                            price_cents: r.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                self.finish_purchase(purchase_id, &lines)?;
+            } else {
+                self.abandon_purchase(purchase_id)?;
+            }
+        }
+        Ok(pending.len() as u64)
+    }
+}
