@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wire::request::{
-    CartChange, ChangePrice, Credentials, Feedback, ItemRef, RegisterItem, Scalar, Search,
-    SellerRef, SessionOnly, UpdateUnits,
+    CartChange, ChangePrice, Checkout, Credentials, Feedback, ItemRef, RegisterItem, Scalar,
+    Search, SellerRef, SessionOnly, UpdateUnits,
 };
 use wire::response::{
     BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, ItemList, ItemRegistered,
-    PriceChanged, PurchaseHistory, SearchResults, SellerCreated, SellerRating, SellerSession,
-    UnitsUpdated, Votes,
+    PriceChanged, PurchaseHistory, PurchaseReceipt, SearchResults, SellerCreated, SellerRating,
+    SellerSession, UnitsUpdated, Votes,
 };
 use wire::{buyer, seller, ErrorCode, Response};
 
@@ -373,7 +373,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         };
         let ready = |op: BuyerOp| {
             let blocked = (seen.is_empty() && needs_item(op))
-                || (cart.is_empty() && op == BuyerOp::RemoveFromCart);
+                || (cart.is_empty() && matches!(op, BuyerOp::RemoveFromCart | BuyerOp::Buy));
             !blocked
         };
         let mut op = if tour.is_empty() {
@@ -389,6 +389,13 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         }
         if cart.is_empty() && op == BuyerOp::RemoveFromCart {
             op = BuyerOp::DisplayCart;
+        }
+        if cart.is_empty() && op == BuyerOp::Buy {
+            op = if seen.is_empty() {
+                BuyerOp::Search
+            } else {
+                BuyerOp::AddToCart
+            };
         }
         let any_seen = |rng: &mut SmallRng, seen: &[(i64, i64)]| seen[rng.gen_range(0..seen.len())];
         match op {
@@ -491,6 +498,25 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     seller_id,
                 });
                 let _: Option<SellerRating> = c.call("GetSellerRating", &request, &[]);
+            }
+            BuyerOp::Buy => {
+                let request = buyer::Request::MakePurchase(Checkout {
+                    session_id: sid.clone(),
+                    cardholder_name: "Load Test".into(),
+                    card_number: Scalar::Text("4111111111111111".into()),
+                    expiry_month: Scalar::Int(12),
+                    expiry_year: Scalar::Int(2099),
+                    security_code: Scalar::Text("123".into()),
+                });
+                // Another buyer may have bought the last units first.
+                let bought = c.call::<_, PurchaseReceipt>(
+                    "MakePurchase",
+                    &request,
+                    &[ErrorCode::InsufficientStock],
+                );
+                if bought.is_some() {
+                    cart.clear();
+                }
             }
             BuyerOp::History => {
                 let _: Option<PurchaseHistory> = c.call(

@@ -122,6 +122,7 @@ fn a_short_default_run_adds_up_and_covers_the_mix() {
             "ProvideFeedback",
             "GetSellerRating",
             "GetBuyerPurchases",
+            "MakePurchase",
         ],
     );
     let _ = std::fs::remove_dir_all(dir);
