@@ -42,8 +42,6 @@ pub enum BuyerOp {
     SellerRating,
     /// GetBuyerPurchases.
     History,
-    /// MakePurchase of the whole cart (with a valid test card).
-    Buy,
 }
 
 /// A named workload.
@@ -69,7 +67,7 @@ pub const SELLER_DEFAULT: &[(SellerOp, u32)] = &[
 
 /// The default buyer weights.
 pub const BUYER_DEFAULT: &[(BuyerOp, u32)] = &[
-    (BuyerOp::Search, 27),
+    (BuyerOp::Search, 30),
     (BuyerOp::GetItem, 15),
     (BuyerOp::AddToCart, 12),
     (BuyerOp::RemoveFromCart, 5),
@@ -79,7 +77,6 @@ pub const BUYER_DEFAULT: &[(BuyerOp, u32)] = &[
     (BuyerOp::Vote, 10),
     (BuyerOp::SellerRating, 8),
     (BuyerOp::History, 5),
-    (BuyerOp::Buy, 3),
 ];
 
 /// Browsing: sellers as in the default, buyers mostly looking.
@@ -223,7 +220,7 @@ mod tests {
     fn every_mix_prints_its_weights() {
         let text = Mix::Default.to_string();
         assert!(
-            text.contains("Register 20%") && text.contains("Buy 3%"),
+            text.contains("Register 20%") && text.contains("Search 30%"),
             "{text}"
         );
         assert!(Mix::Seed.to_string().contains("keyword1"));

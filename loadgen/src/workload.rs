@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wire::request::{
-    CartChange, ChangePrice, Checkout, Credentials, Feedback, ItemRef, RegisterItem, Scalar,
-    Search, SellerRef, SessionOnly, UpdateUnits,
+    CartChange, ChangePrice, Credentials, Feedback, ItemRef, RegisterItem, Scalar, Search,
+    SellerRef, SessionOnly, UpdateUnits,
 };
 use wire::response::{
     BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, ItemList, ItemRegistered,
-    PriceChanged, PurchaseHistory, PurchaseReceipt, SearchResults, SellerCreated, SellerRating,
-    SellerSession, UnitsUpdated, Votes,
+    PriceChanged, PurchaseHistory, SearchResults, SellerCreated, SellerRating, SellerSession,
+    UnitsUpdated, Votes,
 };
 use wire::{buyer, seller, ErrorCode, Response};
 
@@ -355,8 +355,9 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
     let mut cart: BTreeMap<String, i64> = BTreeMap::new();
     let mut i = 0usize;
     // A tour of every operation first, then the weights. An operation that
-    // needs an item waits in the tour until a search has found one; until then
-    // the buyer browses the categories in turn.
+    // needs an item waits in the tour until a search has found one (until then
+    // the buyer browses the categories in turn); one that needs a cart line
+    // waits until an AddItemToCart has put one in.
     let mut tour: Vec<BuyerOp> = plan.mix.buyer().iter().map(|(op, _)| *op).collect();
     let mut browse = 0i64;
     while c.left > 1 {
@@ -373,7 +374,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         };
         let ready = |op: BuyerOp| {
             let blocked = (seen.is_empty() && needs_item(op))
-                || (cart.is_empty() && matches!(op, BuyerOp::RemoveFromCart | BuyerOp::Buy));
+                || (cart.is_empty() && op == BuyerOp::RemoveFromCart);
             !blocked
         };
         let mut op = if tour.is_empty() {
@@ -381,7 +382,10 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         } else {
             match tour.iter().position(|op| ready(*op)) {
                 Some(k) => tour.remove(k),
-                None => BuyerOp::Search,
+                // What waits needs an item seen or a cart line: get one, or
+                // the tour would never end (a search until the run is over).
+                None if seen.is_empty() => BuyerOp::Search,
+                None => BuyerOp::AddToCart,
             }
         };
         if seen.is_empty() && needs_item(op) {
@@ -390,17 +394,21 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         if cart.is_empty() && op == BuyerOp::RemoveFromCart {
             op = BuyerOp::DisplayCart;
         }
-        if cart.is_empty() && op == BuyerOp::Buy {
-            op = if seen.is_empty() {
-                BuyerOp::Search
-            } else {
-                BuyerOp::AddToCart
-            };
-        }
         let any_seen = |rng: &mut SmallRng, seen: &[(i64, i64)]| seen[rng.gen_range(0..seen.len())];
         match op {
             BuyerOp::Search => {
                 let (category, n) = if seen.is_empty() {
+                    // A buyer who found the marketplace empty in a whole pass
+                    // over the categories (sellers still logging in) waits a
+                    // little longer before each further pass: think time
+                    // between calls, never inside a timed call.
+                    if browse > 0 && browse % CATEGORIES == 0 {
+                        let passes = (browse / CATEGORIES).min(7) as u32;
+                        std::thread::sleep(
+                            Duration::from_millis(5 << (passes - 1))
+                                .min(Duration::from_millis(500)),
+                        );
+                    }
                     browse += 1;
                     ((browse - 1) % CATEGORIES, 0)
                 } else {
@@ -456,10 +464,12 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     quantity: rng.gen_range(1..=2),
                 });
                 // Stock moves under the buyer's feet: sellers sell out items.
-                if let Some(r) =
-                    c.call::<_, CartContents>(name, &request, &[ErrorCode::InsufficientStock])
-                {
-                    cart = r.cart_items;
+                // A sold-out item is forgotten (no buyer retries it forever);
+                // with nothing left in mind, the buyer browses again.
+                match c.call::<_, CartContents>(name, &request, &[ErrorCode::InsufficientStock]) {
+                    Some(r) => cart = r.cart_items,
+                    None if op == BuyerOp::AddToCart => seen.retain(|(id, _)| *id != item_id),
+                    None => {}
                 }
             }
             BuyerOp::DisplayCart => {
@@ -498,25 +508,6 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     seller_id,
                 });
                 let _: Option<SellerRating> = c.call("GetSellerRating", &request, &[]);
-            }
-            BuyerOp::Buy => {
-                let request = buyer::Request::MakePurchase(Checkout {
-                    session_id: sid.clone(),
-                    cardholder_name: "Load Test".into(),
-                    card_number: Scalar::Text("4111111111111111".into()),
-                    expiry_month: Scalar::Int(12),
-                    expiry_year: Scalar::Int(2099),
-                    security_code: Scalar::Text("123".into()),
-                });
-                // Another buyer may have bought the last units first.
-                let bought = c.call::<_, PurchaseReceipt>(
-                    "MakePurchase",
-                    &request,
-                    &[ErrorCode::InsufficientStock],
-                );
-                if bought.is_some() {
-                    cart.clear();
-                }
             }
             BuyerOp::History => {
                 let _: Option<PurchaseHistory> = c.call(

@@ -1,26 +1,27 @@
-//! A short load test (2x2, 50 calls, 2 runs) against the stack loadgen starts
-//! itself: the report's counts add up, every operation of the mix appears, no
-//! unexpected error, and the chart is written.
+//! Short load tests against the stack loadgen starts itself: 2x2, 50 calls, 2
+//! runs of both mixes (the report's counts add up, every operation of the mix
+//! appears, no unexpected error, the chart is written), and a 1x1 run long
+//! enough to check that the weights are followed.
 
 use simd_json::prelude::*;
 use simd_json::OwnedValue;
 use std::process::Command;
 
 fn report(dir: &std::path::Path, mix: &str) -> OwnedValue {
-    let out = dir.join(format!("{mix}.json"));
+    run_loadgen(dir, mix, "2x2", 50, 2)
+}
+
+fn run_loadgen(
+    dir: &std::path::Path,
+    mix: &str,
+    scenario: &str,
+    ops: u32,
+    runs: u32,
+) -> OwnedValue {
+    let out = dir.join(format!("{mix}-{scenario}.json"));
     let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--scenario",
-            "2x2",
-            "--ops",
-            "50",
-            "--runs",
-            "2",
-            "--mix",
-            mix,
-            "--workers",
-            "4",
-        ])
+        .args(["--scenario", scenario, "--mix", mix, "--workers", "4"])
+        .args(["--ops", &ops.to_string(), "--runs", &runs.to_string()])
         .arg("--out")
         .arg(&out)
         .output()
@@ -32,12 +33,16 @@ fn report(dir: &std::path::Path, mix: &str) -> OwnedValue {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(
-        stdout.contains("scenario 2x2: 50 calls per client, 2 runs"),
+        stdout.contains(&format!(
+            "scenario {scenario}: {ops} calls per client, {runs} runs"
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("p99.9"), "the table is printed: {stdout}");
     let svg = std::fs::read_to_string(out.with_extension("svg")).expect("the chart is written");
-    assert!(svg.starts_with("<svg") && svg.contains("latency percentiles") && svg.contains("2x2"));
+    assert!(
+        svg.starts_with("<svg") && svg.contains("latency percentiles") && svg.contains(scenario)
+    );
     let mut json = std::fs::read(&out).expect("the report is written");
     simd_json::to_owned_value(&mut json).expect("the report is JSON")
 }
@@ -122,8 +127,30 @@ fn a_short_default_run_adds_up_and_covers_the_mix() {
             "ProvideFeedback",
             "GetSellerRating",
             "GetBuyerPurchases",
-            "MakePurchase",
         ],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_longer_run_follows_the_weights_instead_of_getting_stuck() {
+    let dir = deploy::testing::temp_dir("loadgen-weights");
+    let r = run_loadgen(&dir, "default", "1x1", 400, 1);
+    let buyer = &r["scenarios"][0]["all_runs"]["buyer"];
+    let calls = |op: &str| buyer.get(op).map_or(0, count);
+    let share = |op: &str| calls(op) as f64 / calls("all") as f64;
+    // Searching is 30% of the weights, plus browsing whenever the buyer knows
+    // no item for sale (one seller keeps at most 8 on sale, and they sell out):
+    // about 30-55% here. A buyer stuck in its tour searched 98%.
+    assert!(
+        share("SearchItemsForSale") < 0.75,
+        "searches: {:.2}",
+        share("SearchItemsForSale")
+    );
+    assert!(
+        calls("AddItemToCart") >= 20,
+        "adds: {}",
+        calls("AddItemToCart")
     );
     let _ = std::fs::remove_dir_all(dir);
 }
