@@ -360,6 +360,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
     // waits until an AddItemToCart has put one in.
     let mut tour: Vec<BuyerOp> = plan.mix.buyer().iter().map(|(op, _)| *op).collect();
     let mut browse = 0i64;
+    let mut found_any = false;
     while c.left > 1 {
         if plan.mix == Mix::Seed {
             seed_buyer_step(c, &sid, i);
@@ -398,11 +399,12 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
         match op {
             BuyerOp::Search => {
                 let (category, n) = if seen.is_empty() {
-                    // A buyer who found the marketplace empty in a whole pass
-                    // over the categories (sellers still logging in) waits a
-                    // little longer before each further pass: think time
-                    // between calls, never inside a timed call.
-                    if browse > 0 && browse % CATEGORIES == 0 {
+                    // Before it has found any item (sellers still logging in at
+                    // the start of a run), a buyer who found the marketplace
+                    // empty in a whole pass over the categories waits a little
+                    // longer before each further pass: think time between
+                    // calls, never inside a timed call.
+                    if !found_any && browse > 0 && browse % CATEGORIES == 0 {
                         let passes = (browse / CATEGORIES).min(7) as u32;
                         std::thread::sleep(
                             Duration::from_millis(5 << (passes - 1))
@@ -426,6 +428,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                 });
                 if let Some(r) = c.call::<_, SearchResults>("SearchItemsForSale", &request, &[]) {
                     if !r.items.is_empty() {
+                        found_any = true;
                         seen = r
                             .items
                             .iter()
