@@ -148,7 +148,7 @@ fn a_longer_run_follows_the_weights_instead_of_getting_stuck() {
         share("SearchItemsForSale")
     );
     assert!(
-        calls("AddItemToCart") >= 20,
+        calls("AddItemToCart") >= 5,
         "adds: {}",
         calls("AddItemToCart")
     );
