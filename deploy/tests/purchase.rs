@@ -6,10 +6,8 @@ mod support;
 use std::sync::{Arc, Barrier};
 use support::*;
 use wire::buyer::Request as B;
-use wire::request::{CartChange, Checkout, ItemRef, Scalar, SellerRef};
-use wire::response::{
-    BuyerSession, CartContents, Empty, ItemDetail, PurchaseHistory, PurchaseReceipt, SellerRating,
-};
+use wire::request::{Checkout, Scalar, SellerRef};
+use wire::response::{BuyerSession, Empty, PurchaseHistory, PurchaseReceipt, SellerRating};
 use wire::ErrorCode;
 
 fn checkout(sid: &str) -> B {
@@ -23,27 +21,6 @@ fn checkout(sid: &str) -> B {
     })
 }
 
-fn add(api: &mut Api, sid: &str, item_id: i64, quantity: i64) {
-    let _: CartContents = api.ok(&B::AddItemToCart(CartChange {
-        session_id: sid.into(),
-        item_id,
-        quantity,
-    }));
-}
-
-fn stock(api: &mut Api, sid: &str, item_id: i64) -> i64 {
-    let d: ItemDetail = api.ok(&B::GetItem(ItemRef {
-        session_id: sid.into(),
-        item_id,
-    }));
-    d.item.quantity
-}
-
-fn cart(api: &mut Api, sid: &str) -> Vec<(String, i64)> {
-    let c: CartContents = api.ok(&B::DisplayCart(session(sid)));
-    c.cart_items.into_iter().collect()
-}
-
 #[test]
 fn a_purchase_buys_the_whole_cart_at_current_prices_and_empties_both_carts() {
     let (mut s1, sid1, seller1) = new_seller();
@@ -52,8 +29,8 @@ fn a_purchase_buys_the_whole_cart_at_current_prices_and_empties_both_carts() {
     let mug = register(&mut s1, item(&sid1, "mug", cat, &[], 2.5, 10));
     let lamp = register(&mut s2, item(&sid2, "lamp", cat, &[], 10.0, 3));
     let (mut api, sid, _, name) = new_buyer();
-    add(&mut api, &sid, mug, 4);
-    add(&mut api, &sid, lamp, 1);
+    add_to_cart(&mut api, &sid, mug, 4);
+    add_to_cart(&mut api, &sid, lamp, 1);
     let _: Empty = api.ok(&B::SaveCart(session(&sid)));
     // The price at purchase time counts, not the price when added.
     let _: wire::response::PriceChanged = s1.ok(&wire::seller::Request::ChangeItemPrice(
@@ -73,16 +50,19 @@ fn a_purchase_buys_the_whole_cart_at_current_prices_and_empties_both_carts() {
     lines.sort_by_key(|l| l.0);
     assert_eq!(lines, vec![(mug, 4, 3.0), (lamp, 1, 10.0)]);
     assert_eq!(
-        (stock(&mut api, &sid, mug), stock(&mut api, &sid, lamp)),
+        (
+            units_of(&mut api, &sid, mug),
+            units_of(&mut api, &sid, lamp)
+        ),
         (6, 2)
     );
     assert!(
-        cart(&mut api, &sid).is_empty(),
+        cart_lines(&mut api, &sid).is_empty(),
         "the active cart is emptied"
     );
     let later: BuyerSession = api.ok(&B::Login(creds(&name, "pw")));
     assert!(
-        cart(&mut api, &later.session_id).is_empty(),
+        cart_lines(&mut api, &later.session_id).is_empty(),
         "the saved cart too"
     );
     let history: PurchaseHistory = api.ok(&B::GetBuyerPurchases(session(&sid)));
@@ -109,7 +89,7 @@ fn a_refused_purchase_changes_nothing() {
         item(&ssid, "x", unique_category(), &[], 1.0, 5),
     );
     let (mut api, sid, _, _) = new_buyer();
-    add(&mut api, &sid, id, 3);
+    add_to_cart(&mut api, &sid, id, 3);
     let mut bad = checkout(&sid);
     if let B::MakePurchase(c) = &mut bad {
         c.card_number = Scalar::Text("4111111111111112".into());
@@ -124,8 +104,8 @@ fn a_refused_purchase_changes_nothing() {
         },
     ));
     assert_eq!(api.err(&checkout(&sid)), ErrorCode::InsufficientStock);
-    assert_eq!(stock(&mut api, &sid, id), 2);
-    assert_eq!(cart(&mut api, &sid), vec![(id.to_string(), 3)]);
+    assert_eq!(units_of(&mut api, &sid, id), 2);
+    assert_eq!(cart_lines(&mut api, &sid), vec![(id.to_string(), 3)]);
     let history: PurchaseHistory = api.ok(&B::GetBuyerPurchases(session(&sid)));
     assert!(history.purchases.is_empty());
     assert_eq!(api.err(&checkout("expired")), ErrorCode::SessionExpired);
@@ -141,7 +121,7 @@ fn concurrent_buyers_never_oversell() {
     let buyers: Vec<(Api, String)> = (0..20)
         .map(|_| {
             let (mut api, sid, _, _) = new_buyer();
-            add(&mut api, &sid, id, 1);
+            add_to_cart(&mut api, &sid, id, 1);
             (api, sid)
         })
         .collect();

@@ -11,31 +11,10 @@ use store::purchase::Taking;
 use store::{DbSettings, Store};
 use support::*;
 use wire::buyer::Request as B;
-use wire::request::{CartChange, ItemRef, SellerRef};
-use wire::response::{CartContents, ItemDetail, PurchaseHistory, SellerRating};
+use wire::request::SellerRef;
+use wire::response::{PurchaseHistory, SellerRating};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn add(api: &mut Api, sid: &str, item_id: i64, quantity: i64) {
-    let _: CartContents = api.ok(&B::AddItemToCart(CartChange {
-        session_id: sid.into(),
-        item_id,
-        quantity,
-    }));
-}
-
-fn stock(api: &mut Api, sid: &str, item_id: i64) -> i64 {
-    let d: ItemDetail = api.ok(&B::GetItem(ItemRef {
-        session_id: sid.into(),
-        item_id,
-    }));
-    d.item.quantity
-}
-
-fn cart(api: &mut Api, sid: &str) -> Vec<(String, i64)> {
-    let c: CartContents = api.ok(&B::DisplayCart(session(sid)));
-    c.cart_items.into_iter().collect()
-}
 
 fn store() -> Store {
     Store::open(&DbSettings {
@@ -56,14 +35,14 @@ fn a_purchase_interrupted_before_taking_stock_is_cancelled_by_recovery() {
         item(&ssid, "x", unique_category(), &[], 1.0, 5),
     );
     let (mut api, sid, _, _) = new_buyer();
-    add(&mut api, &sid, id, 2);
+    add_to_cart(&mut api, &sid, id, 2);
     let store = store();
     let begun = store.begin_purchase(&sid).unwrap();
     // The server dies here. Recovery (with no age limit) settles the purchase.
     assert!(store.recover_purchases(Duration::ZERO).unwrap() >= 1);
-    assert_eq!(stock(&mut api, &sid, id), 5, "nothing was taken");
+    assert_eq!(units_of(&mut api, &sid, id), 5, "nothing was taken");
     assert_eq!(
-        cart(&mut api, &sid),
+        cart_lines(&mut api, &sid),
         vec![(id.to_string(), 2)],
         "the cart is kept"
     );
@@ -71,7 +50,7 @@ fn a_purchase_interrupted_before_taking_stock_is_cancelled_by_recovery() {
     assert!(history.purchases.is_empty());
     // The interrupted server, coming back to it, can no longer take stock.
     assert_eq!(store.take_stock(&begun).unwrap(), Taking::Fenced);
-    assert_eq!(stock(&mut api, &sid, id), 5);
+    assert_eq!(units_of(&mut api, &sid, id), 5);
 }
 
 #[test]
@@ -85,7 +64,7 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
         item(&ssid, "x", unique_category(), &[], 2.0, 5),
     );
     let (mut api, sid, _, _) = new_buyer();
-    add(&mut api, &sid, id, 2);
+    add_to_cart(&mut api, &sid, id, 2);
     let store = store();
     let begun = store.begin_purchase(&sid).unwrap();
     let Taking::Taken(lines) = store.take_stock(&begun).unwrap() else {
@@ -96,7 +75,7 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
         store.take_stock(&begun).unwrap(),
         Taking::Taken(lines.clone())
     );
-    assert_eq!(stock(&mut api, &sid, id), 3);
+    assert_eq!(units_of(&mut api, &sid, id), 3);
     // The server dies before finishing: the history does not show it yet.
     let history: PurchaseHistory = api.ok(&B::GetBuyerPurchases(session(&sid)));
     assert!(history.purchases.is_empty());
@@ -107,13 +86,13 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
         (history.purchases[0].item_id, history.purchases[0].quantity),
         (id, 2)
     );
-    assert!(cart(&mut api, &sid).is_empty());
+    assert!(cart_lines(&mut api, &sid).is_empty());
     // Finishing again (the interrupted server resuming) changes nothing.
     assert_eq!(
         store.finish_purchase(begun.purchase_id, &lines).unwrap(),
         400
     );
-    assert_eq!(stock(&mut api, &sid, id), 3);
+    assert_eq!(units_of(&mut api, &sid, id), 3);
     let history: PurchaseHistory = api.ok(&B::GetBuyerPurchases(session(&sid)));
     assert_eq!(history.purchases.len(), 1);
     let rating: SellerRating = api.ok(&B::GetSellerRating(SellerRef {

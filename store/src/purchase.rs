@@ -43,6 +43,16 @@ pub enum Taking {
     Fenced,
 }
 
+/// Reads a taken line from columns `at..at + 4`: item, seller, quantity, price.
+fn taken_at(row: &postgres::Row, at: usize) -> Result<Taken, StoreError> {
+    Ok(Taken {
+        item_id: row.try_get(at)?,
+        seller_id: row.try_get(at + 1)?,
+        quantity: row.try_get(at + 2)?,
+        price_cents: row.try_get(at + 3)?,
+    })
+}
+
 fn in_doubt(e: StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
@@ -141,15 +151,8 @@ impl Store {
         Ok(match outcome.as_str() {
             "taken" => Taking::Taken(
                 rows.iter()
-                    .map(|r| {
-                        Ok(Taken {
-                            item_id: r.try_get(1)?,
-                            seller_id: r.try_get(2)?,
-                            quantity: r.try_get(3)?,
-                            price_cents: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?,
+                    .map(|r| taken_at(r, 1))
+                    .collect::<Result<_, _>>()?,
             ),
             "short" => Taking::Short {
                 item_id: first.try_get(1)?,
@@ -228,15 +231,8 @@ impl Store {
                         &[&purchase_id],
                     )?
                     .iter()
-                    .map(|r| {
-                        Ok(Taken {
-                            item_id: r.try_get(0)?,
-                            seller_id: r.try_get(1)?,
-                            quantity: r.try_get(2)?,
-                            price_cents: r.try_get(3)?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?;
+                    .map(|r| taken_at(r, 0))
+                    .collect::<Result<_, _>>()?;
                 self.finish_purchase(purchase_id, &lines)?;
             } else {
                 self.abandon_purchase(purchase_id)?;

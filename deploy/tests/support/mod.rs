@@ -159,3 +159,28 @@ pub fn register(api: &mut Api, request: RegisterItem) -> i64 {
     let r: ItemRegistered = api.ok(&seller::Request::RegisterItemForSale(request));
     r.item_id
 }
+
+/// Puts `quantity` units of `item_id` in the session's cart.
+pub fn add_to_cart(api: &mut Api, sid: &str, item_id: i64, quantity: i64) {
+    let _: wire::response::CartContents =
+        api.ok(&buyer::Request::AddItemToCart(wire::request::CartChange {
+            session_id: sid.into(),
+            item_id,
+            quantity,
+        }));
+}
+
+/// The units for sale of `item_id`, as a buyer sees them.
+pub fn units_of(api: &mut Api, sid: &str, item_id: i64) -> i64 {
+    let d: wire::response::ItemDetail = api.ok(&buyer::Request::GetItem(wire::request::ItemRef {
+        session_id: sid.into(),
+        item_id,
+    }));
+    d.item.quantity
+}
+
+/// The session's active cart as (item, quantity) pairs.
+pub fn cart_lines(api: &mut Api, sid: &str) -> Vec<(String, i64)> {
+    let c: wire::response::CartContents = api.ok(&buyer::Request::DisplayCart(session(sid)));
+    c.cart_items.into_iter().collect()
+}
