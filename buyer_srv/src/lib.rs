@@ -179,15 +179,5 @@ pub fn prepare(
 /// Runs the buyer server with command-line arguments `raw` (after the program
 /// name): the whole `main` of `buyer_srv`, also reachable as `marketplace buyer`.
 pub fn main_with(raw: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    net::settings::main(
-        raw,
-        NAME,
-        DEFAULT_LISTEN,
-        DbSettings::ENV,
-        DbSettings::USAGE,
-        |settings, args| {
-            let db = DbSettings::from_args(args, settings.reactor.workers)?;
-            prepare(settings, &db, Duration::from_secs(30))
-        },
-    )
+    store::settings::server_main(raw, NAME, DEFAULT_LISTEN, prepare)
 }

@@ -2,6 +2,7 @@
 //! ending a session. Each side passes its own statements.
 
 use crate::db::Store;
+use crate::seller::session_uuid;
 use crate::{password, StoreError};
 use uuid::Uuid;
 
@@ -13,6 +14,9 @@ pub(crate) struct Accounts {
     pub credentials: &'static str,
     /// `DELETE FROM <side>_sessions WHERE session_id = $1`
     pub end_session: &'static str,
+    /// `SELECT touch_<side>_session($1, $2)`: renews a live session, returns
+    /// its account (NULL when expired).
+    pub touch_session: &'static str,
 }
 
 impl Store {
@@ -53,6 +57,16 @@ impl Store {
         } else {
             Err(StoreError::AuthFailed)
         }
+    }
+
+    /// Renews a live session and returns its account.
+    pub(crate) fn touch_session(&self, side: &Accounts, session: &str) -> Result<i64, StoreError> {
+        let id = session_uuid(session)?;
+        let row = self
+            .customer()?
+            .query_one(side.touch_session, &[&id, &self.timeout()])?;
+        row.try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)
     }
 
     /// Ends a session; succeeds also for an unknown or ended one.

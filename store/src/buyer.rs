@@ -14,6 +14,7 @@ const BUYERS: Accounts = Accounts {
     insert: "INSERT INTO buyers (username, password_hash) VALUES ($1, $2) RETURNING buyer_id",
     credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
     end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
+    touch_session: "SELECT touch_buyer_session($1, $2)",
 };
 
 /// Reads `(buyer_id, changed, item_id, quantity)` rows of a cart statement: the
@@ -119,13 +120,7 @@ impl Store {
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
     pub fn buyer_session(&self, session: &str) -> Result<i64, StoreError> {
-        let id = session_uuid(session)?;
-        let row = self.customer()?.query_one(
-            "SELECT touch_buyer_session($1, $2)",
-            &[&id, &self.timeout()],
-        )?;
-        row.try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)
+        self.touch_session(&BUYERS, session)
     }
 
     /// Items of `category` with units left: with no keywords all of them, newest

@@ -47,6 +47,7 @@ const SELLERS: Accounts = Accounts {
     insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
     credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
     end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
+    touch_session: "SELECT touch_seller_session($1, $2)",
 };
 
 /// A new item as validated by the server.
@@ -113,13 +114,7 @@ impl Store {
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
     pub fn seller_session(&self, session: &str) -> Result<i64, StoreError> {
-        let id = session_uuid(session)?;
-        let row = self.customer()?.query_one(
-            "SELECT touch_seller_session($1, $2)",
-            &[&id, &self.timeout()],
-        )?;
-        row.try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)
+        self.touch_session(&SELLERS, session)
     }
 
     /// The caller's own rating.

@@ -81,3 +81,29 @@ impl DbSettings {
         })
     }
 }
+
+/// The whole `main` of a server on the databases: its reactor flags, these
+/// database flags, then `prepare` (which opens and migrates the databases,
+/// waiting up to 30 s for them, and binds the server).
+pub fn server_main(
+    raw: Vec<std::ffi::OsString>,
+    name: &str,
+    default_listen: &str,
+    prepare: fn(
+        &net::settings::ServerSettings,
+        &DbSettings,
+        Duration,
+    ) -> Result<net::Server, String>,
+) -> std::process::ExitCode {
+    net::settings::main(
+        raw,
+        name,
+        default_listen,
+        DbSettings::ENV,
+        DbSettings::USAGE,
+        |settings, args| {
+            let db = DbSettings::from_args(args, settings.reactor.workers)?;
+            prepare(settings, &db, Duration::from_secs(30))
+        },
+    )
+}
