@@ -10,12 +10,12 @@ use support::*;
 #[test]
 fn login_with_a_no_echo_password_prompt_and_tab_completion() {
     let stack = stack();
-    let home = deploy::testing::temp_dir("cli-home");
+    let home = deploy::testing::scratch_dir("cli-home");
     let user = unique("pty");
     let mut command = Command::new(env!("CARGO_BIN_EXE_seller-cli"));
     command
         .args(["--server", &stack.seller_addr().to_string()])
-        .env("XDG_DATA_HOME", &home)
+        .env("XDG_DATA_HOME", &*home)
         .env("TERM", "xterm");
     let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
     p.exp_string("seller> ").unwrap();
@@ -74,5 +74,4 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
         !history.contains("s3cret-pw"),
         "passwords never reach the history"
     );
-    let _ = std::fs::remove_dir_all(home);
 }

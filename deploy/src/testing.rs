@@ -16,7 +16,33 @@ extern "C" fn stop_shared() {
     }
 }
 
-/// A fresh directory under the system temp dir, unique to this process.
+/// A test's scratch directory, removed when dropped (a failing test's too).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch directory for one test, removed when the guard drops.
+///
+/// # Panics
+/// When it cannot be created (a test set-up failure).
+pub fn scratch_dir(label: &str) -> TempDir {
+    TempDir(temp_dir(label))
+}
+
+/// A fresh directory under the system temp dir, unique to this process; the
+/// caller removes it.
 ///
 /// # Panics
 /// When it cannot be created (a test set-up failure).

@@ -75,7 +75,7 @@ fn postmaster_alive(data_dir: &Path) -> bool {
 
 #[test]
 fn up_runs_everything_and_sigterm_leaves_no_process_and_a_second_run_reuses_the_cluster() {
-    let dir = deploy::testing::temp_dir("up");
+    let dir = deploy::testing::scratch_dir("up");
     let data = dir.join("data");
     let data_arg = data.to_str().unwrap();
     up_and_down(&["--data-dir", data_arg, "--session-timeout", "60"]);
@@ -84,14 +84,13 @@ fn up_runs_everything_and_sigterm_leaves_no_process_and_a_second_run_reuses_the_
     up_and_down(&["--data-dir", data_arg]);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(!postmaster_alive(&data), "PostgreSQL left running");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn up_uses_existing_databases_when_given_their_urls() {
     let stack = deploy::testing::shared_stack(|_| {});
     let db = stack.db();
-    let dir = deploy::testing::temp_dir("external");
+    let dir = deploy::testing::scratch_dir("external");
     up_and_down(&[
         "--data-dir",
         dir.to_str().unwrap(),
@@ -104,7 +103,6 @@ fn up_uses_existing_databases_when_given_their_urls() {
         !dir.join("pgdata").exists(),
         "no private cluster is created when databases are given"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -126,7 +124,7 @@ fn bad_flags_print_usage_and_exit_2() {
 
 #[test]
 fn a_stack_can_run_each_server_in_a_process_of_its_own() {
-    let dir = deploy::testing::temp_dir("processes");
+    let dir = deploy::testing::scratch_dir("processes");
     let mut config = deploy::StackConfig::local(dir.join("cluster"));
     config.servers = deploy::ServerMode::Processes {
         exe: env!("CARGO_BIN_EXE_marketplace").into(),
@@ -159,7 +157,6 @@ fn a_stack_can_run_each_server_in_a_process_of_its_own() {
         );
     }
     drop(stack);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn count(v: &OwnedValue) -> u64 {
 
 #[test]
 fn a_short_default_run_adds_up_and_covers_the_mix() {
-    let dir = deploy::testing::temp_dir("loadgen");
+    let dir = deploy::testing::scratch_dir("loadgen");
     let r = report(&dir, "default");
     assert_eq!(r["conditions"]["calls_per_client"].as_u64(), Some(50));
     let scenario = &r["scenarios"][0];
@@ -129,12 +129,11 @@ fn a_short_default_run_adds_up_and_covers_the_mix() {
             "GetBuyerPurchases",
         ],
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_longer_run_follows_the_weights_instead_of_getting_stuck() {
-    let dir = deploy::testing::temp_dir("loadgen-weights");
+    let dir = deploy::testing::scratch_dir("loadgen-weights");
     let r = run_loadgen(&dir, "default", "1x1", 400, 1);
     let buyer = &r["scenarios"][0]["all_runs"]["buyer"];
     let calls = |op: &str| buyer.get(op).map_or(0, count);
@@ -152,12 +151,11 @@ fn a_longer_run_follows_the_weights_instead_of_getting_stuck() {
         "adds: {}",
         calls("AddItemToCart")
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn the_seed_mix_reproduces_the_course_evaluation() {
-    let dir = deploy::testing::temp_dir("loadgen-seed");
+    let dir = deploy::testing::scratch_dir("loadgen-seed");
     let r = report(&dir, "seed");
     let all = &r["scenarios"][0]["all_runs"];
     assert_eq!(r["scenarios"][0]["unexpected_errors"].as_u64(), Some(0));
@@ -196,5 +194,4 @@ fn the_seed_mix_reproduces_the_course_evaluation() {
     // 47 middle calls per seller: 15 full steps of three, plus a register and a
     // price change.
     assert_eq!(count(&sellers["RegisterItemForSale"]), 4 * 16);
-    let _ = std::fs::remove_dir_all(dir);
 }
