@@ -53,7 +53,6 @@ pub fn login<R: Serialize, B: DeserializeOwned>(
     ctx.login = Some(Login {
         session_id,
         username,
-        account_id,
     });
     Ok(())
 }

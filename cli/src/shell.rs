@@ -27,7 +27,6 @@ use wire::{ErrorCode, Response};
 pub struct Login {
     pub session_id: String,
     pub username: String,
-    pub account_id: i64,
 }
 
 /// Why a command failed.
