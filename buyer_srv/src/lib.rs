@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::{DbSettings, Store};
 use wire::buyer::Request;
+use wire::request::Idempotency;
 use wire::response::{
     BuyerCreated, BuyerSession, Empty, ItemDetail, Pong, PurchaseHistory, SearchResults, Votes,
 };
@@ -36,17 +37,23 @@ impl BuyerService {
         BuyerService { store, trace }
     }
 
-    fn handle(&self, request: Request, reply: &mut Reply<'_>) -> Result<(), Refusal> {
+    fn handle(
+        &self,
+        request: Request,
+        once: Option<Idempotency>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Refusal> {
         let store = &self.store;
+        let once = once.as_ref();
         match request {
             Request::CreateAccount(c) => {
                 validate::username(&c.username)?;
                 validate::password(&c.password)?;
-                let buyer_id = store.create_buyer(&c.username, &c.password)?;
+                let buyer_id = store.create_buyer(&c.username, &c.password, once)?;
                 reply.ok("buyer account created", &BuyerCreated { buyer_id });
             }
             Request::Login(c) => {
-                let (session_id, buyer_id) = store.login_buyer(&c.username, &c.password)?;
+                let (session_id, buyer_id) = store.login_buyer(&c.username, &c.password, once)?;
                 reply.ok(
                     "logged in",
                     &BuyerSession {
@@ -56,7 +63,7 @@ impl BuyerService {
                 );
             }
             Request::Logout(s) => {
-                store.logout_buyer(&s.session_id)?;
+                store.logout_buyer(&s.session_id, once)?;
                 reply.ok("logged out", &Empty {});
             }
             Request::SearchItemsForSale(r) => {
@@ -76,20 +83,20 @@ impl BuyerService {
             }
             Request::AddItemToCart(r) => {
                 let quantity = validate::quantity(r.quantity)?;
-                let cart = store.add_to_cart(&r.session_id, r.item_id, quantity)?;
+                let cart = store.add_to_cart(&r.session_id, r.item_id, quantity, once)?;
                 reply.ok("added to cart", &cart);
             }
             Request::RemoveItemFromCart(r) => {
                 let quantity = validate::quantity(r.quantity)?;
-                let cart = store.remove_from_cart(&r.session_id, r.item_id, quantity)?;
+                let cart = store.remove_from_cart(&r.session_id, r.item_id, quantity, once)?;
                 reply.ok("removed from cart", &cart);
             }
             Request::SaveCart(s) => {
-                store.save_cart(&s.session_id)?;
+                store.save_cart(&s.session_id, once)?;
                 reply.ok("cart saved", &Empty {});
             }
             Request::ClearCart(s) => {
-                store.clear_cart(&s.session_id)?;
+                store.clear_cart(&s.session_id, once)?;
                 reply.ok("cart cleared", &Empty {});
             }
             Request::DisplayCart(s) => {
@@ -101,7 +108,7 @@ impl BuyerService {
                 // stored or logged.
                 let today = chrono::Utc::now();
                 validate::card(&checkout, (today.year(), today.month()))?;
-                let receipt = store.make_purchase(&checkout.session_id)?;
+                let receipt = store.make_purchase(&checkout.session_id, once)?;
                 reply.ok(
                     &format!("purchase {} complete", receipt.purchase_id),
                     &receipt,
@@ -109,7 +116,7 @@ impl BuyerService {
             }
             Request::ProvideFeedback(r) => {
                 let up = validate::vote(&r.feedback)?;
-                let (thumbs_up, thumbs_down) = store.vote(&r.session_id, r.item_id, up)?;
+                let (thumbs_up, thumbs_down) = store.vote(&r.session_id, r.item_id, up, once)?;
                 reply.ok(
                     "feedback recorded",
                     &Votes {
@@ -144,8 +151,8 @@ impl BuyerService {
 
 impl net::Service for BuyerService {
     fn call(&self, body: &mut [u8], out: &mut BytesMut) {
-        serve::<Request>(NAME, self.trace, body, out, |request, reply| {
-            self.handle(request, reply)
+        serve::<Request>(NAME, self.trace, body, out, |request, once, reply| {
+            self.handle(request, once, reply)
         });
     }
 }
@@ -171,7 +178,10 @@ pub fn prepare(
             let settled = sweeper
                 .recover_purchases(PURCHASE_RECOVERY_AGE)
                 .map_err(|e| format!("purchase recovery: {e}"))?;
-            Ok(swept + settled)
+            let keys = sweeper
+                .sweep_idempotency_keys()
+                .map_err(|e| format!("idempotency keys: {e}"))?;
+            Ok(swept + settled + keys)
         },
     )
 }

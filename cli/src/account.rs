@@ -22,7 +22,7 @@ fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
 ///
 /// # Errors
 /// Bad arguments, or the server's refusal.
-pub fn create<R: Serialize, B: DeserializeOwned>(
+pub fn create<R: wire::Operation + Serialize, B: DeserializeOwned>(
     ctx: &mut Ctx,
     args: Args,
     side: &str,
@@ -39,7 +39,7 @@ pub fn create<R: Serialize, B: DeserializeOwned>(
 ///
 /// # Errors
 /// Bad arguments, or the server's refusal.
-pub fn login<R: Serialize, B: DeserializeOwned>(
+pub fn login<R: wire::Operation + Serialize, B: DeserializeOwned>(
     ctx: &mut Ctx,
     args: Args,
     side: &str,
@@ -61,7 +61,7 @@ pub fn login<R: Serialize, B: DeserializeOwned>(
 ///
 /// # Errors
 /// Not logged in, or the server cannot be reached.
-pub fn end_session<R: Serialize>(
+pub fn end_session<R: wire::Operation + Serialize>(
     ctx: &mut Ctx,
     request: fn(SessionOnly) -> R,
 ) -> Result<(), CliError> {
@@ -77,7 +77,7 @@ pub fn end_session<R: Serialize>(
 ///
 /// # Errors
 /// Extra arguments, not logged in, or the server cannot be reached.
-pub fn logout<R: Serialize>(
+pub fn logout<R: wire::Operation + Serialize>(
     ctx: &mut Ctx,
     args: Args,
     request: fn(SessionOnly) -> R,

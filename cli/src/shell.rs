@@ -94,7 +94,10 @@ impl Ctx {
     ///
     /// # Errors
     /// The server's refusal, or a connection failure after the retries.
-    pub fn call<R: Serialize, B: DeserializeOwned>(&mut self, request: &R) -> Result<B, CliError> {
+    pub fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
+        &mut self,
+        request: &R,
+    ) -> Result<B, CliError> {
         let mut raw = self.client.call_raw(request, None)?;
         if self.json {
             println!("{}", String::from_utf8_lossy(&raw));

@@ -37,7 +37,7 @@ fn a_purchase_interrupted_before_taking_stock_is_cancelled_by_recovery() {
     let (mut api, sid, _, _) = new_buyer();
     add_to_cart(&mut api, &sid, id, 2);
     let store = store();
-    let begun = store.begin_purchase(&sid).unwrap();
+    let begun = store.begin_purchase(&sid, None).unwrap();
     // The server dies here. Recovery (with no age limit) settles the purchase.
     assert!(store.recover_purchases(Duration::ZERO).unwrap() >= 1);
     assert_eq!(units_of(&mut api, &sid, id), 5, "nothing was taken");
@@ -66,7 +66,7 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
     let (mut api, sid, _, _) = new_buyer();
     add_to_cart(&mut api, &sid, id, 2);
     let store = store();
-    let begun = store.begin_purchase(&sid).unwrap();
+    let begun = store.begin_purchase(&sid, None).unwrap();
     let Taking::Taken(lines) = store.take_stock(&begun).unwrap() else {
         panic!("stock not taken");
     };

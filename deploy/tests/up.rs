@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wire::request::NoFields;
 use wire::response::Pong;
 
-fn ping(addr: &str, request: &impl serde::Serialize) -> Pong {
+fn ping(addr: &str, request: &(impl wire::Operation + serde::Serialize)) -> Pong {
     let mut client = net::Client::connect(addr, net::ClientConfig::default()).expect("connect");
     client
         .call(request)

@@ -51,7 +51,7 @@ struct Caller<'a> {
 impl Caller<'_> {
     /// Sends `request`, times it, records the outcome. `expected` error codes
     /// are counted; any other failure is unexpected and fails the run.
-    fn call<R: Serialize, B: DeserializeOwned>(
+    fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
         &mut self,
         op: &'static str,
         request: &R,

@@ -4,6 +4,13 @@
 //! (`send` several, then `recv` as many), and [`Client::call`] which reconnects with
 //! exponential backoff and jitter when the connection is lost, reporting every
 //! retry to a callback so a CLI can show it.
+//!
+//! A resend is safe because every state-changing request that [`Client::call`]
+//! sends carries an `idempotency_key`, fresh for each logical request and the
+//! same on each resend of it: the server applies it at most once and answers a
+//! resend with the first attempt's result (PROTOCOL.md, "Retries"). Which
+//! operations change state comes from the operation list itself
+//! ([`wire::Operation::changes_state`]), so no caller can forget the key.
 
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -14,7 +21,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wire::frame::{self, FrameDecoder, FrameError};
 use wire::request::Envelope;
-use wire::{RequestId, Response};
+use wire::{Operation, RequestId, Response};
 
 /// Reconnect policy: `attempts` tries in all, waiting `base * 2^n` (at most `max`),
 /// each wait jittered to between half and all of it.
@@ -194,11 +201,25 @@ impl Client {
         request: &R,
         request_id: Option<&RequestId>,
     ) -> Result<(), ClientError> {
+        self.send_keyed(request, request_id, None)
+    }
+
+    /// Sends one request with an `idempotency_key`, without waiting for its reply.
+    ///
+    /// # Errors
+    /// When the connection is lost; the client is then disconnected.
+    pub fn send_keyed<R: Serialize>(
+        &mut self,
+        request: &R,
+        request_id: Option<&RequestId>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), ClientError> {
         self.write_buf.clear();
         frame::encode(
             &mut self.write_buf,
             &Envelope {
                 request_id,
+                idempotency_key,
                 request,
             },
         );
@@ -269,19 +290,23 @@ impl Client {
     /// Sends `request` and returns the raw reply body, reconnecting and resending
     /// per the retry policy if the connection is lost on the way.
     ///
-    /// A request whose connection broke after it was sent may have been carried out
-    /// once already; the servers are stateless, so the resend is answered like any
-    /// other request (a second CreateAccount answers `USERNAME_TAKEN`).
+    /// A request whose connection broke after it was sent may have been carried
+    /// out already. A state-changing request therefore goes out with a fresh
+    /// idempotency key, and every resend of it with the same key: the server
+    /// applies it once and answers the resend with the first result.
     ///
     /// # Errors
     /// [`ClientError::GaveUp`] when no attempt got a reply; other errors at once.
-    pub fn call_raw<R: Serialize>(
+    pub fn call_raw<R: Operation + Serialize>(
         &mut self,
         request: &R,
         request_id: Option<&RequestId>,
     ) -> Result<BytesMut, ClientError> {
+        let key = request
+            .changes_state()
+            .then(|| uuid::Uuid::new_v4().to_string());
         self.with_retries(|c| {
-            c.send(request, request_id)?;
+            c.send_keyed(request, request_id, key.as_deref())?;
             c.recv()
         })
     }
@@ -290,7 +315,7 @@ impl Client {
     ///
     /// # Errors
     /// As `call_raw`, plus [`ClientError::Decode`] for a malformed reply.
-    pub fn call<R: Serialize, B: DeserializeOwned>(
+    pub fn call<R: Operation + Serialize, B: DeserializeOwned>(
         &mut self,
         request: &R,
     ) -> Result<Response<B>, ClientError> {

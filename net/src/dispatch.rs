@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use wire::request::Idempotency;
 use wire::response::{encode_error, encode_ok};
 use wire::{Decoded, ErrorCode, Operation, Refusal, RequestId};
 
@@ -27,8 +28,9 @@ impl Reply<'_> {
 
 static NEXT_REF: AtomicU64 = AtomicU64::new(1);
 
-/// Decodes one request of type `R` from `body`, runs `handle`, and appends exactly
-/// one response to `out`. A refusal is answered with its code; one with a detail
+/// Decodes one request of type `R` from `body`, runs `handle` with what applying it
+/// at most once takes (for a state-changing request that carries an
+/// `idempotency_key`), and appends exactly one response to `out`. A refusal is answered with its code; one with a detail
 /// (a server-side fault) is logged with a fault reference that the client's
 /// message also carries, and the client's request id.
 pub fn serve<R: Operation>(
@@ -36,11 +38,12 @@ pub fn serve<R: Operation>(
     trace: bool,
     body: &mut [u8],
     out: &mut BytesMut,
-    handle: impl FnOnce(R, &mut Reply<'_>) -> Result<(), Refusal>,
+    handle: impl FnOnce(R, Option<Idempotency>, &mut Reply<'_>) -> Result<(), Refusal>,
 ) {
     let started = Instant::now();
     let Decoded {
         request_id,
+        idempotency_key,
         request,
     } = match R::decode_frame(body) {
         Ok(decoded) => decoded,
@@ -57,13 +60,14 @@ pub fn serve<R: Operation>(
         }
     };
     let operation = request.name();
+    let once = request.idempotency(idempotency_key.as_deref());
     let start = out.len();
     let mut reply = Reply {
         out,
         request_id: request_id.as_ref(),
         written: false,
     };
-    let result = handle(request, &mut reply);
+    let result = handle(request, once, &mut reply);
     let written = reply.written;
     let outcome = match result {
         Ok(()) if written => "OK".to_owned(),

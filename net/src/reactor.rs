@@ -18,15 +18,23 @@
 //!   on by TCP instead of growing the server.
 //! - When the job channel is full a frame waits in its connection (`stalled`) and the
 //!   connection stops reading; it is retried as workers hand replies back.
+//! - No peer address takes the server's capacity from others: each address holds
+//!   at most `max_per_peer` connections; a peer that begins a frame must finish it
+//!   within `frame_deadline`; and at `max_connections` an idle or stalled
+//!   connection (a partial frame first, then the address holding the most, then
+//!   the longest idle) is closed to admit a newcomer before anyone is refused.
+//! - An accept that fails (EMFILE, ENFILE) is retried on a timer: the listener is
+//!   edge-triggered, so connections already waiting would otherwise sit until
+//!   another one arrives.
 
 use crate::log;
 use bytes::{Buf, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +52,8 @@ const READ_CHUNK: usize = 4096;
 const READ_HIGH_WATER: usize = 64 * 1024;
 /// Stop dispatching a connection's requests while this much output is unsent.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// How soon an accept that failed (EMFILE, ENFILE) is tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// What a server does with one request.
 ///
@@ -64,8 +74,14 @@ pub struct Config {
     pub frame_limit: usize,
     /// A connection without a complete frame for this long is closed.
     pub idle_timeout: Duration,
-    /// Connections beyond this many are answered `OVERLOADED` and closed.
+    /// At this many connections an idle or stalled one gives way to a newcomer;
+    /// when none can, the newcomer is answered `OVERLOADED` and closed.
     pub max_connections: usize,
+    /// Connections from one peer address beyond this many are answered
+    /// `OVERLOADED` and closed.
+    pub max_per_peer: usize,
+    /// A peer that has begun a frame must finish it within this long.
+    pub frame_deadline: Duration,
     /// Worker threads.
     pub workers: usize,
     /// Capacity of the job channel between the reactor and the workers.
@@ -85,6 +101,8 @@ impl Default for Config {
             frame_limit: wire::DEFAULT_FRAME_LIMIT,
             idle_timeout: Duration::from_secs(15 * 60),
             max_connections: 10_000,
+            max_per_peer: 2_000,
+            frame_deadline: Duration::from_secs(30),
             workers: 4,
             queue_depth: 1024,
             inline: false,
@@ -260,6 +278,8 @@ impl Server {
             replies: reply_rx,
             shutdown,
             next_generation: 0,
+            peers: HashMap::new(),
+            accept_retry: None,
             config,
         };
         let result = reactor.run();
@@ -338,6 +358,9 @@ fn work(
 struct Connection {
     stream: TcpStream,
     generation: u64,
+    peer: IpAddr,
+    /// When the partial frame in `read_buf` began (None: no partial frame).
+    frame_started: Option<Instant>,
     read_buf: BytesMut,
     write_buf: BytesMut,
     /// A request of this connection is queued, stalled or running.
@@ -370,18 +393,25 @@ struct Reactor {
     replies: flume::Receiver<Reply>,
     shutdown: Arc<AtomicBool>,
     next_generation: u64,
+    /// Open connections per peer address.
+    peers: HashMap<IpAddr, usize>,
+    /// When to try accepting again after an accept error.
+    accept_retry: Option<Instant>,
     config: Config,
 }
 
 impl Reactor {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let tick =
-            (self.config.idle_timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let tick = (self.config.idle_timeout.min(self.config.frame_deadline) / 4)
+            .clamp(Duration::from_millis(5), Duration::from_secs(1));
         let mut next_sweep = Instant::now() + tick;
         let mut drain_deadline: Option<Instant> = None;
         loop {
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            let wake_at = self
+                .accept_retry
+                .map_or(next_sweep, |at| at.min(next_sweep));
+            let timeout = wake_at.saturating_duration_since(Instant::now());
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -396,6 +426,10 @@ impl Reactor {
                 }
             }
             self.take_replies();
+            if self.accept_retry.is_some_and(|at| Instant::now() >= at) {
+                self.accept_retry = None;
+                self.accept();
+            }
             if drain_deadline.is_none() && self.shutdown.load(Ordering::SeqCst) {
                 self.begin_drain();
                 drain_deadline = Some(Instant::now() + self.config.drain_timeout);
@@ -423,23 +457,40 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _peer)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer.ip()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Typically EMFILE; the pending connection is retried on the
-                    // next readiness of the listener.
-                    log::line(&self.config.name, "ERROR", &format!("accept failed: {e}"));
+                    // Typically EMFILE: the waiting connections stay in the
+                    // backlog. Edge-triggered readiness will not report them
+                    // again, so a timer (or the next close) retries.
+                    if self.accept_retry.is_none() {
+                        log::line(&self.config.name, "ERROR", &format!("accept failed: {e}"));
+                    }
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
-        if self.connections.len() >= self.config.max_connections {
-            refuse(stream);
+    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
+        let from_peer = self.peers.get(&peer).copied().unwrap_or(0);
+        if from_peer >= self.config.max_per_peer {
+            refuse(
+                stream,
+                "too many connections from your address; retry later",
+            );
             return;
+        }
+        if self.connections.len() >= self.config.max_connections {
+            match self.victim() {
+                Some(key) => self.close(key),
+                None => {
+                    refuse(stream, "too many connections; retry later");
+                    return;
+                }
+            }
         }
         // Replies are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
@@ -455,9 +506,12 @@ impl Reactor {
             return;
         }
         self.next_generation += 1;
+        *self.peers.entry(peer).or_insert(0) += 1;
         entry.insert(Connection {
             stream,
             generation: self.next_generation,
+            peer,
+            frame_started: None,
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
             busy: false,
@@ -469,12 +523,34 @@ impl Reactor {
         });
     }
 
+    /// The connection to close for a newcomer at the connection limit: one with
+    /// nothing in flight, preferring a partial frame (a stalled sender), then the
+    /// address holding the most connections, then the longest idle.
+    fn victim(&self) -> Option<usize> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| !c.busy && c.write_buf.is_empty() && !c.closing)
+            .max_by_key(|(_, c)| {
+                (
+                    c.frame_started.is_some(),
+                    self.peers.get(&c.peer).copied().unwrap_or(0),
+                    std::cmp::Reverse(c.frame_started.unwrap_or(c.last_active)),
+                )
+            })
+            .map(|(key, _)| key)
+    }
+
     /// Makes all the progress a connection can make now, or closes it.
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         let keep = step(conn, key, &mut self.shared).and_then(|()| {
+            if conn.read_buf.is_empty() || self.shared.decoder.has_frame(&conn.read_buf) {
+                conn.frame_started = None;
+            } else if conn.frame_started.is_none() {
+                conn.frame_started = Some(Instant::now());
+            }
             let want_write = !conn.write_buf.is_empty();
             if want_write != conn.writable {
                 let interest = if want_write {
@@ -571,10 +647,16 @@ impl Reactor {
 
     fn close_idle(&mut self, now: Instant) {
         let limit = self.config.idle_timeout;
+        let deadline = self.config.frame_deadline;
         let idle: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, c)| !c.busy && now.duration_since(c.last_active) > limit)
+            .filter(|(_, c)| {
+                !c.busy
+                    && (now.duration_since(c.last_active) > limit
+                        || c.frame_started
+                            .is_some_and(|t| now.duration_since(t) > deadline))
+            })
             .map(|(key, _)| key)
             .collect();
         for key in idle {
@@ -585,6 +667,17 @@ impl Reactor {
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.connections.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(n) = self.peers.get_mut(&conn.peer) {
+                *n -= 1;
+                if *n == 0 {
+                    self.peers.remove(&conn.peer);
+                }
+            }
+            // A descriptor is free again: connections left waiting by a failed
+            // accept can be taken now.
+            if self.accept_retry.is_some() {
+                self.accept_retry = Some(Instant::now());
+            }
         }
     }
 
@@ -729,15 +822,10 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
     }
 }
 
-/// Answers a connection over the limit with one `OVERLOADED` frame and closes it.
-fn refuse(mut stream: TcpStream) {
+/// Answers a connection over a limit with one `OVERLOADED` frame and closes it.
+fn refuse(mut stream: TcpStream, message: &str) {
     let mut out = BytesMut::new();
-    encode_error(
-        &mut out,
-        None,
-        ErrorCode::Overloaded,
-        "too many connections; retry later",
-    );
+    encode_error(&mut out, None, ErrorCode::Overloaded, message);
     // Best effort: a fresh socket's send buffer takes this small frame whole.
     let _ = stream.write(&out);
     let _ = stream.shutdown(std::net::Shutdown::Write);

@@ -17,6 +17,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("--frame-limit", "FRAME_LIMIT_BYTES"),
     ("--idle-timeout", "IDLE_TIMEOUT_SECS"),
     ("--max-connections", "MAX_CONNECTIONS"),
+    ("--max-connections-per-peer", "MAX_CONNECTIONS_PER_PEER"),
+    ("--frame-deadline", "FRAME_DEADLINE_SECS"),
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
@@ -28,7 +30,10 @@ pub const USAGE: &str = "\
   --workers N              blocking worker threads       [WORKERS] (default 16)
   --frame-limit BYTES      largest request frame         [FRAME_LIMIT_BYTES] (default 1048576)
   --idle-timeout SECS      close idle connections after  [IDLE_TIMEOUT_SECS] (default 900)
-  --max-connections N      refuse connections beyond     [MAX_CONNECTIONS] (default 10000)
+  --max-connections N      at most this many connections [MAX_CONNECTIONS] (default 10000)
+  --max-connections-per-peer N
+                           at most this many per address [MAX_CONNECTIONS_PER_PEER] (default 2000)
+  --frame-deadline SECS    a begun frame must end within [FRAME_DEADLINE_SECS] (default 30)
   --log-requests           one log line per request      [LOG_REQUESTS=1]";
 
 /// Builds the argument list from `raw` (the command line after the program
@@ -114,11 +119,20 @@ impl ServerSettings {
         let frame_limit: usize = value(args, "--frame-limit")?.unwrap_or(d.frame_limit);
         let idle: f64 = value(args, "--idle-timeout")?.unwrap_or(d.idle_timeout.as_secs_f64());
         let max_connections: usize = value(args, "--max-connections")?.unwrap_or(d.max_connections);
-        if workers == 0 || frame_limit == 0 || max_connections == 0 {
-            return Err("--workers, --frame-limit and --max-connections must be at least 1".into());
+        let max_per_peer: usize =
+            value(args, "--max-connections-per-peer")?.unwrap_or(d.max_per_peer);
+        let frame_deadline: f64 =
+            value(args, "--frame-deadline")?.unwrap_or(d.frame_deadline.as_secs_f64());
+        if workers == 0 || frame_limit == 0 || max_connections == 0 || max_per_peer == 0 {
+            return Err("--workers, --frame-limit, --max-connections and \
+                        --max-connections-per-peer must be at least 1"
+                .into());
         }
         if !(idle.is_finite() && idle > 0.0) {
             return Err("--idle-timeout must be a positive number of seconds".into());
+        }
+        if !(frame_deadline.is_finite() && frame_deadline > 0.0) {
+            return Err("--frame-deadline must be a positive number of seconds".into());
         }
         Ok(ServerSettings {
             listen,
@@ -128,6 +142,8 @@ impl ServerSettings {
                 frame_limit,
                 idle_timeout: Duration::from_secs_f64(idle),
                 max_connections,
+                max_per_peer,
+                frame_deadline: Duration::from_secs_f64(frame_deadline),
                 ..d
             },
             trace: args.contains("--log-requests"),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::seller::NewItem;
 use store::{DbSettings, Store};
+use wire::request::Idempotency;
 use wire::response::{
     cents_to_price, Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated,
     SellerSession, UnitsUpdated,
@@ -33,17 +34,23 @@ impl SellerService {
         SellerService { store, trace }
     }
 
-    fn handle(&self, request: Request, reply: &mut Reply<'_>) -> Result<(), Refusal> {
+    fn handle(
+        &self,
+        request: Request,
+        once: Option<Idempotency>,
+        reply: &mut Reply<'_>,
+    ) -> Result<(), Refusal> {
         let store = &self.store;
+        let once = once.as_ref();
         match request {
             Request::CreateAccount(c) => {
                 validate::username(&c.username)?;
                 validate::password(&c.password)?;
-                let seller_id = store.create_seller(&c.username, &c.password)?;
+                let seller_id = store.create_seller(&c.username, &c.password, once)?;
                 reply.ok("seller account created", &SellerCreated { seller_id });
             }
             Request::Login(c) => {
-                let (session_id, seller_id) = store.login_seller(&c.username, &c.password)?;
+                let (session_id, seller_id) = store.login_seller(&c.username, &c.password, once)?;
                 reply.ok(
                     "logged in",
                     &SellerSession {
@@ -53,7 +60,7 @@ impl SellerService {
                 );
             }
             Request::Logout(s) => {
-                store.logout_seller(&s.session_id)?;
+                store.logout_seller(&s.session_id, once)?;
                 reply.ok("logged out", &Empty {});
             }
             Request::GetSellerRating(s) => {
@@ -70,12 +77,12 @@ impl SellerService {
                     price_cents: validate::price(r.sale_price)?,
                     quantity: validate::stock(r.quantity)?,
                 };
-                let (item_id, category) = store.register_item(&r.session_id, &item)?;
+                let (item_id, category) = store.register_item(&r.session_id, &item, once)?;
                 reply.ok("item registered", &ItemRegistered { item_id, category });
             }
             Request::ChangeItemPrice(r) => {
                 let cents = validate::price(r.new_price)?;
-                let cents = store.change_price(&r.session_id, r.item_id, cents)?;
+                let cents = store.change_price(&r.session_id, r.item_id, cents, once)?;
                 reply.ok(
                     "price changed",
                     &PriceChanged {
@@ -86,7 +93,7 @@ impl SellerService {
             }
             Request::UpdateUnitsForSale(r) => {
                 let change = validate::quantity_change(r.quantity_change)?;
-                let quantity = store.update_units(&r.session_id, r.item_id, change)?;
+                let quantity = store.update_units(&r.session_id, r.item_id, change, once)?;
                 reply.ok(
                     "units updated",
                     &UnitsUpdated {
@@ -116,8 +123,8 @@ impl SellerService {
 
 impl net::Service for SellerService {
     fn call(&self, body: &mut [u8], out: &mut BytesMut) {
-        serve::<Request>(NAME, self.trace, body, out, |request, reply| {
-            self.handle(request, reply)
+        serve::<Request>(NAME, self.trace, body, out, |request, once, reply| {
+            self.handle(request, once, reply)
         });
     }
 }
@@ -138,7 +145,13 @@ pub fn prepare(
     settings.serve(
         Arc::new(SellerService::new(store, settings.trace)),
         db.sweep_interval(),
-        move || sweeper.sweep_seller_sessions().map_err(|e| e.to_string()),
+        move || {
+            let swept = sweeper.sweep_seller_sessions().map_err(|e| e.to_string())?;
+            let keys = sweeper
+                .sweep_idempotency_keys()
+                .map_err(|e| format!("idempotency keys: {e}"))?;
+            Ok(swept + keys)
+        },
     )
 }
 

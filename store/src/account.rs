@@ -2,9 +2,11 @@
 //! ending a session. Each side passes its own statements.
 
 use crate::db::Store;
+use crate::once::{run_once, Keyed};
 use crate::seller::session_uuid;
 use crate::{password, StoreError};
 use uuid::Uuid;
+use wire::request::Idempotency;
 
 /// The statements of one side's accounts.
 pub(crate) struct Accounts {
@@ -17,6 +19,31 @@ pub(crate) struct Accounts {
     /// `SELECT touch_<side>_session($1, $2)`: renews a live session, returns
     /// its account (NULL when expired).
     pub touch_session: &'static str,
+    /// `seller` or `buyer`: the idempotency scope of an account is
+    /// `<side>:<id>`, of a username `<side>-name:<username>`.
+    pub side: &'static str,
+}
+
+impl Accounts {
+    /// The idempotency scope of a request by account `id`.
+    pub fn keyed<'a>(&self, once: Option<&'a Idempotency>, id: i64) -> Option<Keyed<'a>> {
+        once.map(|once| Keyed {
+            once,
+            scope: format!("{}:{id}", self.side),
+        })
+    }
+
+    /// The idempotency scope of CreateAccount and Login by `username`.
+    pub fn keyed_by_name<'a>(
+        &self,
+        once: Option<&'a Idempotency>,
+        username: &str,
+    ) -> Option<Keyed<'a>> {
+        once.map(|once| Keyed {
+            once,
+            scope: format!("{}-name:{username}", self.side),
+        })
+    }
 }
 
 impl Store {
@@ -27,13 +54,17 @@ impl Store {
         side: &Accounts,
         username: &str,
         password: &str,
+        once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
         let hash = password::hash(password)?;
-        match self.customer()?.query_one(side.insert, &[&username, &hash]) {
-            Ok(row) => Ok(row.try_get(0)?),
-            Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
-            Err(e) => Err(e),
-        }
+        let keyed = side.keyed_by_name(once, username);
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            match c.query_one(side.insert, &[&username, &hash]) {
+                Ok(row) => Ok(row.try_get(0)?),
+                Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// The account id when `password` is right; `AuthFailed` for an unknown
@@ -69,11 +100,28 @@ impl Store {
             .ok_or(StoreError::SessionExpired)
     }
 
-    /// Ends a session; succeeds also for an unknown or ended one.
-    pub(crate) fn end_session(&self, side: &Accounts, session: &str) -> Result<(), StoreError> {
-        if let Ok(id) = Uuid::parse_str(session) {
-            self.customer()?.execute(side.end_session, &[&id])?;
-        }
-        Ok(())
+    /// Ends a session; succeeds also for an unknown or ended one. With a key,
+    /// the key is recorded when the session was live (an ended session's
+    /// Logout has nothing to apply, and answers the same).
+    pub(crate) fn end_session(
+        &self,
+        side: &Accounts,
+        session: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        let Ok(id) = Uuid::parse_str(session) else {
+            return Ok(());
+        };
+        let keyed = match once {
+            Some(_) => match self.touch_session(side, session) {
+                Ok(account) => side.keyed(once, account),
+                Err(StoreError::SessionExpired) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            c.execute(side.end_session, &[&id]).map(|_| ())
+        })
     }
 }

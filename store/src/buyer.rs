@@ -3,11 +3,13 @@
 
 use crate::account::Accounts;
 use crate::db::Store;
+use crate::once::{run_once, Keyed};
 use crate::seller::{item_at, item_columns, seller_votes, session_uuid};
 use crate::StoreError;
 use postgres::Row;
 use std::collections::BTreeMap;
 use uuid::Uuid;
+use wire::request::Idempotency;
 use wire::response::{cents_to_price, CartContents, Item, PurchaseRecord, SellerRating};
 
 const BUYERS: Accounts = Accounts {
@@ -15,6 +17,7 @@ const BUYERS: Accounts = Accounts {
     credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
     end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
     touch_session: "SELECT touch_buyer_session($1, $2)",
+    side: "buyer",
 };
 
 /// Reads `(buyer_id, changed, item_id, quantity)` rows of a cart statement: the
@@ -81,8 +84,26 @@ impl Store {
     ///
     /// # Errors
     /// `UsernameTaken`, `Unavailable`.
-    pub fn create_buyer(&self, username: &str, password: &str) -> Result<i64, StoreError> {
-        self.create_account(&BUYERS, username, password)
+    pub fn create_buyer(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<i64, StoreError> {
+        self.create_account(&BUYERS, username, password, once)
+    }
+
+    /// The idempotency scope of a keyed request on `session`: its buyer. The
+    /// session is checked (and renewed) only for a keyed request.
+    fn buyer_keyed<'a>(
+        &self,
+        session: &str,
+        once: Option<&'a Idempotency>,
+    ) -> Result<Option<Keyed<'a>>, StoreError> {
+        match once {
+            Some(_) => Ok(BUYERS.keyed(once, self.buyer_session(session)?)),
+            None => Ok(None),
+        }
     }
 
     /// Checks the password and opens a session whose active cart starts as a
@@ -90,20 +111,17 @@ impl Store {
     ///
     /// # Errors
     /// `AuthFailed` for an unknown username or a wrong password alike.
-    pub fn login_buyer(&self, username: &str, password: &str) -> Result<(String, i64), StoreError> {
+    pub fn login_buyer(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(String, i64), StoreError> {
         let buyer_id = self.check_password(&BUYERS, username, password)?;
-        let session = Uuid::new_v4();
-        self.customer()?.execute(
-            "WITH s AS (
-                 INSERT INTO buyer_sessions (session_id, buyer_id) VALUES ($1, $2)
-                 RETURNING session_id
-             )
-             INSERT INTO active_carts (session_id, item_id, quantity)
-             SELECT s.session_id, c.item_id, c.quantity
-               FROM s, saved_carts c WHERE c.buyer_id = $2",
-            &[&session, &buyer_id],
-        )?;
-        Ok((session.to_string(), buyer_id))
+        let keyed = BUYERS.keyed_by_name(once, username);
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            login(c, buyer_id)
+        })
     }
 
     /// Ends a session and discards its active cart; succeeds also for an
@@ -111,8 +129,12 @@ impl Store {
     ///
     /// # Errors
     /// `Unavailable`.
-    pub fn logout_buyer(&self, session: &str) -> Result<(), StoreError> {
-        self.end_session(&BUYERS, session)
+    pub fn logout_buyer(
+        &self,
+        session: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        self.end_session(&BUYERS, session, once)
     }
 
     /// Renews the session and returns its buyer.
@@ -190,6 +212,7 @@ impl Store {
         session: &str,
         item_id: i64,
         quantity: i64,
+        once: Option<&Idempotency>,
     ) -> Result<CartContents, StoreError> {
         let id = session_uuid(session)?;
         let available: Option<i64> = self
@@ -202,8 +225,10 @@ impl Store {
             self.buyer_session(session)?;
             return Err(no_item(item_id));
         };
-        let rows = self.customer()?.query(
-            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            let rows = c.query(
+                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              up AS (
                  INSERT INTO active_carts AS c (session_id, item_id, quantity)
                  SELECT $1, $3::bigint, $4::bigint FROM s
@@ -219,20 +244,21 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM up
                ) l ON s.buyer_id IS NOT NULL",
-            &[&id, &self.timeout(), &item_id, &quantity, &available],
-        );
-        // The session checked out live but ended before its cart row went in.
-        let rows = match rows {
-            Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
-            other => other?,
-        };
-        let (changed, cart) = cart_rows(&rows)?;
-        if changed == 0 {
-            return Err(StoreError::InsufficientStock(format!(
-                "item {item_id} has only {available} units available"
-            )));
-        }
-        Ok(cart)
+                &[&id, &self.timeout(), &item_id, &quantity, &available],
+            );
+            // The session checked out live but ended before its cart row went in.
+            let rows = match rows {
+                Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
+                other => other?,
+            };
+            let (changed, cart) = cart_rows(&rows)?;
+            if changed == 0 {
+                return Err(StoreError::InsufficientStock(format!(
+                    "item {item_id} has only {available} units available"
+                )));
+            }
+            Ok(cart)
+        })
     }
 
     /// Removes units from the session's active cart (the line goes when none are
@@ -245,10 +271,13 @@ impl Store {
         session: &str,
         item_id: i64,
         quantity: i64,
+        once: Option<&Idempotency>,
     ) -> Result<CartContents, StoreError> {
         let id = session_uuid(session)?;
-        let rows = self.customer()?.query(
-            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            let rows = c.query(
+                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              cut AS (
                  UPDATE active_carts c SET quantity = c.quantity - $4 FROM s
                   WHERE s.buyer_id IS NOT NULL AND c.session_id = $1 AND c.item_id = $3
@@ -268,15 +297,16 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM cut
                ) l ON s.buyer_id IS NOT NULL",
-            &[&id, &self.timeout(), &item_id, &quantity],
-        )?;
-        let (changed, cart) = cart_rows(&rows)?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!(
-                "item {item_id} is not in your cart"
-            )));
-        }
-        Ok(cart)
+                &[&id, &self.timeout(), &item_id, &quantity],
+            )?;
+            let (changed, cart) = cart_rows(&rows)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "item {item_id} is not in your cart"
+                )));
+            }
+            Ok(cart)
+        })
     }
 
     /// The session's active cart.
@@ -299,33 +329,37 @@ impl Store {
     ///
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
-    pub fn save_cart(&self, session: &str) -> Result<(), StoreError> {
+    pub fn save_cart(&self, session: &str, once: Option<&Idempotency>) -> Result<(), StoreError> {
         let id = session_uuid(session)?;
-        let row = self
-            .customer()?
-            .query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
-        row.try_get::<_, Option<i64>>(0)?
-            .map(|_| ())
-            .ok_or(StoreError::SessionExpired)
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            let row = c.query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
+            row.try_get::<_, Option<i64>>(0)?
+                .map(|_| ())
+                .ok_or(StoreError::SessionExpired)
+        })
     }
 
     /// Empties the session's active cart and the buyer's saved cart.
     ///
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
-    pub fn clear_cart(&self, session: &str) -> Result<(), StoreError> {
+    pub fn clear_cart(&self, session: &str, once: Option<&Idempotency>) -> Result<(), StoreError> {
         let id = session_uuid(session)?;
-        let row = self.customer()?.query_one(
-            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            let row = c.query_one(
+                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              a AS (DELETE FROM active_carts c USING s
                     WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
              b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
              SELECT buyer_id FROM s",
-            &[&id, &self.timeout()],
-        )?;
-        row.try_get::<_, Option<i64>>(0)?
-            .map(|_| ())
-            .ok_or(StoreError::SessionExpired)
+                &[&id, &self.timeout()],
+            )?;
+            row.try_get::<_, Option<i64>>(0)?
+                .map(|_| ())
+                .ok_or(StoreError::SessionExpired)
+        })
     }
 
     /// Records the caller's vote on an item (replacing an earlier one) and
@@ -333,16 +367,25 @@ impl Store {
     ///
     /// # Errors
     /// `SessionExpired`, `NotFound`, `Unavailable`.
-    pub fn vote(&self, session: &str, item_id: i64, up: bool) -> Result<(i64, i64), StoreError> {
+    pub fn vote(
+        &self,
+        session: &str,
+        item_id: i64,
+        up: bool,
+        once: Option<&Idempotency>,
+    ) -> Result<(i64, i64), StoreError> {
         let buyer_id = self.buyer_session(session)?;
-        let row = self.product()?.query_opt(
-            "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
-            &[&item_id, &buyer_id, &up],
-        )?;
-        match row {
-            Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
-            None => Err(no_item(item_id)),
-        }
+        let keyed = BUYERS.keyed(once, buyer_id);
+        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
+            let row = c.query_opt(
+                "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
+                &[&item_id, &buyer_id, &up],
+            )?;
+            match row {
+                Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                None => Err(no_item(item_id)),
+            }
+        })
     }
 
     /// Any seller's rating.
@@ -426,4 +469,21 @@ impl Store {
 
 fn no_item(item_id: i64) -> StoreError {
     StoreError::NotFound(format!("there is no item {item_id}"))
+}
+
+/// Opens a session for `buyer_id` whose active cart starts as a copy of the
+/// saved cart (one statement); returns the session id and the buyer.
+fn login(c: &mut crate::db::Conn, buyer_id: i64) -> Result<(String, i64), StoreError> {
+    let session = Uuid::new_v4();
+    c.execute(
+        "WITH s AS (
+             INSERT INTO buyer_sessions (session_id, buyer_id) VALUES ($1, $2)
+             RETURNING session_id
+         )
+         INSERT INTO active_carts (session_id, item_id, quantity)
+         SELECT s.session_id, c.item_id, c.quantity
+           FROM s, saved_carts c WHERE c.buyer_id = $2",
+        &[&session, &buyer_id],
+    )?;
+    Ok((session.to_string(), buyer_id))
 }

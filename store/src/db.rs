@@ -101,6 +101,15 @@ impl Conn {
         self.note(result)
     }
 
+    /// Runs `sql` (no parameters, e.g. `BEGIN`/`COMMIT`/`ROLLBACK`) as a simple query.
+    ///
+    /// # Errors
+    /// As [`Conn::query`].
+    pub fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        let result = self.client.batch_execute(sql);
+        self.note(result)
+    }
+
     /// The underlying client, for the migration runner.
     pub(crate) fn client(&mut self) -> &mut Client {
         &mut self.client

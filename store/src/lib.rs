@@ -14,6 +14,7 @@ pub mod buyer;
 pub mod db;
 pub mod error;
 pub mod migrate;
+pub mod once;
 pub mod password;
 pub mod purchase;
 pub mod seller;
@@ -21,4 +22,5 @@ pub mod settings;
 
 pub use db::Store;
 pub use error::StoreError;
+pub use once::Keyed;
 pub use settings::DbSettings;

@@ -33,6 +33,11 @@ pub const CUSTOMER: &[Migration] = &[
         name: "purchases",
         sql: include_str!("../../sql/customer/0003_purchases.sql"),
     },
+    Migration {
+        version: 4,
+        name: "idempotency_keys",
+        sql: include_str!("../../sql/customer/0004_idempotency_keys.sql"),
+    },
 ];
 
 /// product_db's migrations, in order.
@@ -51,6 +56,11 @@ pub const PRODUCT: &[Migration] = &[
         version: 3,
         name: "purchases",
         sql: include_str!("../../sql/product/0003_purchases.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "idempotency_keys",
+        sql: include_str!("../../sql/product/0004_idempotency_keys.sql"),
     },
 ];
 

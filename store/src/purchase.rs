@@ -9,6 +9,7 @@ use crate::db::Store;
 use crate::seller::session_uuid;
 use crate::StoreError;
 use std::time::Duration;
+use wire::request::Idempotency;
 use wire::response::{cents_to_price, PurchaseLine, PurchaseReceipt};
 
 /// A purchase begun: its id and the cart it buys (items ascending).
@@ -17,6 +18,9 @@ pub struct Begun {
     pub purchase_id: i64,
     pub items: Vec<i64>,
     pub quantities: Vec<i64>,
+    /// Begun earlier by an attempt with the same idempotency key, and already
+    /// finished: its receipt stands.
+    pub done: bool,
 }
 
 /// One line as product_db took it.
@@ -69,9 +73,26 @@ impl Store {
     /// `SessionExpired`, `CartEmpty`, `InsufficientStock` or `NotFound` (nothing
     /// changed), `Unavailable` before anything was decided, `InDoubt` when a
     /// database failed after the purchase began (recovery settles it).
-    pub fn make_purchase(&self, session: &str) -> Result<PurchaseReceipt, StoreError> {
-        let begun = self.begin_purchase(session)?;
-        let taking = self.take_stock(&begun).map_err(in_doubt)?;
+    ///
+    /// With an idempotency key, a resend finds the purchase the first attempt
+    /// began: a finished one returns its receipt again, a pending one is carried
+    /// on to its end (each step is idempotent), so stock is taken once.
+    pub fn make_purchase(
+        &self,
+        session: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<PurchaseReceipt, StoreError> {
+        let begun = self.begin_purchase(session, once.map(|o| o.key.as_str()))?;
+        if begun.done {
+            return self.receipt(begun.purchase_id);
+        }
+        let taking = match self.take_stock(&begun) {
+            // Another attempt with the same key decided at the same moment:
+            // asking again reads its decision.
+            Err(StoreError::Conflict(_)) => self.take_stock(&begun),
+            other => other,
+        }
+        .map_err(in_doubt)?;
         let taken = match taking {
             Taking::Taken(lines) => lines,
             Taking::Short { item_id, available } => {
@@ -110,18 +131,29 @@ impl Store {
         })
     }
 
-    /// Step 1: checks the session and records a pending purchase of its cart.
+    /// Step 1: checks the session and records a pending purchase of its cart;
+    /// with `key`, finds the purchase this buyer already began with it.
     ///
     /// # Errors
-    /// `SessionExpired`, `CartEmpty`, `Unavailable`.
-    pub fn begin_purchase(&self, session: &str) -> Result<Begun, StoreError> {
+    /// `SessionExpired`, `CartEmpty`, `Invalid` for a key used by another
+    /// operation, `Unavailable`.
+    pub fn begin_purchase(&self, session: &str, key: Option<&str>) -> Result<Begun, StoreError> {
         let id = session_uuid(session)?;
         let row = self.customer()?.query_one(
-            "SELECT purchase_id, buyer_id, items, quantities FROM begin_purchase($1, $2)",
-            &[&id, &self.timeout()],
+            "SELECT purchase_id, buyer_id, items, quantities, state
+               FROM begin_purchase($1, $2, $3)",
+            &[&id, &self.timeout(), &key],
         )?;
         row.try_get::<_, Option<i64>>(1)?
             .ok_or(StoreError::SessionExpired)?;
+        let state: Option<String> = row.try_get(4)?;
+        if state.as_deref() == Some("reused") {
+            return Err(StoreError::Invalid(format!(
+                "idempotency_key {:?} was already used for a different request; \
+                 use a fresh key for each request",
+                key.unwrap_or_default()
+            )));
+        }
         let purchase_id: i64 = row
             .try_get::<_, Option<i64>>(0)?
             .ok_or(StoreError::CartEmpty)?;
@@ -129,6 +161,41 @@ impl Store {
             purchase_id,
             items: row.try_get(2)?,
             quantities: row.try_get(3)?,
+            done: state.as_deref() == Some("done"),
+        })
+    }
+
+    /// The receipt of a finished purchase, as its first answer gave it.
+    ///
+    /// # Errors
+    /// `Unavailable`; `Internal` if the purchase is not finished.
+    fn receipt(&self, purchase_id: i64) -> Result<PurchaseReceipt, StoreError> {
+        let rows = self.customer()?.query(
+            "SELECT p.total_cents, l.item_id, l.quantity, l.unit_price_cents
+               FROM purchases p JOIN purchase_lines l USING (purchase_id)
+              WHERE p.purchase_id = $1 AND p.state = 'done'
+              ORDER BY l.item_id",
+            &[&purchase_id],
+        )?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Internal(format!("purchase {purchase_id} has no lines")))?;
+        let total: i64 = first.try_get(0)?;
+        let lines = rows
+            .iter()
+            .map(|r| {
+                let cents: i64 = r.try_get(3)?;
+                Ok(PurchaseLine {
+                    item_id: r.try_get(1)?,
+                    quantity: r.try_get(2)?,
+                    unit_price: cents_to_price(cents),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(PurchaseReceipt {
+            purchase_id,
+            total: cents_to_price(total),
+            lines,
         })
     }
 

@@ -3,9 +3,11 @@
 
 use crate::account::Accounts;
 use crate::db::{Conn, Store};
+use crate::once::run_once;
 use crate::StoreError;
 use postgres::Row;
 use uuid::Uuid;
+use wire::request::Idempotency;
 use wire::response::{Condition, Item, SellerRating};
 
 /// The columns of an item, in the order [`item_at`] reads them.
@@ -48,6 +50,7 @@ const SELLERS: Accounts = Accounts {
     credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
     end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
     touch_session: "SELECT touch_seller_session($1, $2)",
+    side: "seller",
 };
 
 /// A new item as validated by the server.
@@ -79,8 +82,13 @@ impl Store {
     ///
     /// # Errors
     /// `UsernameTaken`, `Unavailable`.
-    pub fn create_seller(&self, username: &str, password: &str) -> Result<i64, StoreError> {
-        self.create_account(&SELLERS, username, password)
+    pub fn create_seller(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<i64, StoreError> {
+        self.create_account(&SELLERS, username, password, once)
     }
 
     /// Checks the password and opens a session.
@@ -91,22 +99,30 @@ impl Store {
         &self,
         username: &str,
         password: &str,
+        once: Option<&Idempotency>,
     ) -> Result<(String, i64), StoreError> {
         let seller_id = self.check_password(&SELLERS, username, password)?;
-        let session = Uuid::new_v4();
-        self.customer()?.execute(
-            "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
-            &[&session, &seller_id],
-        )?;
-        Ok((session.to_string(), seller_id))
+        let keyed = SELLERS.keyed_by_name(once, username);
+        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
+            let session = Uuid::new_v4();
+            c.execute(
+                "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
+                &[&session, &seller_id],
+            )?;
+            Ok((session.to_string(), seller_id))
+        })
     }
 
     /// Ends a session; succeeds also for an unknown or ended one.
     ///
     /// # Errors
     /// `Unavailable`.
-    pub fn logout_seller(&self, session: &str) -> Result<(), StoreError> {
-        self.end_session(&SELLERS, session)
+    pub fn logout_seller(
+        &self,
+        session: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        self.end_session(&SELLERS, session, once)
     }
 
     /// Renews the session and returns its seller.
@@ -149,43 +165,39 @@ impl Store {
         &self,
         session: &str,
         item: &NewItem<'_>,
+        once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
         let seller_id = self.seller_session(session)?;
-        let row = self.product()?.query_one(
-            // The keyword index rows come from the items_sync_keywords trigger.
-            "INSERT INTO items (seller_id, category, item_name, keywords, condition,
-                                price_cents, quantity)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             RETURNING item_id, category",
-            &[
-                &seller_id,
-                &item.category,
-                &item.item_name,
-                &item.keywords,
-                &item.condition.as_str(),
-                &item.price_cents,
-                &item.quantity,
-            ],
-        )?;
-        let category: i32 = row.try_get(1)?;
-        Ok((row.try_get(0)?, i64::from(category)))
+        let keyed = SELLERS.keyed(once, seller_id);
+        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
+            register(c, seller_id, item)
+        })
     }
 
     /// Sets the price of one of the caller's items; returns the price in cents.
     ///
     /// # Errors
     /// `NotFound` when the item does not exist or is another seller's.
-    pub fn change_price(&self, session: &str, item_id: i64, cents: i64) -> Result<i64, StoreError> {
+    pub fn change_price(
+        &self,
+        session: &str,
+        item_id: i64,
+        cents: i64,
+        once: Option<&Idempotency>,
+    ) -> Result<i64, StoreError> {
         let seller_id = self.seller_session(session)?;
-        let row = self.product()?.query_opt(
-            "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
-             RETURNING price_cents",
-            &[&item_id, &seller_id, &cents],
-        )?;
-        match row {
-            Some(row) => Ok(row.try_get(0)?),
-            None => Err(not_yours(item_id)),
-        }
+        let keyed = SELLERS.keyed(once, seller_id);
+        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
+            let row = c.query_opt(
+                "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
+                 RETURNING price_cents",
+                &[&item_id, &seller_id, &cents],
+            )?;
+            match row {
+                Some(row) => Ok(row.try_get(0)?),
+                None => Err(not_yours(item_id)),
+            }
+        })
     }
 
     /// Removes `change` units of one of the caller's items (negative adds them
@@ -198,38 +210,13 @@ impl Store {
         session: &str,
         item_id: i64,
         change: i64,
+        once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
         let seller_id = self.seller_session(session)?;
-        let mut product = self.product()?;
-        let row = product.query_opt(
-            "UPDATE items SET quantity = quantity - $3
-              WHERE item_id = $1 AND seller_id = $2
-                AND quantity - $3 BETWEEN 0 AND 1000000000
-             RETURNING quantity",
-            &[&item_id, &seller_id, &change],
-        )?;
-        if let Some(row) = row {
-            return Ok(row.try_get(0)?);
-        }
-        let current = product.query_opt(
-            "SELECT quantity FROM items WHERE item_id = $1 AND seller_id = $2",
-            &[&item_id, &seller_id],
-        )?;
-        match current {
-            None => Err(not_yours(item_id)),
-            Some(row) => {
-                let left: i64 = row.try_get(0)?;
-                if left - change < 0 {
-                    Err(StoreError::InsufficientStock(format!(
-                        "item {item_id} has only {left} units"
-                    )))
-                } else {
-                    Err(StoreError::Invalid(format!(
-                        "item {item_id} would hold more than 1000000000 units"
-                    )))
-                }
-            }
-        }
+        let keyed = SELLERS.keyed(once, seller_id);
+        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
+            update_units(c, seller_id, item_id, change)
+        })
     }
 
     /// The caller's items with units left, oldest first.
@@ -267,4 +254,65 @@ impl Store {
 
 fn not_yours(item_id: i64) -> StoreError {
     StoreError::NotFound(format!("you have no item {item_id}"))
+}
+
+/// Inserts `item` for `seller_id`; returns its id and category.
+fn register(c: &mut Conn, seller_id: i64, item: &NewItem<'_>) -> Result<(i64, i64), StoreError> {
+    let row = c.query_one(
+        // The keyword index rows come from the items_sync_keywords trigger.
+        "INSERT INTO items (seller_id, category, item_name, keywords, condition,
+                            price_cents, quantity)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING item_id, category",
+        &[
+            &seller_id,
+            &item.category,
+            &item.item_name,
+            &item.keywords,
+            &item.condition.as_str(),
+            &item.price_cents,
+            &item.quantity,
+        ],
+    )?;
+    let category: i32 = row.try_get(1)?;
+    Ok((row.try_get(0)?, i64::from(category)))
+}
+
+/// Removes `change` units (negative adds) of `seller_id`'s item in one atomic
+/// statement; returns the new count, or says why not.
+fn update_units(
+    c: &mut Conn,
+    seller_id: i64,
+    item_id: i64,
+    change: i64,
+) -> Result<i64, StoreError> {
+    let row = c.query_opt(
+        "UPDATE items SET quantity = quantity - $3
+          WHERE item_id = $1 AND seller_id = $2
+            AND quantity - $3 BETWEEN 0 AND 1000000000
+         RETURNING quantity",
+        &[&item_id, &seller_id, &change],
+    )?;
+    if let Some(row) = row {
+        return Ok(row.try_get(0)?);
+    }
+    let current = c.query_opt(
+        "SELECT quantity FROM items WHERE item_id = $1 AND seller_id = $2",
+        &[&item_id, &seller_id],
+    )?;
+    match current {
+        None => Err(not_yours(item_id)),
+        Some(row) => {
+            let left: i64 = row.try_get(0)?;
+            if left - change < 0 {
+                Err(StoreError::InsufficientStock(format!(
+                    "item {item_id} has only {left} units"
+                )))
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "item {item_id} would hold more than 1000000000 units"
+                )))
+            }
+        }
+    }
 }

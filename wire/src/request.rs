@@ -52,7 +52,30 @@ impl Scalar {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded<R> {
     pub request_id: Option<RequestId>,
+    /// The client's `idempotency_key`, 1 to 64 characters, when it sent one.
+    pub idempotency_key: Option<String>,
     pub request: R,
+}
+
+/// Longest `idempotency_key`, in characters.
+pub const IDEMPOTENCY_KEY_MAX: usize = 64;
+
+/// What the server needs to apply a state-changing request at most once: the
+/// client's key, the operation, and a fingerprint of the request's fields, so
+/// that a key reused for a different request is told apart from a resend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub operation: &'static str,
+    pub fingerprint: String,
+}
+
+/// The fields of a request that identify it for [`Idempotency`]: everything the
+/// client chose except the session (the caller is the key's scope) and secrets
+/// (passwords and card data are never stored, not even as a fingerprint).
+pub trait Fingerprint {
+    /// A stable text of the identifying fields.
+    fn fingerprint(&self) -> String;
 }
 
 /// A request refused before it reached a handler: the error response to send.
@@ -83,13 +106,35 @@ pub trait Operation: Sized {
 
     /// The operation name as it appears on the wire.
     fn name(&self) -> &'static str;
+
+    /// Whether the operation changes state, so that a resend must carry the
+    /// first attempt's `idempotency_key` (PROTOCOL.md, "Retries").
+    fn changes_state(&self) -> bool;
+
+    /// See [`Fingerprint`].
+    fn fingerprint(&self) -> String;
+
+    /// What applying this request at most once under `key` takes; `None` for
+    /// an operation that changes nothing.
+    fn idempotency(&self, key: Option<&str>) -> Option<Idempotency> {
+        match key {
+            Some(key) if self.changes_state() => Some(Idempotency {
+                key: key.to_owned(),
+                operation: self.name(),
+                fingerprint: self.fingerprint(),
+            }),
+            _ => None,
+        }
+    }
 }
 
-/// A request with a `request_id`, as a client sends it.
+/// A request with a `request_id` and an `idempotency_key`, as a client sends it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Envelope<'a, R: Serialize> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a RequestId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<&'a str>,
     #[serde(flatten)]
     pub request: &'a R,
 }
@@ -123,6 +168,29 @@ fn decode_with<R>(
             }
         },
     };
+    let idempotency_key = match object.get("idempotency_key") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match v.as_str() {
+            Some(k) if (1..=IDEMPOTENCY_KEY_MAX).contains(&k.chars().count()) => Some(k.to_owned()),
+            Some(k) => {
+                return Err(Rejection {
+                    request_id,
+                    code: ErrorCode::InvalidArgument,
+                    message: format!(
+                        "idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} characters, got {}",
+                        k.chars().count()
+                    ),
+                })
+            }
+            None => {
+                return Err(Rejection::bad_request(
+                    request_id,
+                    "field `idempotency_key` must be a string",
+                ))
+            }
+        },
+    };
     let operation = match object.get("operation") {
         None => {
             return Err(Rejection::bad_request(
@@ -143,6 +211,7 @@ fn decode_with<R>(
     match body(operation, &value) {
         Some(Ok(request)) => Ok(Decoded {
             request_id,
+            idempotency_key,
             request,
         }),
         Some(Err(e)) => Err(Rejection::bad_request(
@@ -157,10 +226,11 @@ fn decode_with<R>(
     }
 }
 
-/// Defines a side's `Request` enum, its operation names, and its decoder, from one
-/// list of `Operation(Body)` pairs, so the three can never disagree.
+/// Defines a side's `Request` enum, its operation names, which of them change
+/// state, and its decoder, from one list of `write|read Operation(Body)`
+/// entries, so they can never disagree.
 macro_rules! requests {
-    ($side:literal; $( $(#[$doc:meta])* $op:ident($body:ty) ),+ $(,)?) => {
+    ($side:literal; $( $(#[$doc:meta])* $kind:ident $op:ident($body:ty) ),+ $(,)?) => {
         /// A request to this server, tagged by `operation` on the wire.
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "operation")]
@@ -176,6 +246,13 @@ macro_rules! requests {
             pub fn operation(&self) -> &'static str {
                 match self {
                     $( Request::$op(_) => stringify!($op), )+
+                }
+            }
+
+            /// Whether the operation changes state (`write` in the list).
+            pub fn changes_state(&self) -> bool {
+                match self {
+                    $( Request::$op(_) => stringify!($kind) == "write", )+
                 }
             }
 
@@ -199,6 +276,16 @@ macro_rules! requests {
 
             fn name(&self) -> &'static str {
                 self.operation()
+            }
+
+            fn changes_state(&self) -> bool {
+                Request::changes_state(self)
+            }
+
+            fn fingerprint(&self) -> String {
+                match self {
+                    $( Request::$op(body) => Fingerprint::fingerprint(body), )+
+                }
             }
         }
     };
@@ -312,6 +399,99 @@ pub struct SellerRef {
     pub seller_id: i64,
 }
 
+impl Fingerprint for Credentials {
+    fn fingerprint(&self) -> String {
+        // The password is a secret; the username is the key's scope anyway.
+        format!("username={:?}", self.username)
+    }
+}
+
+impl Fingerprint for SessionOnly {
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
+}
+
+impl Fingerprint for NoFields {
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
+}
+
+impl Fingerprint for RegisterItem {
+    fn fingerprint(&self) -> String {
+        format!(
+            "item_name={:?} category={} keywords={:?} condition={:?} sale_price={} quantity={}",
+            self.item_name,
+            self.category,
+            self.keywords,
+            self.condition,
+            self.sale_price,
+            self.quantity
+        )
+    }
+}
+
+impl Fingerprint for ChangePrice {
+    fn fingerprint(&self) -> String {
+        format!("item_id={} new_price={}", self.item_id, self.new_price)
+    }
+}
+
+impl Fingerprint for UpdateUnits {
+    fn fingerprint(&self) -> String {
+        format!(
+            "item_id={} quantity_change={}",
+            self.item_id, self.quantity_change
+        )
+    }
+}
+
+impl Fingerprint for Search {
+    fn fingerprint(&self) -> String {
+        format!(
+            "category={} keywords={:?} limit={:?} offset={:?}",
+            self.category, self.keywords, self.limit, self.offset
+        )
+    }
+}
+
+impl Fingerprint for ItemRef {
+    fn fingerprint(&self) -> String {
+        format!("item_id={}", self.item_id)
+    }
+}
+
+impl Fingerprint for CartChange {
+    fn fingerprint(&self) -> String {
+        format!("item_id={} quantity={}", self.item_id, self.quantity)
+    }
+}
+
+impl Fingerprint for Checkout {
+    fn fingerprint(&self) -> String {
+        // Card data is never stored, not even as a fingerprint: a purchase is
+        // identified by its key and its buyer alone.
+        String::new()
+    }
+}
+
+impl Fingerprint for Feedback {
+    fn fingerprint(&self) -> String {
+        format!(
+            "item_id={} feedback={}",
+            self.item_id,
+            self.feedback.to_text()
+        )
+    }
+}
+
+impl Fingerprint for SellerRef {
+    fn fingerprint(&self) -> String {
+        format!("seller_id={}", self.seller_id)
+    }
+}
+
 /// Requests of the seller server.
 pub mod seller {
     use super::*;
@@ -319,23 +499,23 @@ pub mod seller {
     requests! {
         "seller";
         /// Creates a seller account.
-        CreateAccount(Credentials),
+        write CreateAccount(Credentials),
         /// Starts a session.
-        Login(Credentials),
+        write Login(Credentials),
         /// Ends a session; OK also when it already ended.
-        Logout(SessionOnly),
+        write Logout(SessionOnly),
         /// The caller's own rating.
-        GetSellerRating(SessionOnly),
+        read GetSellerRating(SessionOnly),
         /// Lists a new item.
-        RegisterItemForSale(RegisterItem),
+        write RegisterItemForSale(RegisterItem),
         /// Changes the price of one of the caller's items.
-        ChangeItemPrice(ChangePrice),
+        write ChangeItemPrice(ChangePrice),
         /// Removes (or adds back) units of one of the caller's items.
-        UpdateUnitsForSale(UpdateUnits),
+        write UpdateUnitsForSale(UpdateUnits),
         /// The caller's items with units left.
-        DisplayItemsForSale(SessionOnly),
+        read DisplayItemsForSale(SessionOnly),
         /// Liveness check; needs no session.
-        Ping(NoFields),
+        read Ping(NoFields),
     }
 }
 
@@ -346,35 +526,35 @@ pub mod buyer {
     requests! {
         "buyer";
         /// Creates a buyer account.
-        CreateAccount(Credentials),
+        write CreateAccount(Credentials),
         /// Starts a session with an active cart filled from the saved cart.
-        Login(Credentials),
+        write Login(Credentials),
         /// Ends a session, discarding its active cart.
-        Logout(SessionOnly),
+        write Logout(SessionOnly),
         /// Ranked search in one category.
-        SearchItemsForSale(Search),
+        read SearchItemsForSale(Search),
         /// One item by id.
-        GetItem(ItemRef),
+        read GetItem(ItemRef),
         /// Adds units of an item to the active cart.
-        AddItemToCart(CartChange),
+        write AddItemToCart(CartChange),
         /// Removes units of an item from the active cart.
-        RemoveItemFromCart(CartChange),
+        write RemoveItemFromCart(CartChange),
         /// Overwrites the saved cart with the active cart.
-        SaveCart(SessionOnly),
+        write SaveCart(SessionOnly),
         /// Empties the active and the saved cart.
-        ClearCart(SessionOnly),
+        write ClearCart(SessionOnly),
         /// The active cart.
-        DisplayCart(SessionOnly),
+        read DisplayCart(SessionOnly),
         /// Buys the whole active cart.
-        MakePurchase(Checkout),
+        write MakePurchase(Checkout),
         /// Votes on an item.
-        ProvideFeedback(Feedback),
+        write ProvideFeedback(Feedback),
         /// A seller's rating.
-        GetSellerRating(SellerRef),
+        read GetSellerRating(SellerRef),
         /// The caller's purchase history.
-        GetBuyerPurchases(SessionOnly),
+        read GetBuyerPurchases(SessionOnly),
         /// Liveness check; needs no session.
-        Ping(NoFields),
+        read Ping(NoFields),
     }
 }
 
@@ -499,6 +679,7 @@ mod tests {
             &mut out,
             &Envelope {
                 request_id: Some(id),
+                idempotency_key: None,
                 request,
             },
         );

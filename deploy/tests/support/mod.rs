@@ -2,6 +2,8 @@
 //! and names unique to one test so tests can share the databases.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use deploy::testing::shared_stack;
 use deploy::Stack;
 use net::{Client, ClientConfig, Retry};
@@ -71,7 +73,10 @@ impl Api {
         Api::connect(stack().buyer_addr())
     }
 
-    pub fn call<R: Serialize, B: DeserializeOwned>(&mut self, request: &R) -> Response<B> {
+    pub fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
+        &mut self,
+        request: &R,
+    ) -> Response<B> {
         self.client.call(request).expect("a response")
     }
 
@@ -83,7 +88,10 @@ impl Api {
     }
 
     /// The result of a call that must succeed.
-    pub fn ok<R: Serialize + std::fmt::Debug, B: DeserializeOwned>(&mut self, request: &R) -> B {
+    pub fn ok<R: wire::Operation + Serialize + std::fmt::Debug, B: DeserializeOwned>(
+        &mut self,
+        request: &R,
+    ) -> B {
         let response: Response<B> = self.call(request);
         match response.into_result() {
             Ok(body) => body,
@@ -92,7 +100,10 @@ impl Api {
     }
 
     /// The code of a call that must fail.
-    pub fn err<R: Serialize + std::fmt::Debug>(&mut self, request: &R) -> ErrorCode {
+    pub fn err<R: wire::Operation + Serialize + std::fmt::Debug>(
+        &mut self,
+        request: &R,
+    ) -> ErrorCode {
         let response: Response<Empty> = self.call(request);
         assert_ne!(response.status, Status::Ok, "{request:?} succeeded");
         assert!(!response.message.is_empty());

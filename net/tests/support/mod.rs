@@ -94,8 +94,33 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_net-echo"))
-            .args(args)
+        Process::start(Command::new(env!("CARGO_BIN_EXE_net-echo")).args(args))
+    }
+
+    /// Like `spawn`, with the process allowed at most `fds` open descriptors.
+    pub fn spawn_limited(args: &[&str], fds: u64) -> Process {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_net-echo"));
+        command.args(args);
+        // SAFETY: setrlimit is async-signal-safe and touches only this child.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: fds,
+                    rlim_max: fds,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            });
+        }
+        Process::start(&mut command)
+    }
+
+    fn start(command: &mut Command) -> Process {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -155,4 +180,12 @@ pub fn set_linger_zero(stream: &TcpStream) {
         )
     };
     assert_eq!(rc, 0);
+}
+
+/// The code of an error response body.
+pub fn error_code(mut body: Vec<u8>) -> wire::ErrorCode {
+    let response =
+        wire::Response::<wire::response::Empty>::decode(&mut body).expect("an error response");
+    assert_ne!(response.status, wire::Status::Ok);
+    response.code.expect("a code")
 }

@@ -1,0 +1,219 @@
+//! No peer address takes the server from others: a per-address connection
+//! limit, a deadline for a begun frame, idle and stalled connections giving way
+//! at the connection limit, and accepting again after running out of file
+//! descriptors.
+
+mod support;
+
+use net::Config;
+use socket2::{Domain, Socket, Type};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use support::*;
+use wire::ErrorCode;
+
+/// A connection to `to` from the loopback address `from` (e.g. 127.0.0.2).
+fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let local: SocketAddr = format!("{from}:0").parse().expect("address");
+    socket.bind(&local.into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(stream)
+}
+
+/// Sends the header of a 100-byte frame and 3 of its bytes, then stalls.
+fn stall(stream: &mut TcpStream) {
+    use std::io::Write;
+    let _ = stream.write_all(&[0, 0, 0, 100, b'{', b'"', b'o']);
+}
+
+fn echo_within(addr: SocketAddr, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut conn = connect_from("127.0.0.1", addr).expect("connect");
+    write_frame(&mut conn, b"ping");
+    assert_eq!(read_frame(&mut conn).expect("a reply"), b"ping");
+    let took = started.elapsed();
+    assert!(took < limit, "served in {took:?}");
+    took
+}
+
+/// True once the peer has closed `stream` (EOF or reset), waiting up to `limit`.
+fn closed_within(mut stream: &TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    !matches!(stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
+        || e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+#[test]
+fn one_address_gets_at_most_its_share_of_connections_and_others_still_get_in() {
+    let server = start(Config {
+        max_per_peer: 3,
+        ..Config::default()
+    });
+    let held: Vec<_> = (0..3)
+        .map(|_| connect_from("127.0.0.2", server.addr).unwrap())
+        .collect();
+    let mut fourth = connect_from("127.0.0.2", server.addr).unwrap();
+    let refused = read_frame(&mut fourth).unwrap();
+    assert_eq!(error_code(refused.clone()), ErrorCode::Overloaded);
+    assert!(String::from_utf8_lossy(&refused).contains("your address"));
+    echo_within(server.addr, Duration::from_secs(2));
+    // One of the address's connections closes: it may open another.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect_from("127.0.0.2", server.addr).unwrap();
+        write_frame(&mut again, b"back");
+        match read_frame(&mut again) {
+            Ok(reply) if reply == b"back" => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("never admitted again: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_begun_frame_must_end_within_the_frame_deadline_while_idle_connections_stay() {
+    let server = start(Config {
+        frame_deadline: Duration::from_millis(300),
+        ..Config::default()
+    });
+    let mut stalled = connect(server.addr);
+    stall(&mut stalled);
+    let mut idle = connect(server.addr);
+    let started = Instant::now();
+    assert!(closed_within(&stalled, Duration::from_secs(3)));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    // The idle connection (no frame begun) is still served.
+    write_frame(&mut idle, b"still here");
+    assert_eq!(read_frame(&mut idle).unwrap(), b"still here");
+}
+
+#[test]
+fn at_the_connection_limit_stalled_connections_give_way_to_a_new_peer() {
+    let server = start(Config {
+        max_connections: 50,
+        max_per_peer: 1_000,
+        ..Config::default()
+    });
+    let stalled: Vec<_> = (0..50)
+        .map(|_| {
+            let mut s = connect_from("127.0.0.2", server.addr).unwrap();
+            stall(&mut s);
+            s
+        })
+        .collect();
+    // Let the reactor read the partial frames.
+    std::thread::sleep(Duration::from_millis(100));
+    echo_within(server.addr, Duration::from_secs(2));
+    let closed = stalled
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_millis(50)))
+        .count();
+    assert_eq!(closed, 1, "exactly one stalled connection made room");
+}
+
+#[test]
+fn ten_thousand_stalled_connections_from_one_address_do_not_lock_out_another() {
+    raise_fd_limit();
+    let server = start(Config {
+        frame_deadline: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let started = Instant::now();
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10_000 {
+        let Ok(mut s) = connect_from("127.0.0.2", server.addr) else {
+            refused += 1;
+            continue;
+        };
+        stall(&mut s);
+        admitted.push(s);
+    }
+    let opened = started.elapsed();
+    let served = echo_within(server.addr, Duration::from_secs(2));
+    // Those over the per-address limit were answered OVERLOADED and closed.
+    let mut overloaded = 0;
+    for s in admitted.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut header = [0u8; 4];
+        if s.read_exact(&mut header).is_ok() {
+            overloaded += 1;
+        }
+    }
+    let default_share = Config::default().max_per_peer;
+    assert_eq!(
+        overloaded + refused,
+        10_000 - default_share,
+        "all beyond {default_share} refused"
+    );
+    // The rest are closed at the frame deadline.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut open = admitted.len();
+    while open > 0 && Instant::now() < deadline {
+        open = admitted
+            .iter()
+            .filter(|s| !closed_within(s, Duration::from_millis(1)))
+            .count();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(open, 0, "every stalled connection closed at the deadline");
+    eprintln!(
+        "slowloris: 10000 connections opened in {opened:?}, {overloaded} answered OVERLOADED, \
+         {refused} refused at connect; another address served in {served:?}; all closed \
+         {:?} after the start",
+        started.elapsed()
+    );
+}
+
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[test]
+fn connections_left_waiting_by_a_failed_accept_are_taken_without_a_new_arrival() {
+    // A server process allowed 40 descriptors: accepting runs out (EMFILE)
+    // while more connections wait in the backlog.
+    let server = Process::spawn_limited(&[], 40);
+    let conns: Vec<_> = (0..60).map(|_| connect(server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut served, mut waiting) = (Vec::new(), Vec::new());
+    for mut conn in conns {
+        conn.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        write_frame(&mut conn, b"x");
+        match read_frame(&mut conn) {
+            Ok(reply) if reply == b"x" => served.push(conn),
+            _ => waiting.push(conn),
+        }
+    }
+    assert!(
+        !served.is_empty() && !waiting.is_empty(),
+        "served {}, waiting {}",
+        served.len(),
+        waiting.len()
+    );
+    // Closing the served connections frees descriptors; the waiting ones,
+    // their requests already sent, must now be taken, with no new arrival.
+    drop(served);
+    for conn in waiting.iter_mut() {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(read_frame(conn).expect("accepted and served"), b"x");
+    }
+}

@@ -1,0 +1,146 @@
+//! Idempotency keys: a state-changing request with a key is applied at most
+//! once per key (PROTOCOL.md, "Retries").
+//!
+//! The effect runs in a transaction on the connection of the database that
+//! holds it; the key, with the effect's result, is inserted into that
+//! database's `idempotency_keys` in the same transaction before it commits. If
+//! the key is already there, the transaction is rolled back and the recorded
+//! result is returned instead. Two attempts with one key at once serialise on
+//! the key's primary key: the second waits for the first to commit, then sees
+//! the key and rolls back. So a resend never has a second effect, and it gets
+//! the first attempt's result (same ids). A request without a key runs as
+//! before, outside any explicit transaction.
+//!
+//! MakePurchase records its key on the purchase itself (see `purchase.rs`).
+
+use crate::db::{Conn, Store};
+use crate::StoreError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wire::request::Idempotency;
+
+/// How long a key is remembered, in hours (PROTOCOL.md: 24 hours).
+pub const RETENTION_HOURS: i32 = 24;
+
+/// An idempotent request and its caller: the key's scope.
+#[derive(Debug, Clone)]
+pub struct Keyed<'a> {
+    pub once: &'a Idempotency,
+    /// `seller:<id>`, `buyer:<id>`, `seller-name:<username>` or
+    /// `buyer-name:<username>`.
+    pub scope: String,
+}
+
+const CLAIM: &str = "INSERT INTO idempotency_keys (scope, key, operation, fingerprint, response)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1";
+
+const RECORDED: &str = "SELECT operation, fingerprint, response FROM idempotency_keys
+                         WHERE scope = $1 AND key = $2";
+
+/// Runs `effect` on `conn` at most once per key: with `keyed`, in a transaction
+/// that also records the key and the result; without, as it is.
+///
+/// # Errors
+/// The effect's error when nothing was recorded under the key;
+/// `Invalid` when the key was used for a different request.
+pub(crate) fn run_once<T: Serialize + DeserializeOwned>(
+    conn: &mut Conn,
+    keyed: Option<&Keyed<'_>>,
+    effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let Some(keyed) = keyed else {
+        return effect(conn);
+    };
+    conn.batch("BEGIN")?;
+    match effect(conn) {
+        Ok(value) => {
+            let response = serde_json::to_string(&value)
+                .map_err(|e| StoreError::Internal(format!("encoding a result: {e}")))?;
+            let once = keyed.once;
+            let claimed = conn.query_opt(
+                CLAIM,
+                &[
+                    &keyed.scope,
+                    &once.key,
+                    &once.operation,
+                    &once.fingerprint,
+                    &response,
+                ],
+            );
+            match claimed {
+                Ok(Some(_)) => {
+                    conn.batch("COMMIT")?;
+                    Ok(value)
+                }
+                Ok(None) => {
+                    conn.batch("ROLLBACK")?;
+                    recorded(conn, keyed)?.ok_or_else(|| {
+                        StoreError::Internal("an idempotency key vanished while read".into())
+                    })
+                }
+                Err(e) => {
+                    let _ = conn.batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => {
+            // A dead connection cannot roll back; the server rolls back for it.
+            if matches!(e, StoreError::Unavailable(_) | StoreError::InDoubt(_))
+                || conn.batch("ROLLBACK").is_err()
+            {
+                return Err(e);
+            }
+            // The effect may have failed *because* the first attempt applied it
+            // (the units it removed are gone): the first result stands.
+            match recorded(conn, keyed)? {
+                Some(value) => Ok(value),
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// The result recorded under the key, if any.
+fn recorded<T: DeserializeOwned>(
+    conn: &mut Conn,
+    keyed: &Keyed<'_>,
+) -> Result<Option<T>, StoreError> {
+    let Some(row) = conn.query_opt(RECORDED, &[&keyed.scope, &keyed.once.key])? else {
+        return Ok(None);
+    };
+    let operation: String = row.try_get(0)?;
+    let fingerprint: String = row.try_get(1)?;
+    if operation != keyed.once.operation || fingerprint != keyed.once.fingerprint {
+        return Err(StoreError::Invalid(format!(
+            "idempotency_key {:?} was already used for a different request ({operation}); \
+             use a fresh key for each request",
+            keyed.once.key
+        )));
+    }
+    let response: String = row.try_get(2)?;
+    serde_json::from_str(&response)
+        .map(Some)
+        .map_err(|e| StoreError::Internal(format!("a recorded result does not decode: {e}")))
+}
+
+impl Store {
+    /// Forgets idempotency keys older than the retention, in both databases
+    /// (and on purchases); returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn sweep_idempotency_keys(&self) -> Result<u64, StoreError> {
+        const SWEEP: &str = "DELETE FROM idempotency_keys
+                              WHERE created_at < now() - make_interval(hours => $1)";
+        let mut swept = self.customer()?.execute(SWEEP, &[&RETENTION_HOURS])?;
+        swept += self.customer()?.execute(
+            "UPDATE purchases SET idempotency_key = NULL
+              WHERE idempotency_key IS NOT NULL
+                AND purchased_at < now() - make_interval(hours => $1)",
+            &[&RETENTION_HOURS],
+        )?;
+        swept += self.product()?.execute(SWEEP, &[&RETENTION_HOURS])?;
+        Ok(swept)
+    }
+}
