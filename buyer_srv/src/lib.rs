@@ -13,6 +13,7 @@ use wire::buyer::Request;
 use wire::request::Idempotency;
 use wire::response::{
     BuyerCreated, BuyerSession, Empty, ItemDetail, Pong, PurchaseHistory, SearchResults, Votes,
+    SEARCH_COUNT_CAP,
 };
 use wire::{validate, Refusal, PROTOCOL_VERSION};
 
@@ -72,9 +73,20 @@ impl BuyerService {
                 let (limit, offset) = validate::page(r.limit, r.offset)?;
                 let (items, total) =
                     store.search(&r.session_id, category, &keywords, limit, offset)?;
+                let total_exact = total <= SEARCH_COUNT_CAP;
+                let total = total.min(SEARCH_COUNT_CAP);
+                let shown = if total_exact {
+                    total.to_string()
+                } else {
+                    format!("more than {total}")
+                };
                 reply.ok(
-                    &format!("{} of {total} matching items", items.len()),
-                    &SearchResults { items, total },
+                    &format!("{} of {shown} matching items", items.len()),
+                    &SearchResults {
+                        items,
+                        total,
+                        total_exact,
+                    },
                 );
             }
             Request::GetItem(r) => {

@@ -290,10 +290,13 @@ fn execute(
     Ok(true)
 }
 
+/// `$XDG_STATE_HOME/marketplace/<side>-cli-history` (`~/.local/state/...`): a
+/// directory of the user's own, apart from the data directory of
+/// `marketplace up`.
 fn history_file(side: &Side) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
+    let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
     let dir = base.join("marketplace");
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir.join(format!("{}-cli-history", side.name)))

@@ -15,7 +15,7 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_seller-cli"));
     command
         .args(["--server", &stack.seller_addr().to_string()])
-        .env("XDG_DATA_HOME", &*home)
+        .env("XDG_STATE_HOME", &*home)
         .env("TERM", "xterm");
     let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
     p.exp_string("seller> ").unwrap();

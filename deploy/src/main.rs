@@ -21,7 +21,8 @@ usage: marketplace up [flags]
 Starts PostgreSQL (a private cluster in --data-dir, created on first use),
 both databases, the seller server and the buyer server; Ctrl-C stops them all.
 
-  --data-dir DIR           cluster directory [default: ~/.local/share/marketplace]
+  --data-dir DIR           cluster directory [default: ~/.local/share/marketplace,
+                           or /var/lib/marketplace as root]
   --seller-listen ADDR     seller server address [default: 0.0.0.0:5001]
   --buyer-listen ADDR      buyer server address [default: 0.0.0.0:6001]
   --session-timeout SECS   session inactivity limit [default: 300]
@@ -32,6 +33,11 @@ both databases, the seller server and the buyer server; Ctrl-C stops them all.
   --log-requests           one log line per request";
 
 fn default_data_dir() -> PathBuf {
+    // PostgreSQL refuses to run as root, so as root it runs as `postgres`, which
+    // must reach its directory: one outside any home directory.
+    if deploy::pg::is_root() {
+        return PathBuf::from(deploy::pg::ROOT_DATA_DIR);
+    }
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))

@@ -115,6 +115,106 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The pid of a live PostgreSQL postmaster named by `pid_file`, if any (a pid
+/// file whose process is gone, or is not PostgreSQL, is stale).
+pub fn live_postmaster(pid_file: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(pid_file).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "postgres" || comm.trim() == "postmaster").then_some(pid)
+}
+
+/// Checks that user `uid` (group `gid`) can enter every directory above `dir`:
+/// PostgreSQL runs as that user and must reach its data directory.
+fn reachable_by(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta =
+            std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let mode = meta.mode();
+        let enters = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !enters {
+            return Err(format!(
+                "PostgreSQL runs as user postgres, which cannot enter {} (mode {:o}); \
+                 choose a --data-dir it can reach, such as {}",
+                ancestor.display(),
+                mode & 0o7777,
+                ROOT_DATA_DIR
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The default data directory when running as root: outside any home, so no
+/// home directory is opened to the `postgres` user.
+pub const ROOT_DATA_DIR: &str = "/var/lib/marketplace";
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An exclusive hold on a data directory for one `marketplace up` (or stack):
+/// a second one is refused instead of touching the first one's cluster. The
+/// kernel releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` (created if missing).
+    ///
+    /// # Errors
+    /// A one-line message naming the process that holds it.
+    pub fn take(dir: &Path) -> Result<DirLock, String> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::io::AsRawFd;
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let path = dir.join("marketplace.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_owned()
+            } else {
+                format!("process {holder}")
+            };
+            return Err(format!(
+                "{} is in use by {who} (another `marketplace up`); stop it first, or \
+                 pass --data-dir DIR for a separate cluster",
+                dir.display()
+            ));
+        }
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        written.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(DirLock { _file: file })
+    }
+}
+
 /// A free TCP port on loopback (free when asked; the cluster retries if taken).
 pub fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
@@ -162,6 +262,9 @@ impl Cluster {
         let dir = dir
             .canonicalize()
             .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some((uid, gid)) = owner {
+            reachable_by(&dir, uid, gid)?;
+        }
         let cluster = Cluster {
             bin,
             dir,
@@ -228,17 +331,19 @@ impl Cluster {
     /// # Errors
     /// When pg_ctl fails (the log is in `<dir>/postgres.log`).
     pub fn start(&mut self, port: u16) -> Result<(), String> {
-        if self.data().join("postmaster.pid").exists() {
-            // A crashed earlier run: pg_ctl stop cleans up or fails harmlessly.
-            let _ = self.run(
-                self.command("pg_ctl").arg("-D").arg(self.data()).args([
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ]),
-                "pg_ctl stop",
-            );
+        let pid_file = self.data().join("postmaster.pid");
+        if let Some(pid) = live_postmaster(&pid_file) {
+            return Err(format!(
+                "PostgreSQL (pid {pid}) is already running on {}; it was left by a \
+                 `marketplace up` that did not stop cleanly: stop it with `kill {pid}` and \
+                 start again",
+                self.data().display()
+            ));
+        }
+        // A stale pid file of a crashed run: nothing runs there any more.
+        if pid_file.exists() {
+            std::fs::remove_file(&pid_file)
+                .map_err(|e| format!("remove stale {}: {e}", pid_file.display()))?;
         }
         let mut last = String::new();
         for _ in 0..3 {

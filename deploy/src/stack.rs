@@ -77,6 +77,8 @@ enum Running {
 /// started, PostgreSQL included.
 pub struct Stack {
     cluster: Mutex<Option<Cluster>>,
+    /// Held while the stack runs its own cluster.
+    _lock: Option<crate::pg::DirLock>,
     db: DbSettings,
     seller: ServerSettings,
     buyer: ServerSettings,
@@ -96,15 +98,16 @@ impl Stack {
     /// # Errors
     /// A message saying what could not be started.
     pub fn start(config: &StackConfig) -> Result<Stack, String> {
-        let (cluster, customer_url, product_url) = match &config.external {
-            Some((customer, product)) => (None, customer.clone(), product.clone()),
+        let (lock, cluster, customer_url, product_url) = match &config.external {
+            Some((customer, product)) => (None, None, customer.clone(), product.clone()),
             None => {
+                let lock = crate::pg::DirLock::take(&config.data_dir)?;
                 let mut cluster = Cluster::init(&config.data_dir, config.durability)?;
                 cluster.start(config.pg_port)?;
                 cluster.create_database("customer_db")?;
                 cluster.create_database("product_db")?;
                 let urls = (cluster.url("customer_db"), cluster.url("product_db"));
-                (Some(cluster), urls.0, urls.1)
+                (Some(lock), Some(cluster), urls.0, urls.1)
             }
         };
         let db = DbSettings {
@@ -134,6 +137,7 @@ impl Stack {
         };
         let mut stack = Stack {
             cluster: Mutex::new(cluster),
+            _lock: lock,
             db,
             seller: settings(seller_srv::NAME, fixed(config.seller_listen)?),
             buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?),

@@ -492,3 +492,33 @@ fn purchase_history_starts_empty_and_a_bad_card_is_declined() {
     );
     assert_eq!(api.err(&checkout("4111111111111111")), ErrorCode::CartEmpty);
 }
+
+#[test]
+fn search_counts_exactly_up_to_ten_thousand_then_says_more() {
+    let (mut seller, ssid, seller_id) = new_seller();
+    let (mut api, sid, _, _) = new_buyer();
+    let cat = unique_category();
+    // 10,000 then 10,001 matches, inserted directly: through the API it would
+    // take most of a minute.
+    let mut db = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    let insert = "INSERT INTO items (seller_id, category, item_name, keywords, condition,
+                                     price_cents, quantity)
+                  SELECT $1, $2, 'bulk', ARRAY['many'], 'New', 100, 1
+                    FROM generate_series(1, $3::int)";
+    db.execute(insert, &[&seller_id, &(cat as i32), &9_999i32])
+        .unwrap();
+    let last = register(&mut seller, item(&ssid, "last", cat, &["many"], 1.0, 1));
+    for keywords in [&[][..], &["many"][..]] {
+        let r: SearchResults = api.ok(&search(&sid, cat, keywords, Some(5), None));
+        assert_eq!((r.total, r.total_exact), (10_000, true), "{keywords:?}");
+    }
+    db.execute(insert, &[&seller_id, &(cat as i32), &1i32])
+        .unwrap();
+    for keywords in [&[][..], &["many"][..]] {
+        let r: SearchResults = api.ok(&search(&sid, cat, keywords, Some(5), None));
+        assert_eq!((r.total, r.total_exact), (10_000, false), "{keywords:?}");
+        assert_eq!(r.items.len(), 5, "the page is still served");
+    }
+    let newest: SearchResults = api.ok(&search(&sid, cat, &[], Some(1), Some(1)));
+    assert_eq!(ids(&newest), vec![last], "paging is unchanged");
+}

@@ -214,6 +214,14 @@ fn every_buyer_write_whose_reply_is_lost_happens_once_and_the_resend_gets_the_fi
         .iter()
         .all(|p| p.purchase_id == receipt.purchase_id));
     assert_eq!(receipt.total, 2.0 * 1.5 + 2.0 * 2.0);
+    let names: Vec<&str> = receipt.lines.iter().map(|l| l.item_name.as_str()).collect();
+    assert_eq!(names, ["a", "b"], "the resend's receipt names the items");
+    let names: Vec<&str> = history
+        .purchases
+        .iter()
+        .map(|p| p.item_name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "the history names the items");
 
     let _: CartContents = api.ok(&B::AddItemToCart(change(a, 1)));
     let _: Empty = lose_first_reply(&mut api, &proxy, |api| api.ok(&B::ClearCart(session(&sid))));

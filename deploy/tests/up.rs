@@ -17,9 +17,68 @@ fn ping(addr: &str, request: &(impl wire::Operation + serde::Serialize)) -> Pong
         .expect("pong")
 }
 
-/// Runs `marketplace up` with `args`, checks both servers answer, then stops it.
-fn up_and_down(args: &[&str]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+/// A running `marketplace up` and its two addresses.
+struct Up {
+    child: std::process::Child,
+    seller: String,
+    buyer: String,
+}
+
+impl Up {
+    /// Runs `marketplace up` with `args` (on free ports) and waits for its
+    /// ready line; checks both servers answer.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Up {
+        let mut child = up_command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn marketplace");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let rest = line
+            .trim()
+            .strip_prefix("ready seller=")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let (seller, buyer) = rest.split_once(" buyer=").expect("two addresses");
+        let up = Up {
+            child,
+            seller: seller.to_owned(),
+            buyer: buyer.to_owned(),
+        };
+        up.ping();
+        up
+    }
+
+    fn ping(&self) {
+        assert_eq!(
+            ping(&self.seller, &wire::seller::Request::Ping(NoFields {})).server,
+            "seller"
+        );
+        assert_eq!(
+            ping(&self.buyer, &wire::buyer::Request::Ping(NoFields {})).server,
+            "buyer"
+        );
+    }
+
+    /// SIGTERM; checks a clean exit with both ports closed.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        assert!(std::net::TcpStream::connect(&self.seller).is_err());
+        assert!(std::net::TcpStream::connect(&self.buyer).is_err());
+    }
+}
+
+fn up_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_marketplace"));
+    command
         .arg("up")
         .args([
             "--seller-listen",
@@ -28,33 +87,13 @@ fn up_and_down(args: &[&str]) {
             "127.0.0.1:0",
         ])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn marketplace");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let rest = line
-        .trim()
-        .strip_prefix("ready seller=")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    let (seller, buyer) = rest.split_once(" buyer=").expect("two addresses");
-    assert_eq!(
-        ping(seller, &wire::seller::Request::Ping(NoFields {})).server,
-        "seller"
-    );
-    assert_eq!(
-        ping(buyer, &wire::buyer::Request::Ping(NoFields {})).server,
-        "buyer"
-    );
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    assert!(std::net::TcpStream::connect(seller).is_err());
-    assert!(std::net::TcpStream::connect(buyer).is_err());
+        .envs(env.iter().copied());
+    command
+}
+
+/// Runs `marketplace up` with `args`, checks both servers answer, then stops it.
+fn up_and_down(args: &[&str]) {
+    Up::start(args, &[]).stop();
 }
 
 fn postmaster_alive(data_dir: &Path) -> bool {
@@ -176,4 +215,115 @@ fn marketplace_seller_and_buyer_are_the_server_binaries() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
     }
+}
+
+#[test]
+fn a_second_up_on_the_same_data_dir_refuses_in_one_line_and_the_first_keeps_serving() {
+    let dir = deploy::testing::scratch_dir("second-up");
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let first = Up::start(&["--data-dir", data_arg], &[]);
+    let out = up_command(&["--data-dir", data_arg], &[])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second up must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!("in use by process {}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "never ready");
+    first.ping();
+    first.stop();
+    assert!(!postmaster_alive(&data), "PostgreSQL left running");
+}
+
+#[test]
+fn a_stale_pid_file_is_recovered_and_a_live_orphaned_postmaster_is_left_alone() {
+    let dir = deploy::testing::scratch_dir("stale");
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    up_and_down(&["--data-dir", data_arg]);
+    // A crash leaves a pid file naming a process that is gone.
+    let gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    drop(gone.wait_with_output());
+    let pid_file = data.join("pgdata/postmaster.pid");
+    std::fs::write(&pid_file, format!("{gone_pid}\n{}\n", data.display())).unwrap();
+    up_and_down(&["--data-dir", data_arg]);
+
+    // A `marketplace up` killed outright leaves PostgreSQL running: the next
+    // one names it instead of stopping it.
+    let mut killed = Up::start(&["--data-dir", data_arg], &[]);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    assert!(postmaster_alive(&data));
+    let out = up_command(&["--data-dir", data_arg], &[])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid: i32 = pid.lines().next().unwrap().trim().parse().unwrap();
+    assert!(stderr.contains(&format!("kill {pid}")), "{stderr}");
+    assert!(
+        postmaster_alive(&data),
+        "the running PostgreSQL was not touched"
+    );
+    // SAFETY: kill(2) on the orphaned postmaster this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while postmaster_alive(&data) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!postmaster_alive(&data));
+}
+
+#[test]
+fn as_root_up_needs_no_data_dir_and_leaves_a_closed_home_closed() {
+    use std::os::unix::fs::PermissionsExt;
+    if !deploy::pg::is_root() {
+        eprintln!("skipped: this test is about running as root");
+        return;
+    }
+    let home = deploy::testing::scratch_dir("root-home");
+    std::fs::set_permissions(&*home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let default = Path::new(deploy::pg::ROOT_DATA_DIR);
+    let existed = default.exists();
+    let home_str = home.to_str().unwrap();
+    let up = Up::start(&[], &[("HOME", home_str), ("XDG_DATA_HOME", "")]);
+    let status = std::fs::metadata(&*home).unwrap();
+    assert_eq!(status.permissions().mode() & 0o777, 0o700, "home untouched");
+    assert!(
+        default.join("pgdata/PG_VERSION").is_file(),
+        "cluster in {default:?}"
+    );
+    up.stop();
+    assert!(!postmaster_alive(default));
+    if !existed {
+        let _ = std::fs::remove_dir_all(default);
+    }
+}
+
+#[test]
+fn as_root_a_data_dir_postgres_cannot_reach_is_refused_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    if !deploy::pg::is_root() {
+        eprintln!("skipped: this test is about running as root");
+        return;
+    }
+    let home = deploy::testing::scratch_dir("closed");
+    std::fs::set_permissions(&*home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = home.join("data");
+    let out = up_command(&["--data-dir", data.to_str().unwrap()], &[])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot enter"), "{stderr}");
+    assert!(stderr.contains(&home.display().to_string()), "{stderr}");
 }

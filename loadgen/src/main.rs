@@ -37,7 +37,9 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --data-dir DIR      where the local stack's cluster goes [default: a fresh temp dir]
   --out FILE          the JSON report [default: loadgen-report.json]
   --svg FILE          the SVG chart [default: the --out file with .svg]
-  --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]";
+  --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]
+  --no-keys           send writes without idempotency keys (to measure what keys
+                      cost; clients then never resend a write)";
 
 struct Options {
     scenarios: Vec<(usize, usize)>,
@@ -52,6 +54,7 @@ struct Options {
     out: PathBuf,
     svg: PathBuf,
     label: Option<String>,
+    keys: bool,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -112,6 +115,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         PathBuf::from(value(&mut args, "--out")?.unwrap_or_else(|| "loadgen-report.json".into()));
     let svg = value(&mut args, "--svg")?.map_or_else(|| out.with_extension("svg"), PathBuf::from);
     let label = value(&mut args, "--label")?;
+    let keys = !args.contains("--no-keys");
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unexpected arguments {rest:?}"));
@@ -129,6 +133,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         out,
         svg,
         label,
+        keys,
     })
 }
 
@@ -181,6 +186,7 @@ fn one_run(
                 seed: o.seed,
                 mix: o.mix,
                 tag: tag.to_owned(),
+                keys: o.keys,
             };
             let (barrier, progress) = (barrier.clone(), progress.clone());
             std::thread::Builder::new()

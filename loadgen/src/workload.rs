@@ -39,6 +39,8 @@ pub struct Plan {
     pub mix: Mix,
     /// Makes usernames unique to this invocation.
     pub tag: String,
+    /// Send idempotency keys with writes (off only to measure their cost).
+    pub keys: bool,
 }
 
 struct Caller<'a> {
@@ -103,6 +105,7 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
             attempts: 3,
             ..Retry::default()
         },
+        idempotency_keys: plan.keys,
         ..ClientConfig::default()
     };
     let mut stats = ClientStats::new(plan.side);

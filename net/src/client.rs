@@ -50,6 +50,10 @@ pub struct ClientConfig {
     pub io_timeout: Duration,
     pub frame_limit: usize,
     pub retry: Retry,
+    /// Attach an idempotency key to every state-changing request (the default).
+    /// Off only to measure what keys cost; a client without keys must not
+    /// resend writes.
+    pub idempotency_keys: bool,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +63,7 @@ impl Default for ClientConfig {
             io_timeout: Duration::from_secs(30),
             frame_limit: wire::DEFAULT_FRAME_LIMIT,
             retry: Retry::default(),
+            idempotency_keys: true,
         }
     }
 }
@@ -302,9 +307,14 @@ impl Client {
         request: &R,
         request_id: Option<&RequestId>,
     ) -> Result<BytesMut, ClientError> {
-        let key = request
-            .changes_state()
-            .then(|| uuid::Uuid::new_v4().to_string());
+        let keyed = request.changes_state() && self.config.idempotency_keys;
+        if request.changes_state() && !keyed {
+            // Without a key a resend could apply the write twice: one attempt.
+            self.ensure_connected()?;
+            self.send_keyed(request, request_id, None)?;
+            return self.recv();
+        }
+        let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
         self.with_retries(|c| {
             c.send_keyed(request, request_id, key.as_deref())?;
             c.recv()

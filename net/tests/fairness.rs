@@ -121,54 +121,64 @@ fn at_the_connection_limit_stalled_connections_give_way_to_a_new_peer() {
 #[test]
 fn ten_thousand_stalled_connections_from_one_address_do_not_lock_out_another() {
     raise_fd_limit();
+    let deadline = Duration::from_secs(10);
     let server = start(Config {
-        frame_deadline: Duration::from_secs(2),
+        frame_deadline: deadline,
         ..Config::default()
     });
     let started = Instant::now();
     let mut admitted = Vec::new();
     let mut refused = 0;
-    for _ in 0..10_000 {
-        let Ok(mut s) = connect_from("127.0.0.2", server.addr) else {
-            refused += 1;
-            continue;
-        };
-        stall(&mut s);
-        admitted.push(s);
-    }
-    let opened = started.elapsed();
-    let served = echo_within(server.addr, Duration::from_secs(2));
-    // Those over the per-address limit were answered OVERLOADED and closed.
-    let mut overloaded = 0;
-    for s in admitted.iter_mut() {
-        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-        let mut header = [0u8; 4];
-        if s.read_exact(&mut header).is_ok() {
-            overloaded += 1;
+    let mut slowest = Duration::ZERO;
+    for i in 0..10_000 {
+        match connect_from("127.0.0.2", server.addr) {
+            Ok(mut s) => {
+                stall(&mut s);
+                admitted.push(s);
+            }
+            Err(_) => refused += 1,
+        }
+        // Another address is served throughout (this also keeps the listen
+        // backlog from overflowing, which would only measure the kernel).
+        if i % 500 == 499 {
+            slowest = slowest.max(echo_within(server.addr, Duration::from_secs(2)));
         }
     }
-    let default_share = Config::default().max_per_peer;
-    assert_eq!(
-        overloaded + refused,
-        10_000 - default_share,
-        "all beyond {default_share} refused"
-    );
-    // The rest are closed at the frame deadline.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut open = admitted.len();
-    while open > 0 && Instant::now() < deadline {
-        open = admitted
+    let opened = started.elapsed();
+    // The server takes connections in order, so by the time another address
+    // has been served every one of these was taken: those beyond the
+    // address's share were answered OVERLOADED and closed, the rest wait.
+    let still_open = |conns: &[TcpStream]| {
+        conns
             .iter()
             .filter(|s| !closed_within(s, Duration::from_millis(1)))
-            .count();
-        std::thread::sleep(Duration::from_millis(200));
+            .count()
+    };
+    let share = Config::default().max_per_peer;
+    let open = still_open(&admitted);
+    if opened < deadline {
+        assert_eq!(open, share, "exactly the address's share admitted");
+    } else {
+        assert!(open <= share, "{open} open, over the share of {share}");
     }
-    assert_eq!(open, 0, "every stalled connection closed at the deadline");
+    // Those are closed at the frame deadline.
+    let give_up = Instant::now() + deadline + Duration::from_secs(10);
+    let mut left = open;
+    while left > 0 && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(250));
+        left = still_open(&admitted);
+    }
+    assert_eq!(
+        left, 0,
+        "every stalled connection closed at the frame deadline"
+    );
+    let closed_after = started.elapsed();
+    assert!(closed_after >= deadline, "not before the deadline");
     eprintln!(
-        "slowloris: 10000 connections opened in {opened:?}, {overloaded} answered OVERLOADED, \
-         {refused} refused at connect; another address served in {served:?}; all closed \
-         {:?} after the start",
-        started.elapsed()
+        "slowloris: 10000 connections from 127.0.0.2 opened in {opened:?} ({refused} refused at \
+         connect, {} OVERLOADED, {open} admitted); 127.0.0.1 served every 500 connections, \
+         slowest {slowest:?}; all closed {closed_after:?} after the start (deadline {deadline:?})",
+        admitted.len() - open
     );
 }
 

@@ -42,12 +42,12 @@ fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
 }
 
 /// Search without keywords: `$1` category, `$2` limit, `$3` offset. One row with
-/// the total first, then the page's item columns (NULL when the page is empty).
+/// the total first (counted up to 10,001: over 10,000 is "more than 10,000"), then the page's item columns (NULL when the page is empty).
 pub const SEARCH_CATEGORY_SQL: &str = concat!(
     "SELECT t.total, ",
     item_columns!(),
-    " FROM (SELECT count(*) AS total FROM items
-             WHERE category = $1 AND quantity > 0) t
+    " FROM (SELECT count(*) AS total FROM (
+              SELECT 1 FROM items WHERE category = $1 AND quantity > 0 LIMIT 10001) c) t
       LEFT JOIN LATERAL (
           SELECT * FROM items
            WHERE category = $1 AND quantity > 0
@@ -68,7 +68,7 @@ pub const SEARCH_KEYWORDS_SQL: &str = concat!(
            JOIN items i ON i.item_id = m.item_id
           WHERE i.quantity > 0
      )
-     SELECT (SELECT count(*) FROM hits), ",
+     SELECT (SELECT count(*) FROM (SELECT 1 FROM hits LIMIT 10001) c), ",
     item_columns!(),
     " FROM (SELECT 1) one
       LEFT JOIN LATERAL (
@@ -423,6 +423,7 @@ impl Store {
         let rows = self.customer()?.query(
             "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
              SELECT s.buyer_id, p.purchase_id, l.item_id, l.quantity, l.unit_price_cents,
+                    l.item_name,
                     to_char(p.purchased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                FROM s
                LEFT JOIN purchases p ON p.buyer_id = s.buyer_id AND p.state = 'done'
@@ -446,9 +447,10 @@ impl Store {
             out.push(PurchaseRecord {
                 purchase_id,
                 item_id,
+                item_name: row.try_get(5)?,
                 quantity: row.try_get(3)?,
                 unit_price: cents_to_price(cents),
-                purchased_at: row.try_get(5)?,
+                purchased_at: row.try_get(6)?,
             });
         }
         Ok(out)

@@ -35,8 +35,8 @@ pub const CUSTOMER: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "idempotency_keys",
-        sql: include_str!("../../sql/customer/0004_idempotency_keys.sql"),
+        name: "idempotency_keys_and_item_names",
+        sql: include_str!("../../sql/customer/0004_idempotency_keys_and_item_names.sql"),
     },
 ];
 
@@ -59,8 +59,8 @@ pub const PRODUCT: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "idempotency_keys",
-        sql: include_str!("../../sql/product/0004_idempotency_keys.sql"),
+        name: "idempotency_keys_and_item_names",
+        sql: include_str!("../../sql/product/0004_idempotency_keys_and_item_names.sql"),
     },
 ];
 

@@ -30,6 +30,8 @@ pub struct Taken {
     pub seller_id: i64,
     pub quantity: i64,
     pub price_cents: i64,
+    /// The item's name when it was taken.
+    pub item_name: String,
 }
 
 /// What product_db decided.
@@ -47,13 +49,15 @@ pub enum Taking {
     Fenced,
 }
 
-/// Reads a taken line from columns `at..at + 4`: item, seller, quantity, price.
+/// Reads a taken line from columns `at..at + 5`: item, seller, quantity, price,
+/// name.
 fn taken_at(row: &postgres::Row, at: usize) -> Result<Taken, StoreError> {
     Ok(Taken {
         item_id: row.try_get(at)?,
         seller_id: row.try_get(at + 1)?,
         quantity: row.try_get(at + 2)?,
         price_cents: row.try_get(at + 3)?,
+        item_name: row.try_get(at + 4)?,
     })
 }
 
@@ -124,6 +128,7 @@ impl Store {
                 .iter()
                 .map(|t| PurchaseLine {
                     item_id: t.item_id,
+                    item_name: t.item_name.clone(),
                     quantity: t.quantity,
                     unit_price: cents_to_price(t.price_cents),
                 })
@@ -171,7 +176,7 @@ impl Store {
     /// `Unavailable`; `Internal` if the purchase is not finished.
     fn receipt(&self, purchase_id: i64) -> Result<PurchaseReceipt, StoreError> {
         let rows = self.customer()?.query(
-            "SELECT p.total_cents, l.item_id, l.quantity, l.unit_price_cents
+            "SELECT p.total_cents, l.item_id, l.quantity, l.unit_price_cents, l.item_name
                FROM purchases p JOIN purchase_lines l USING (purchase_id)
               WHERE p.purchase_id = $1 AND p.state = 'done'
               ORDER BY l.item_id",
@@ -187,6 +192,7 @@ impl Store {
                 let cents: i64 = r.try_get(3)?;
                 Ok(PurchaseLine {
                     item_id: r.try_get(1)?,
+                    item_name: r.try_get(4)?,
                     quantity: r.try_get(2)?,
                     unit_price: cents_to_price(cents),
                 })
@@ -207,7 +213,7 @@ impl Store {
     /// (asking again returns its decision).
     pub fn take_stock(&self, begun: &Begun) -> Result<Taking, StoreError> {
         let rows = self.product()?.query(
-            "SELECT outcome, item_id, seller_id, quantity, unit_price_cents
+            "SELECT outcome, item_id, seller_id, quantity, unit_price_cents, item_name
                FROM take_stock($1, $2, $3)",
             &[&begun.purchase_id, &begun.items, &begun.quantities],
         )?;
@@ -242,13 +248,17 @@ impl Store {
     pub fn finish_purchase(&self, purchase_id: i64, taken: &[Taken]) -> Result<i64, StoreError> {
         let column = |f: fn(&Taken) -> i64| taken.iter().map(f).collect::<Vec<i64>>();
         let row = self.customer()?.query_one(
-            "SELECT finish_purchase($1, $2, $3, $4, $5)",
+            "SELECT finish_purchase($1, $2, $3, $4, $5, $6)",
             &[
                 &purchase_id,
                 &column(|t| t.item_id),
                 &column(|t| t.quantity),
                 &column(|t| t.seller_id),
                 &column(|t| t.price_cents),
+                &taken
+                    .iter()
+                    .map(|t| t.item_name.as_str())
+                    .collect::<Vec<&str>>(),
             ],
         )?;
         row.try_get::<_, Option<i64>>(0)?.ok_or_else(|| {
@@ -293,7 +303,7 @@ impl Store {
                 let lines: Vec<Taken> = self
                     .product()?
                     .query(
-                        "SELECT item_id, seller_id, quantity, unit_price_cents
+                        "SELECT item_id, seller_id, quantity, unit_price_cents, item_name
                            FROM purchase_takings WHERE purchase_id = $1 ORDER BY item_id",
                         &[&purchase_id],
                     )?

@@ -302,11 +302,23 @@ pub struct ItemList {
     pub items: Vec<Item>,
 }
 
-/// SearchItemsForSale: one page of the ranking and the number of all matches.
+/// SearchItemsForSale: one page of the ranking and the number of matches,
+/// counted exactly up to [`SEARCH_COUNT_CAP`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResults {
     pub items: Vec<Item>,
+    /// The number of matches, at most [`SEARCH_COUNT_CAP`].
     pub total: i64,
+    /// False when there are more than `total` matches.
+    #[serde(default = "exact")]
+    pub total_exact: bool,
+}
+
+/// Search counts matches exactly up to this many (PROTOCOL.md).
+pub const SEARCH_COUNT_CAP: i64 = 10_000;
+
+fn exact() -> bool {
+    true
 }
 
 /// GetItem.
@@ -325,6 +337,9 @@ pub struct CartContents {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurchaseLine {
     pub item_id: i64,
+    /// The item's name as it was when bought.
+    #[serde(default)]
+    pub item_name: String,
     pub quantity: i64,
     pub unit_price: f64,
 }
@@ -350,6 +365,9 @@ pub struct Votes {
 pub struct PurchaseRecord {
     pub purchase_id: i64,
     pub item_id: i64,
+    /// The item's name as it was when bought.
+    #[serde(default)]
+    pub item_name: String,
     pub quantity: i64,
     pub unit_price: f64,
     pub purchased_at: String,
@@ -445,6 +463,7 @@ mod tests {
         round_trip(&SearchResults {
             items: vec![item()],
             total: 40,
+            total_exact: false,
         });
         round_trip(&ItemDetail { item: item() });
         round_trip(&CartContents {
@@ -455,6 +474,7 @@ mod tests {
             total: 29.97,
             lines: vec![PurchaseLine {
                 item_id: 12,
+                item_name: "Blue mug".into(),
                 quantity: 3,
                 unit_price: 9.99,
             }],
@@ -468,6 +488,7 @@ mod tests {
             purchases: vec![PurchaseRecord {
                 purchase_id: 1,
                 item_id: 12,
+                item_name: "Blue mug".into(),
                 quantity: 3,
                 unit_price: 9.99,
                 purchased_at: "2026-11-25T18:00:00Z".into(),

@@ -79,3 +79,50 @@ BEGIN
     END IF;
     RETURN QUERY SELECT v_purchase, v_buyer, v_items, v_quantities, 'pending'::text;
 END $$;
+
+-- Purchase lines keep the item's name as it was when bought (PROTOCOL.md).
+ALTER TABLE purchase_lines ADD COLUMN item_name text NOT NULL DEFAULT '';
+DROP FUNCTION finish_purchase(bigint, bigint[], bigint[], bigint[], bigint[]);
+
+CREATE FUNCTION finish_purchase(
+    p_purchase bigint, p_items bigint[], p_quantities bigint[], p_sellers bigint[], p_prices bigint[],
+    p_names text[]
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_buyer bigint;
+    v_session uuid;
+    v_total bigint;
+    r record;
+BEGIN
+    SELECT p.state, p.buyer_id, p.session_id, p.total_cents INTO v_state, v_buyer, v_session, v_total
+      FROM purchases p WHERE p.purchase_id = p_purchase FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_state = 'done' THEN
+        RETURN v_total;
+    END IF;
+    INSERT INTO purchase_lines (purchase_id, item_id, seller_id, quantity, unit_price_cents, item_name)
+    SELECT p_purchase, l.item, l.seller, l.quantity, l.price, l.name
+      FROM unnest(p_items, p_sellers, p_quantities, p_prices, p_names)
+           AS l(item, seller, quantity, price, name);
+    SELECT coalesce(sum(l.quantity * l.price), 0) INTO v_total
+      FROM unnest(p_quantities, p_prices) AS l(quantity, price);
+    UPDATE purchases SET state = 'done', total_cents = v_total, purchased_at = now()
+     WHERE purchase_id = p_purchase;
+    UPDATE buyers SET items_purchased = items_purchased + (SELECT sum(q) FROM unnest(p_quantities) q)
+     WHERE buyers.buyer_id = v_buyer;
+    FOR r IN
+        SELECT l.seller, sum(l.quantity) AS sold
+          FROM unnest(p_sellers, p_quantities) AS l(seller, quantity)
+         GROUP BY l.seller ORDER BY l.seller
+    LOOP
+        UPDATE sellers SET items_sold = items_sold + r.sold WHERE seller_id = r.seller;
+    END LOOP;
+    IF v_session IS NOT NULL THEN
+        DELETE FROM active_carts WHERE session_id = v_session;
+    END IF;
+    DELETE FROM saved_carts WHERE saved_carts.buyer_id = v_buyer;
+    RETURN v_total;
+END $$;
