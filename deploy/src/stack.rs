@@ -151,6 +151,28 @@ impl Stack {
         Ok(stack)
     }
 
+    /// A stack started elsewhere (containers, another host): its two servers and
+    /// databases. Nothing is started or stopped through it.
+    pub fn attach(seller: SocketAddr, buyer: SocketAddr, db: DbSettings) -> Stack {
+        let settings = |name: &str, listen: SocketAddr| ServerSettings {
+            listen,
+            reactor: net::Config {
+                name: name.to_owned(),
+                ..net::Config::default()
+            },
+            trace: false,
+        };
+        Stack {
+            cluster: Mutex::new(None),
+            _lock: None,
+            db,
+            seller: settings(seller_srv::NAME, seller),
+            buyer: settings(buyer_srv::NAME, buyer),
+            mode: ServerMode::Threads,
+            running: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Starts both servers again on their addresses (after `stop_servers`).
     ///
     /// # Errors

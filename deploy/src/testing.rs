@@ -60,11 +60,18 @@ pub fn temp_dir(label: &str) -> PathBuf {
 /// The stack of this test binary, started on first call with `configure`
 /// applied to a local, throwaway configuration (later calls get the same stack).
 ///
+/// With `MARKETPLACE_TEST_STACK="SELLER_ADDR BUYER_ADDR CUSTOMER_DB_URL
+/// PRODUCT_DB_URL"` the tests run against that stack instead (the containers,
+/// see deploy/docker/test.sh), and `configure` is not used.
+///
 /// # Panics
 /// When the stack cannot start: every test of the binary needs it.
 pub fn shared_stack(configure: impl FnOnce(&mut StackConfig)) -> &'static Stack {
     &SHARED
         .get_or_init(|| {
+            if let Some(stack) = external_stack() {
+                return (stack, temp_dir("external"));
+            }
             let dir = temp_dir("test");
             let mut config = StackConfig::local(dir.join("cluster"));
             config.durability = Durability::Throwaway;
@@ -77,4 +84,29 @@ pub fn shared_stack(configure: impl FnOnce(&mut StackConfig)) -> &'static Stack 
             (stack, dir)
         })
         .0
+}
+
+/// The stack named by `MARKETPLACE_TEST_STACK`, if set.
+///
+/// # Panics
+/// When the variable is set but malformed.
+fn external_stack() -> Option<Stack> {
+    let spec = std::env::var("MARKETPLACE_TEST_STACK").ok()?;
+    let parts: Vec<&str> = spec.split_whitespace().collect();
+    let [seller, buyer, customer, product] = parts[..] else {
+        panic!("MARKETPLACE_TEST_STACK: want SELLER_ADDR BUYER_ADDR CUSTOMER_URL PRODUCT_URL");
+    };
+    let addr = |a: &str| {
+        a.parse()
+            .unwrap_or_else(|_| panic!("MARKETPLACE_TEST_STACK: {a:?} is not an address"))
+    };
+    Some(Stack::attach(
+        addr(seller),
+        addr(buyer),
+        store::DbSettings {
+            customer_url: customer.to_owned(),
+            product_url: product.to_owned(),
+            ..store::DbSettings::default()
+        },
+    ))
 }

@@ -38,6 +38,8 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --out FILE          the JSON report [default: loadgen-report.json]
   --svg FILE          the SVG chart [default: the --out file with .svg]
   --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]
+  --retry-attempts N  connection attempts per call, with backoff capped at 1 s,
+                      before the call counts as failed [default: 3]
   --no-keys           send writes without idempotency keys (to measure what keys
                       cost; clients then never resend a write)";
 
@@ -55,6 +57,7 @@ struct Options {
     svg: PathBuf,
     label: Option<String>,
     keys: bool,
+    retry_attempts: u32,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -116,6 +119,11 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     let svg = value(&mut args, "--svg")?.map_or_else(|| out.with_extension("svg"), PathBuf::from);
     let label = value(&mut args, "--label")?;
     let keys = !args.contains("--no-keys");
+    let retry_attempts = number(value(&mut args, "--retry-attempts")?, "--retry-attempts", 3)?;
+    let retry_attempts = u32::try_from(retry_attempts)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or("--retry-attempts must be 1 to 4294967295")?;
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unexpected arguments {rest:?}"));
@@ -134,6 +142,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         svg,
         label,
         keys,
+        retry_attempts,
     })
 }
 
@@ -187,6 +196,7 @@ fn one_run(
                 mix: o.mix,
                 tag: tag.to_owned(),
                 keys: o.keys,
+                retry_attempts: o.retry_attempts,
             };
             let (barrier, progress) = (barrier.clone(), progress.clone());
             std::thread::Builder::new()

@@ -41,6 +41,9 @@ pub struct Plan {
     pub tag: String,
     /// Send idempotency keys with writes (off only to measure their cost).
     pub keys: bool,
+    /// Connection attempts per call before it counts as failed (reconnects
+    /// ride through a server restart).
+    pub retry_attempts: u32,
 }
 
 struct Caller<'a> {
@@ -102,7 +105,8 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
     let config = ClientConfig {
         io_timeout: Duration::from_secs(60),
         retry: Retry {
-            attempts: 3,
+            attempts: plan.retry_attempts,
+            max: Duration::from_secs(1),
             ..Retry::default()
         },
         idempotency_keys: plan.keys,

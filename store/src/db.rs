@@ -28,6 +28,8 @@ pub struct Conn {
     broken: bool,
     /// The pool's failure epoch when this connection was last known good.
     epoch: u64,
+    /// When it was last handed out.
+    last_used: std::time::Instant,
     failures: Arc<AtomicU64>,
 }
 
@@ -136,6 +138,7 @@ impl r2d2::ManageConnection for Manager {
             statements: HashMap::new(),
             broken: false,
             epoch: self.failures.load(Ordering::SeqCst),
+            last_used: std::time::Instant::now(),
             failures: self.failures.clone(),
         })
     }
@@ -148,6 +151,10 @@ impl r2d2::ManageConnection for Manager {
         conn.broken || conn.client.is_closed()
     }
 }
+
+/// A connection idle for longer than this is tested before it is used: the
+/// database may have restarted meanwhile (a busy connection is tested by use).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// A pooled connection.
 pub type Pooled = PooledConnection<Manager>;
@@ -162,14 +169,23 @@ struct Db {
 impl Db {
     /// A connection believed alive. Connections are not tested on every
     /// checkout (a round trip per request); only one older than the pool's last
-    /// connection failure is tested, once, and replaced if it is dead. So after
-    /// a database restart, only the request that first meets a dead
-    /// connection is refused.
+    /// connection failure, or idle for over [`IDLE_CHECK`], is tested, once, and
+    /// replaced if it is dead. So a database restarted while a connection sat
+    /// idle costs no request, and one restarted under load only the request
+    /// that first meets a dead connection.
+    ///
+    /// Checks that fail at once (a restarted database refuses) go on to the
+    /// next connection; once checking has taken a second (a silent network:
+    /// each check waits for the TCP user timeout), the request gets
+    /// `UNAVAILABLE` instead of waiting through every pooled connection.
     fn get(&self) -> Result<Pooled, StoreError> {
+        let started = std::time::Instant::now();
         loop {
             let mut conn = self.pool.get()?;
             let now = self.failures.load(Ordering::SeqCst);
-            if conn.epoch >= now {
+            let idle = conn.last_used.elapsed() > IDLE_CHECK;
+            conn.last_used = std::time::Instant::now();
+            if conn.epoch >= now && !idle {
                 return Ok(conn);
             }
             if conn.client.simple_query("").is_ok() {
@@ -177,6 +193,11 @@ impl Db {
                 return Ok(conn);
             }
             conn.broken = true;
+            if started.elapsed() >= Duration::from_secs(1) {
+                return Err(StoreError::Unavailable(
+                    "the database does not answer".into(),
+                ));
+            }
         }
     }
 }
@@ -188,6 +209,11 @@ fn pool(url: &str, settings: &DbSettings, failures: &Arc<AtomicU64>) -> Result<D
         .connect_timeout(settings.connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
+        // A database behind a silent network (a partition drops packets, it
+        // does not refuse them) must not hold a worker for the kernel's
+        // retransmission limit (~15 min): a query whose bytes stay
+        // unacknowledged this long fails, and the request gets UNAVAILABLE.
+        .tcp_user_timeout(Duration::from_millis(1500))
         .application_name("marketplace");
     let manager = Manager {
         inner: PostgresConnectionManager::new(config, NoTls),
