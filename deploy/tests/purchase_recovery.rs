@@ -101,3 +101,46 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
     }));
     assert_eq!(rating.items_sold, 2, "counted once");
 }
+
+#[test]
+fn a_resend_of_a_purchase_that_recovery_finished_gets_its_receipt_and_buys_nothing_more() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (mut seller, ssid, _) = new_seller();
+    let id = register(
+        &mut seller,
+        item(&ssid, "kept name", unique_category(), &[], 2.5, 5),
+    );
+    let (mut api, sid, _, _) = new_buyer();
+    add_to_cart(&mut api, &sid, id, 2);
+    // The first attempt, with its key, dies after taking stock.
+    let store = store();
+    let begun = store.begin_purchase(&sid, Some("buy-once")).unwrap();
+    assert!(matches!(
+        store.take_stock(&begun).unwrap(),
+        Taking::Taken(_)
+    ));
+    store.recover_purchases(Duration::ZERO).unwrap();
+    // The client, reconnected, resends with the same key.
+    let resend = api.raw(&format!(
+        r#"{{"operation":"MakePurchase","idempotency_key":"buy-once","session_id":"{sid}",
+            "cardholder_name":"Ann","card_number":"4111111111111111","expiry_month":12,
+            "expiry_year":2099,"security_code":"123"}}"#
+    ));
+    assert_eq!(resend.status, wire::Status::Ok, "{}", resend.message);
+    let body = resend.body.expect("a receipt");
+    let receipt: wire::response::PurchaseReceipt =
+        simd_json::serde::from_owned_value(body).expect("a receipt");
+    assert_eq!(receipt.purchase_id, begun.purchase_id, "the first purchase");
+    assert_eq!(receipt.total, 5.0);
+    assert_eq!(receipt.lines.len(), 1);
+    assert_eq!(
+        (receipt.lines[0].item_id, receipt.lines[0].quantity),
+        (id, 2)
+    );
+    assert_eq!(receipt.lines[0].item_name, "kept name");
+    assert_eq!(units_of(&mut api, &sid, id), 3, "stock taken once");
+    let history: PurchaseHistory = api.ok(&B::GetBuyerPurchases(session(&sid)));
+    assert_eq!(history.purchases.len(), 1);
+}
