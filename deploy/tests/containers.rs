@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 use wire::buyer::Request as B;
-use wire::request::{CartChange, Checkout, NoFields, Scalar};
+use wire::request::{CartChange, NoFields};
 use wire::response::{CartContents, ItemList, Pong, PurchaseReceipt, SearchResults};
 use wire::seller::Request as S;
 use wire::{ErrorCode, Response};
@@ -108,17 +108,6 @@ fn customer_db() -> postgres::Client {
 
 fn product_db() -> postgres::Client {
     postgres::Client::connect(&stack().db().product_url, postgres::NoTls).expect("product_db")
-}
-
-fn card(sid: &str) -> Checkout {
-    Checkout {
-        session_id: sid.into(),
-        cardholder_name: "Ann Buyer".into(),
-        card_number: Scalar::Text("4111111111111111".into()),
-        expiry_month: Scalar::Int(12),
-        expiry_year: Scalar::Int(2099),
-        security_code: Scalar::Text("123".into()),
-    }
 }
 
 fn cli(service: &str, program: &str, script: &str) -> String {

@@ -6,19 +6,12 @@ mod support;
 use std::sync::{Arc, Barrier};
 use support::*;
 use wire::buyer::Request as B;
-use wire::request::{Checkout, Scalar, SellerRef};
+use wire::request::{Scalar, SellerRef};
 use wire::response::{BuyerSession, Empty, PurchaseHistory, PurchaseReceipt, SellerRating};
 use wire::ErrorCode;
 
 fn checkout(sid: &str) -> B {
-    B::MakePurchase(Checkout {
-        session_id: sid.into(),
-        cardholder_name: "Ann Smith".into(),
-        card_number: Scalar::Text("4111111111111111".into()),
-        expiry_month: Scalar::Int(12),
-        expiry_year: Scalar::Int(2099),
-        security_code: Scalar::Text("123".into()),
-    })
+    B::MakePurchase(card(sid))
 }
 
 #[test]

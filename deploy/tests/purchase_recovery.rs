@@ -123,11 +123,7 @@ fn a_resend_of_a_purchase_that_recovery_finished_gets_its_receipt_and_buys_nothi
     ));
     store.recover_purchases(Duration::ZERO).unwrap();
     // The client, reconnected, resends with the same key.
-    let resend = api.raw(&format!(
-        r#"{{"operation":"MakePurchase","idempotency_key":"buy-once","session_id":"{sid}",
-            "cardholder_name":"Ann","card_number":"4111111111111111","expiry_month":12,
-            "expiry_year":2099,"security_code":"123"}}"#
-    ));
+    let resend = api.raw(&purchase_json(&sid, "buy-once"));
     assert_eq!(resend.status, wire::Status::Ok, "{}", resend.message);
     let body = resend.body.expect("a receipt");
     let receipt: wire::response::PurchaseReceipt =

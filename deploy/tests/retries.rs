@@ -10,7 +10,7 @@ use store::{DbSettings, Store};
 use support::proxy::DropProxy;
 use support::*;
 use wire::buyer::Request as B;
-use wire::request::{CartChange, ChangePrice, Checkout, Feedback, Scalar, UpdateUnits};
+use wire::request::{CartChange, ChangePrice, Feedback, Scalar, UpdateUnits};
 use wire::response::{
     BuyerCreated, BuyerSession, CartContents, Empty, ItemList, PriceChanged, PurchaseHistory,
     PurchaseReceipt, SellerCreated, SellerSession, UnitsUpdated, Votes,
@@ -39,17 +39,6 @@ fn customer_db() -> postgres::Client {
 
 fn product_db() -> postgres::Client {
     postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap()
-}
-
-fn card(sid: &str) -> Checkout {
-    Checkout {
-        session_id: sid.into(),
-        cardholder_name: "Ann Buyer".into(),
-        card_number: Scalar::Text("4111111111111111".into()),
-        expiry_month: Scalar::Int(12),
-        expiry_year: Scalar::Int(2099),
-        security_code: Scalar::Text("123".into()),
-    }
 }
 
 fn my_items(api: &mut Api, sid: &str) -> ItemList {
@@ -279,15 +268,7 @@ fn resends_racing_with_one_key_have_one_effect_and_one_answer() {
     // Eight attempts at one purchase: stock is taken once, one receipt.
     let (mut buyer, bsid, _, _) = new_buyer();
     add_to_cart(&mut buyer, &bsid, ids[0], 2);
-    let answers = race(
-        stack().buyer_addr(),
-        8,
-        &format!(
-            r#"{{"operation":"MakePurchase","idempotency_key":"race-2","session_id":"{bsid}",
-                "cardholder_name":"Ann","card_number":"4111111111111111","expiry_month":12,
-                "expiry_year":2099,"security_code":"123"}}"#
-        ),
-    );
+    let answers = race(stack().buyer_addr(), 8, &purchase_json(&bsid, "race-2"));
     let ids: Vec<i64> = answers.iter().map(|r| field(r, "purchase_id")).collect();
     assert!(ids.iter().all(|&id| id == ids[0]), "one receipt: {ids:?}");
     assert_eq!(units_of(&mut buyer, &bsid, ids_item(&mut seller, &ssid)), 3);
@@ -348,11 +329,7 @@ fn a_key_reused_for_a_different_request_is_refused_and_changes_nothing() {
         r#"{{"operation":"AddItemToCart","idempotency_key":"k-2","session_id":"{bsid}","item_id":{id},"quantity":1}}"#
     ));
     assert_eq!(add.status, Status::Ok);
-    let buy = buyer.raw(&format!(
-        r#"{{"operation":"MakePurchase","idempotency_key":"k-2","session_id":"{bsid}",
-            "cardholder_name":"Ann","card_number":"4111111111111111","expiry_month":12,
-            "expiry_year":2099,"security_code":"123"}}"#
-    ));
+    let buy = buyer.raw(&purchase_json(&bsid, "k-2"));
     assert_eq!(buy.code, Some(ErrorCode::InvalidArgument));
     assert_eq!(units_of(&mut buyer, &bsid, id), 5, "nothing bought");
 }

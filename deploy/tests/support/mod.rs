@@ -195,3 +195,26 @@ pub fn cart_lines(api: &mut Api, sid: &str) -> Vec<(String, i64)> {
     let c: wire::response::CartContents = api.ok(&buyer::Request::DisplayCart(session(sid)));
     c.cart_items.into_iter().collect()
 }
+
+/// Card details that pass every check (never a real card).
+pub fn card(sid: &str) -> wire::request::Checkout {
+    use wire::request::Scalar;
+    wire::request::Checkout {
+        session_id: sid.into(),
+        cardholder_name: "Ann Smith".into(),
+        card_number: Scalar::Text("4111111111111111".into()),
+        expiry_month: Scalar::Int(12),
+        expiry_year: Scalar::Int(2099),
+        security_code: Scalar::Text("123".into()),
+    }
+}
+
+/// A MakePurchase frame with `key` and the card of [`card`], as a script
+/// would write it.
+pub fn purchase_json(sid: &str, key: &str) -> String {
+    format!(
+        r#"{{"operation":"MakePurchase","idempotency_key":"{key}","session_id":"{sid}",
+            "cardholder_name":"Ann Smith","card_number":"4111111111111111","expiry_month":12,
+            "expiry_year":2099,"security_code":"123"}}"#
+    )
+}
