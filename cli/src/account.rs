@@ -8,14 +8,20 @@ use serde::Serialize;
 use wire::request::{Credentials, SessionOnly};
 use wire::response::Empty;
 
-fn credentials(ctx: &Ctx, mut args: Args) -> Result<Credentials, CliError> {
+/// USER and PASSWORD; the password is asked for without echo when not given
+/// (twice when `confirm`, as for a new account).
+fn credentials(ctx: &Ctx, mut args: Args, confirm: bool) -> Result<Credentials, CliError> {
     let username = args.word("USER")?;
     let given = args.opt_word();
     args.done()?;
-    Ok(Credentials {
-        password: ctx.secret(given, "Password: ")?,
-        username,
-    })
+    let asked = given.is_none() && ctx.interactive;
+    let password = ctx.secret(given, "Password: ")?;
+    if asked && confirm && ctx.secret(None, "Password again: ")? != password {
+        return Err(CliError::Other(
+            "the two passwords differ; nothing was created".into(),
+        ));
+    }
+    Ok(Credentials { password, username })
 }
 
 /// `create-account USER [PASSWORD]`.
@@ -29,31 +35,48 @@ pub fn create<R: wire::Operation + Serialize, B: DeserializeOwned>(
     request: fn(Credentials) -> R,
     id: fn(&B) -> i64,
 ) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
+    let creds = credentials(ctx, args, true)?;
     let r: B = ctx.call(&request(creds))?;
     ctx.show(&format!("{side} account {} created", id(&r)));
     Ok(())
 }
 
 /// `login USER [PASSWORD]`: remembers the session for the following commands.
+/// Someone already logged in is logged out (and told so) once the new login
+/// succeeds.
 ///
 /// # Errors
 /// Bad arguments, or the server's refusal.
-pub fn login<R: wire::Operation + Serialize, B: DeserializeOwned>(
+pub fn login<
+    R: wire::Operation + Serialize,
+    L: wire::Operation + Serialize,
+    B: DeserializeOwned,
+>(
     ctx: &mut Ctx,
     args: Args,
     side: &str,
     request: fn(Credentials) -> R,
+    logout: fn(SessionOnly) -> L,
     ids: fn(B) -> (String, i64),
 ) -> Result<(), CliError> {
-    let creds = credentials(ctx, args)?;
+    let creds = credentials(ctx, args, false)?;
     let username = creds.username.clone();
     let (session_id, account_id) = ids(ctx.call(&request(creds))?);
-    ctx.show(&format!("logged in as {username} ({side} {account_id})"));
-    ctx.login = Some(Login {
+    let previous = ctx.login.replace(Login {
         session_id,
-        username,
+        username: username.clone(),
     });
+    let mut said = format!("logged in as {username} ({side} {account_id})");
+    if let Some(previous) = previous {
+        let ended: Result<Empty, CliError> = ctx.call(&logout(SessionOnly {
+            session_id: previous.session_id,
+        }));
+        said.push_str(&match ended {
+            Ok(_) => format!("; {} is logged out", previous.username),
+            Err(_) => format!("; {}'s session is left to expire", previous.username),
+        });
+    }
+    ctx.show(&said);
     Ok(())
 }
 

@@ -95,7 +95,8 @@ pub struct Args {
 }
 
 impl Args {
-    /// Sorts `words` into positionals and the options named in `options`.
+    /// Sorts `words` into positionals and the options named in `options`; a
+    /// name ending in `!` (`"yes!"`) is a flag, `--yes`, which takes no value.
     ///
     /// # Errors
     /// An unknown option, or an option without its value.
@@ -104,6 +105,10 @@ impl Args {
         let mut it = words.into_iter();
         while let Some(word) = it.next() {
             if let Some(name) = word.strip_prefix("--") {
+                if options.iter().any(|o| o.strip_suffix('!') == Some(name)) {
+                    args.options.push((name.to_owned(), String::new()));
+                    continue;
+                }
                 if !options.contains(&name) {
                     return Err(Usage(format!("unknown option --{name}")));
                 }
@@ -152,6 +157,11 @@ impl Args {
     pub fn option(&mut self, name: &str) -> Option<String> {
         let at = self.options.iter().position(|(n, _)| n == name)?;
         Some(self.options.remove(at).1)
+    }
+
+    /// Whether flag `--name` was given.
+    pub fn flag(&mut self, name: &str) -> bool {
+        self.option(name).is_some()
     }
 
     /// Option `--name` as a number of type `T`, if given.

@@ -30,9 +30,36 @@ fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::login(ctx, args, "buyer", Request::Login, |r: BuyerSession| {
-        (r.session_id, r.buyer_id)
-    })
+    warn_unsaved_cart(ctx);
+    account::login(
+        ctx,
+        args,
+        "buyer",
+        Request::Login,
+        Request::Logout,
+        |r: BuyerSession| (r.session_id, r.buyer_id),
+    )?;
+    ctx.cart_unsaved = false;
+    if !ctx.json {
+        // The new session's cart starts as the saved cart: say what came back.
+        let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+        let units: i64 = cart.cart_items.values().sum();
+        if units > 0 {
+            ctx.show(&format!(
+                "your saved cart is back: {} items, {units} units (cart shows it)",
+                cart.cart_items.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Says that changes to the cart since the last save go with the session.
+fn warn_unsaved_cart(ctx: &mut Ctx) {
+    if ctx.cart_unsaved && ctx.login.is_some() {
+        ctx.show("your cart changes since the last save are discarded (save keeps a cart)");
+        ctx.cart_unsaved = false;
+    }
 }
 
 /// Ends the session on the server (its unsaved cart goes) and forgets it.
@@ -40,10 +67,12 @@ fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 /// # Errors
 /// When the server cannot be reached.
 pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
+    warn_unsaved_cart(ctx);
     account::end_session(ctx, Request::Logout)
 }
 
 fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
+    warn_unsaved_cart(ctx);
     account::logout(ctx, args, Request::Logout)
 }
 
@@ -52,6 +81,19 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let limit = args.option_number("limit")?;
     let offset = args.option_number("offset")?;
     let keywords = args.rest();
+    if keywords.len() > 5 {
+        return Err(Usage(format!("at most 5 keywords, got {}", keywords.len())).into());
+    }
+    if let Some(k) = keywords
+        .iter()
+        .find(|k| !(1..=8).contains(&k.chars().count()))
+    {
+        return Err(Usage(format!(
+            "keyword {k:?} has {} characters; keywords have 1 to 8",
+            k.chars().count()
+        ))
+        .into());
+    }
     let r: SearchResults = ctx.call(&Request::SearchItemsForSale(Search {
         session_id: ctx.session()?,
         category,
@@ -60,13 +102,24 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         offset,
     }))?;
     let first = offset.unwrap_or(0);
-    ctx.show(&format!(
-        "{}\n{} of {} matches (from {})",
-        table::items(&r.items),
-        r.items.len(),
-        r.total,
-        first + 1
-    ));
+    let total = if r.total_exact {
+        r.total.to_string()
+    } else {
+        format!("more than {}", r.total)
+    };
+    if r.items.is_empty() {
+        ctx.show(&match r.total {
+            0 => "no items match".to_owned(),
+            _ => format!("no items from {} on ({total} matches)", first + 1),
+        });
+    } else {
+        ctx.show(&format!(
+            "{}\n{} of {total} matches (from {})",
+            table::items(&r.items),
+            r.items.len(),
+            first + 1
+        ));
+    }
     Ok(())
 }
 
@@ -81,14 +134,15 @@ fn item(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Prints a cart with item names, prices and the total (one GetItem per line).
-fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<(), CliError> {
+/// Prints a cart with item names, prices and the total (one GetItem per line),
+/// marking lines that cannot be bought now; returns the total.
+fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
     if ctx.json {
-        return Ok(());
+        return Ok(0.0);
     }
     if cart.cart_items.is_empty() {
         ctx.show("(the cart is empty)");
-        return Ok(());
+        return Ok(0.0);
     }
     let mut lines: Vec<(i64, i64)> = cart
         .cart_items
@@ -104,6 +158,14 @@ fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<(), CliError> {
             item_id,
         }));
         let (name, price) = match detail {
+            Ok(d) if d.item.quantity == 0 => (
+                format!("{} (sold out)", d.item.item_name),
+                Some(d.item.sale_price),
+            ),
+            Ok(d) if d.item.quantity < quantity => (
+                format!("{} (only {} left)", d.item.item_name, d.item.quantity),
+                Some(d.item.sale_price),
+            ),
             Ok(d) => (d.item.item_name, Some(d.item.sale_price)),
             Err(CliError::Server(f)) if f.code == wire::ErrorCode::NotFound => {
                 ("(no longer listed)".into(), None)
@@ -121,7 +183,7 @@ fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<(), CliError> {
         ]);
     }
     ctx.show(&format!("{}\ntotal {}", t.render(), money(total)));
-    Ok(())
+    Ok(total)
 }
 
 fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
@@ -144,18 +206,20 @@ fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
         Request::RemoveItemFromCart(change)
     };
     let cart: CartContents = ctx.call(&request)?;
-    show_cart(ctx, &cart)
+    ctx.cart_unsaved = true;
+    show_cart(ctx, &cart).map(|_| ())
 }
 
 fn cart(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
     let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
-    show_cart(ctx, &cart)
+    show_cart(ctx, &cart).map(|_| ())
 }
 
 fn save(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
     let _: Empty = ctx.call(&Request::SaveCart(session(ctx)?))?;
+    ctx.cart_unsaved = false;
     ctx.show("cart saved: it will be there at your next login");
     Ok(())
 }
@@ -163,6 +227,7 @@ fn save(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 fn clear(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
     let _: Empty = ctx.call(&Request::ClearCart(session(ctx)?))?;
+    ctx.cart_unsaved = false;
     ctx.show("cart cleared (and the saved cart too)");
     Ok(())
 }
@@ -172,8 +237,24 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let number = args.option("number");
     let expiry = args.option("expiry");
     let cvc = args.option("cvc");
+    let confirmed = args.flag("yes");
     args.done()?;
     let session_id = ctx.session()?;
+    if ctx.interactive && !confirmed {
+        let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+        if cart.cart_items.is_empty() {
+            return Err(CliError::Other("the cart is empty; nothing to buy".into()));
+        }
+        let total = show_cart(ctx, &cart)?;
+        let answer = ctx.ask(
+            None,
+            &format!("Charge {} to your card? [y/N] ", money(total)),
+        )?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            ctx.show("nothing bought");
+            return Ok(());
+        }
+    }
     let cardholder_name = ctx.ask(name, "Cardholder name: ")?;
     let card_number: String = ctx
         .ask(number, "Card number: ")?
@@ -181,22 +262,22 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         .filter(|c| !c.is_whitespace() && *c != '-')
         .collect();
     let expiry = ctx.ask(expiry, "Expiry (MM/YYYY): ")?;
-    let (month, year) = expiry
-        .split_once('/')
-        .ok_or_else(|| Usage(format!("expiry must look like 12/2030, got {expiry:?}")))?;
+    let (month, year) = parse_expiry(&expiry)?;
     let security_code = ctx.secret(cvc, "Security code: ")?;
     let r: PurchaseReceipt = ctx.call(&Request::MakePurchase(Checkout {
         session_id,
         cardholder_name,
         card_number: Scalar::Text(card_number),
-        expiry_month: Scalar::Text(month.trim().to_owned()),
-        expiry_year: Scalar::Text(year.trim().to_owned()),
+        expiry_month: Scalar::Int(month),
+        expiry_year: Scalar::Int(year),
         security_code: Scalar::Text(security_code),
     }))?;
-    let mut t = Table::new(&[">ITEM", ">QTY", ">UNIT PRICE"]);
+    ctx.cart_unsaved = false;
+    let mut t = Table::new(&[">ITEM", "NAME", ">QTY", ">UNIT PRICE"]);
     for line in &r.lines {
         t.row(vec![
             line.item_id.to_string(),
+            line.item_name.clone(),
             line.quantity.to_string(),
             money(line.unit_price),
         ]);
@@ -208,6 +289,32 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         money(r.total)
     ));
     Ok(())
+}
+
+/// `MM/YYYY`, or `MM/YY` read as 20YY; anything else is an input error (not a
+/// card the bank declined).
+fn parse_expiry(expiry: &str) -> Result<(i64, i64), Usage> {
+    let bad = || {
+        Usage(format!(
+            "expiry must look like 12/2030 (or 12/30), got {expiry:?}"
+        ))
+    };
+    let (month, year) = expiry.trim().split_once('/').ok_or_else(bad)?;
+    let (month, year) = (month.trim(), year.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(month) || !digits(year) || month.len() > 2 {
+        return Err(bad());
+    }
+    let month: i64 = month.parse().map_err(|_| bad())?;
+    let year: i64 = match year.len() {
+        2 => 2000 + year.parse::<i64>().map_err(|_| bad())?,
+        4 => year.parse().map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(&month) {
+        return Err(Usage(format!("the expiry month is 1 to 12, got {month}")));
+    }
+    Ok((month, year))
 }
 
 fn vote(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
@@ -247,15 +354,47 @@ fn history(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
         ctx.show("(no purchases yet)");
         return Ok(());
     }
-    let mut t = Table::new(&[">PURCHASE", ">ITEM", ">QTY", ">UNIT PRICE", "WHEN"]);
-    for p in &r.purchases {
+    let mut t = Table::new(&[
+        ">PURCHASE",
+        ">ITEM",
+        "NAME",
+        ">QTY",
+        ">UNIT PRICE",
+        ">TOTAL",
+        "WHEN",
+    ]);
+    // Lines come grouped by purchase, newest first; each purchase ends with
+    // its total.
+    let mut rest = &r.purchases[..];
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|p| p.purchase_id == first.purchase_id)
+            .count();
+        let (lines, after) = rest.split_at(n);
+        let mut total = 0.0;
+        for p in lines {
+            total += p.unit_price * p.quantity as f64;
+            t.row(vec![
+                p.purchase_id.to_string(),
+                p.item_id.to_string(),
+                p.item_name.clone(),
+                p.quantity.to_string(),
+                money(p.unit_price),
+                String::new(),
+                p.purchased_at.clone(),
+            ]);
+        }
         t.row(vec![
-            p.purchase_id.to_string(),
-            p.item_id.to_string(),
-            p.quantity.to_string(),
-            money(p.unit_price),
-            p.purchased_at.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            money(total),
+            String::new(),
         ]);
+        rest = after;
     }
     ctx.show(&t.render());
     Ok(())
@@ -357,11 +496,12 @@ pub const SIDE: Side = Side {
         },
         Command {
             name: "buy",
-            usage: "buy [--name N --number CARD --expiry MM/YYYY --cvc CODE]",
-            about: "buy the whole cart (asks for the card details not given)",
+            usage: "buy [--name N --number CARD --expiry MM/YYYY --cvc CODE] [--yes]",
+            about: "buy the whole cart (asks for the card details not given; at a terminal \
+                    shows the cart and asks before charging, unless --yes)",
             example:
                 "buy --name \"Bob Smith\" --number 4111111111111111 --expiry 12/2030 --cvc 123",
-            options: &["name", "number", "expiry", "cvc"],
+            options: &["name", "number", "expiry", "cvc", "yes!"],
             run: buy,
         },
         Command {

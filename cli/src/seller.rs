@@ -28,9 +28,14 @@ fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::login(ctx, args, "seller", Request::Login, |r: SellerSession| {
-        (r.session_id, r.seller_id)
-    })
+    account::login(
+        ctx,
+        args,
+        "seller",
+        Request::Login,
+        Request::Logout,
+        |r: SellerSession| (r.session_id, r.seller_id),
+    )
 }
 
 /// Ends the session on the server and forgets it.
@@ -57,7 +62,7 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let category = args
         .option_number("category")?
         .ok_or_else(|| Usage("missing --category".into()))?;
-    let keywords = args
+    let keywords: Vec<String> = args
         .option("keywords")
         .map(|k| {
             k.split(',')
@@ -73,6 +78,27 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         .ok_or_else(|| Usage("missing --price".into()))?;
     let quantity = args.option_number("qty")?.unwrap_or(1);
     args.done()?;
+    let name_length = item_name.chars().count();
+    if !(1..=32).contains(&name_length) {
+        return Err(Usage(format!(
+            "NAME must be 1 to 32 characters, got {name_length}"
+        ))
+        .into());
+    }
+    if keywords.len() > 5 {
+        return Err(Usage(format!("at most 5 keywords, got {}", keywords.len())).into());
+    }
+    if let Some(k) = keywords
+        .iter()
+        .find(|k: &&String| !(1..=8).contains(&k.chars().count()))
+    {
+        return Err(Usage(format!(
+            "keyword {k:?} has {} characters; keywords have 1 to 8",
+            k.chars().count()
+        ))
+        .into());
+    }
+    let sale_price = table::to_the_cent(sale_price, "--price")?;
     let r: ItemRegistered = ctx.call(&Request::RegisterItemForSale(RegisterItem {
         session_id: ctx.session()?,
         item_name,
@@ -91,7 +117,7 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
 
 fn price(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
-    let new_price = args.number("PRICE")?;
+    let new_price = table::to_the_cent(args.number("PRICE")?, "PRICE")?;
     args.done()?;
     let r: PriceChanged = ctx.call(&Request::ChangeItemPrice(ChangePrice {
         session_id: ctx.session()?,
@@ -110,6 +136,10 @@ fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
     let count: i64 = args.number("COUNT")?;
     args.done()?;
+    // The wire field is signed (negative adds back); the commands are not.
+    if !(1..=1_000_000_000).contains(&count) {
+        return Err(Usage(format!("COUNT must be 1 to 1000000000, got {count}")).into());
+    }
     let r: UnitsUpdated = ctx.call(&Request::UpdateUnitsForSale(UpdateUnits {
         session_id: ctx.session()?,
         item_id,
@@ -167,7 +197,9 @@ pub const SIDE: Side = Side {
         Command {
             name: "register",
             usage: "register NAME --category N --price P [--qty N] [--keywords a,b] [--condition new|used]",
-            about: "put an item up for sale",
+            about: "put an item up for sale: NAME has 1-32 characters; up to 5 keywords of \
+                    1-8 characters each; --qty defaults to 1, --condition to new; the price \
+                    is kept to the cent",
             example: "register \"Blue mug\" --category 3 --keywords mug,blue --condition new --price 9.99 --qty 10",
             options: &["category", "price", "qty", "keywords", "condition"],
             run: register,

@@ -79,13 +79,18 @@ pub struct Side {
 
 /// What commands work with: the connection, the login, how to print.
 pub struct Ctx {
+    /// Connected on the first request that needs the server.
     client: Client,
+    /// `seller` or `buyer`, for messages.
+    side: &'static str,
     pub login: Option<Login>,
     /// Print each response as one JSON line instead of tables.
     pub json: bool,
     color: bool,
     /// Passwords and card details may be asked for (stdin is a terminal).
     pub interactive: bool,
+    /// The buyer's cart changed since it was last saved (or the login).
+    pub cart_unsaved: bool,
 }
 
 impl Ctx {
@@ -136,8 +141,14 @@ impl Ctx {
     pub fn secret(&self, given: Option<String>, prompt: &str) -> Result<String, CliError> {
         match given {
             Some(p) => Ok(p),
-            None if self.interactive => rpassword::prompt_password(prompt)
-                .map_err(|e| CliError::Other(format!("cannot read it: {e}"))),
+            None if self.interactive => rpassword::prompt_password(prompt).map_err(|e| {
+                // Ctrl-D leaves the cursor on the prompt's line.
+                eprintln!();
+                CliError::Other(format!(
+                    "no {} given ({e})",
+                    prompt.trim_end_matches(": ").to_lowercase()
+                ))
+            }),
             None => Err(Usage(format!(
                 "missing {}",
                 prompt.trim_end_matches(": ").to_lowercase()
@@ -178,6 +189,16 @@ impl Ctx {
                 "your session has expired; log in again".to_owned()
             }
             CliError::Server(f) => format!("{} ({})", f.message, f.code),
+            CliError::Client(e)
+                if e.is_connection_lost() || matches!(e, ClientError::GaveUp { .. }) =>
+            {
+                format!(
+                    "cannot reach the {} server at {} ({e}); is it running? \
+                     deploy/up.sh starts one on this machine",
+                    self.side,
+                    self.client.addr()
+                )
+            }
             CliError::Client(e) => e.to_string(),
             CliError::Other(m) => m.clone(),
         };
@@ -204,9 +225,12 @@ impl Completer for Completion {
         _: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let typed = &line[..pos];
-        if typed.contains(char::is_whitespace) {
-            return Ok((pos, Vec::new()));
-        }
+        // The command name, or the topic after `help `.
+        let (start, typed) = match typed.strip_prefix("help ") {
+            Some(topic) if !topic.contains(char::is_whitespace) => (pos - topic.len(), topic),
+            _ if typed.contains(char::is_whitespace) => return Ok((pos, Vec::new())),
+            _ => (0, typed),
+        };
         let matches = self
             .names
             .iter()
@@ -216,7 +240,7 @@ impl Completer for Completion {
                 replacement: format!("{n} "),
             })
             .collect();
-        Ok((0, matches))
+        Ok((start, matches))
     }
 }
 
@@ -261,13 +285,17 @@ fn execute(
     ctx: &mut Ctx,
     line: &str,
 ) -> Result<bool, (Option<&'static Command>, CliError)> {
+    // `\q` before splitting: the splitter reads a backslash as an escape.
+    if line.trim() == "\\q" {
+        return Ok(false);
+    }
     let words = args::words(line).map_err(|u| (None, u.into()))?;
     let Some((name, rest)) = words.split_first() else {
         return Ok(true);
     };
     match name.as_str() {
         "quit" | "exit" => return Ok(false),
-        "help" => {
+        "help" | "?" => {
             let text = help(side, rest.first().map(String::as_str)).map_err(|e| (None, e))?;
             println!("{text}");
             return Ok(true);
@@ -309,11 +337,36 @@ fn prompt(side: &Side, ctx: &Ctx) -> String {
     }
 }
 
+/// Logs out at exit. Nothing is printed for it, not even in `--json` mode
+/// (the script did not ask for it).
 fn logout_quietly(side: &Side, ctx: &mut Ctx) {
     if ctx.login.is_some() {
+        let json = std::mem::replace(&mut ctx.json, false);
         if let Err(e) = (side.logout)(ctx) {
             ctx.report(None, &e);
         }
+        ctx.json = json;
+    }
+}
+
+/// The line as history keeps it: never a password or card detail. `login`
+/// and `create-account` keep the user name only; `buy` with card options is
+/// kept as `buy`.
+fn for_history(line: &str) -> String {
+    let Ok(words) = args::words(line) else {
+        return line.to_owned();
+    };
+    match words.split_first() {
+        Some((name, rest)) if (name == "login" || name == "create-account") && rest.len() > 1 => {
+            let user = &rest[0];
+            if user.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                format!("{name} {user:?}")
+            } else {
+                format!("{name} {user}")
+            }
+        }
+        Some((name, rest)) if name == "buy" && !rest.is_empty() => "buy".to_owned(),
+        _ => line.to_owned(),
     }
 }
 
@@ -332,12 +385,20 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!("{}-cli connected; type help for commands", side.name);
+    println!(
+        "{}-cli for the server at {}; type help for commands",
+        side.name,
+        ctx.client.addr()
+    );
     loop {
         match editor.readline(&prompt(side, ctx)) {
             Ok(line) => {
                 if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
+                    // Written as it goes, so a crash or a kill loses nothing.
+                    let _ = editor.add_history_entry(for_history(&line));
+                    if let Some(h) = &history {
+                        let _ = editor.append_history(h);
+                    }
                 }
                 match execute(side, ctx, &line) {
                     Ok(true) => {}
@@ -352,9 +413,6 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
                 break;
             }
         }
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
     }
     logout_quietly(side, ctx);
     ExitCode::SUCCESS
@@ -387,6 +445,15 @@ fn scripted(side: &Side, ctx: &mut Ctx, lines: impl Iterator<Item = String>) -> 
 /// The whole `main` of a CLI.
 pub fn main(side: &Side) -> ExitCode {
     let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-V", "--version"]) {
+        println!(
+            "{}-cli {} (protocol {})",
+            side.name,
+            env!("CARGO_PKG_VERSION"),
+            wire::PROTOCOL_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
     if args.contains(["-h", "--help"]) {
         println!(
             "usage: {0}-cli [--server HOST:PORT] [--json] [-c \"cmd; cmd\"]\n\
@@ -424,14 +491,13 @@ pub fn main(side: &Side) -> ExitCode {
         return ExitCode::from(2);
     }
     let terminal = std::io::stdin().is_terminal() && script.is_none();
-    let mut client = match Client::connect(&server, ClientConfig::default()) {
+    // Not connected yet: help works without a server, and the first command
+    // that needs one connects.
+    let mut client = match Client::lazy(&server, ClientConfig::default()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "error: cannot reach the {} server at {server}: {e}",
-                side.name
-            );
-            return ExitCode::FAILURE;
+            eprintln!("error: the {} server address {server:?}: {e}", side.name);
+            return ExitCode::from(2);
         }
     };
     client.on_retry(|event| {
@@ -439,10 +505,12 @@ pub fn main(side: &Side) -> ExitCode {
     });
     let mut ctx = Ctx {
         client,
+        side: side.name,
         login: None,
         json,
         color: terminal && std::io::stderr().is_terminal(),
         interactive: terminal,
+        cart_unsaved: false,
     };
     match script {
         Some(script) => scripted(side, &mut ctx, args::commands(&script).into_iter()),

@@ -1,5 +1,23 @@
 //! Aligned text tables and money.
 
+use unicode_width::UnicodeWidthStr;
+
+/// `price` when it is kept to the cent; otherwise a usage error saying so
+/// (the server would round it silently).
+///
+/// # Errors
+/// More than two decimals, or not a finite number.
+pub fn to_the_cent(price: f64, what: &str) -> Result<f64, crate::args::Usage> {
+    let cents = price * 100.0;
+    if price.is_finite() && (cents - cents.round()).abs() < 1e-6 {
+        Ok(price)
+    } else {
+        Err(crate::args::Usage(format!(
+            "{what} is kept to the cent, got {price}"
+        )))
+    }
+}
+
 /// Formats a price with two decimals.
 pub fn money(price: f64) -> String {
     format!("{price:.2}")
@@ -30,13 +48,14 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// The table as text, one line per row, no trailing spaces.
+    /// The table as text, one line per row, no trailing spaces. Columns are
+    /// measured in display columns (`日本茶` takes six, `☕` two), not chars.
     pub fn render(&self) -> String {
         let width = |i: usize| {
             self.rows
                 .iter()
-                .map(|r| r[i].chars().count())
-                .chain([self.header[i].chars().count()])
+                .map(|r| r[i].width())
+                .chain([self.header[i].width()])
                 .max()
                 .unwrap_or(0)
         };
@@ -46,10 +65,11 @@ impl Table {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
+                    let pad = " ".repeat(widths[i].saturating_sub(c.width()));
                     if self.right[i] {
-                        format!("{c:>w$}", w = widths[i])
+                        format!("{pad}{c}")
                     } else {
-                        format!("{c:<w$}", w = widths[i])
+                        format!("{c}{pad}")
                     }
                 })
                 .collect();
@@ -118,5 +138,18 @@ mod tests {
             t.render(),
             "ID  NAME        PRICE\n 7  Blue mug     9.50\n12  x         1234.00"
         );
+    }
+
+    #[test]
+    fn wide_and_emoji_characters_keep_the_columns_aligned() {
+        let mut t = Table::new(&["NAME", ">PRICE"]);
+        t.row(vec!["Café ☕ 日本茶".into(), money(3.0)]);
+        t.row(vec!["Tea".into(), money(12.0)]);
+        let out = t.render();
+        let lines: Vec<&str> = out.lines().collect();
+        // Every PRICE cell ends in the same display column.
+        let ends: Vec<usize> = lines.iter().map(|l| l.width()).collect();
+        assert_eq!(ends[1], ends[2], "{out}");
+        assert_eq!(lines[2], format!("Tea{}12.00", " ".repeat(13)), "{out}");
     }
 }

@@ -19,8 +19,19 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
         .env("TERM", "xterm");
     let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
     p.exp_string("seller> ").unwrap();
+    // A new password is asked twice; two that differ create nothing.
     p.send_line(&format!("create-account {user}")).unwrap();
     p.exp_string("Password: ").unwrap();
+    p.send_line("s3cret-pw").unwrap();
+    p.exp_string("Password again: ").unwrap();
+    p.send_line("s3cret-px").unwrap();
+    p.exp_string("the two passwords differ; nothing was created")
+        .unwrap();
+    p.exp_string("seller> ").unwrap();
+    p.send_line(&format!("create-account {user}")).unwrap();
+    p.exp_string("Password: ").unwrap();
+    p.send_line("s3cret-pw").unwrap();
+    p.exp_string("Password again: ").unwrap();
     p.send_line("s3cret-pw").unwrap();
     let echoed = p.exp_string("created").unwrap();
     assert!(
@@ -52,6 +63,22 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
         "the cancelled line ran: {shown:?}"
     );
     p.exp_string(&format!("seller {user}> ")).unwrap();
+    // A password typed on the line never reaches the history, which is
+    // written as the session goes; logging in again says who was logged out.
+    p.send_line(&format!("login {user} s3cret-pw")).unwrap();
+    p.exp_string(&format!("; {user} is logged out")).unwrap();
+    p.exp_string(&format!("seller {user}> ")).unwrap();
+    let history_file = home.join("marketplace/seller-cli-history");
+    let so_far = std::fs::read_to_string(&history_file).unwrap();
+    assert!(so_far.contains(&format!("login {user}\n")), "{so_far}");
+    assert!(!so_far.contains("s3cret-pw"), "{so_far}");
+    // Tab completes a command name after `help `, too.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.send("help regi").unwrap();
+    p.send("\t").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("usage: register NAME").unwrap();
+    p.exp_string(&format!("seller {user}> ")).unwrap();
     // Ctrl-D logs out and exits.
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
@@ -64,8 +91,11 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(open, 0, "Ctrl-D logged out");
-    let history = std::fs::read_to_string(home.join("marketplace/seller-cli-history")).unwrap();
+    assert_eq!(
+        open, 0,
+        "Ctrl-D logged out, and the re-login ended the first session"
+    );
+    let history = std::fs::read_to_string(&history_file).unwrap();
     assert!(
         history.contains(&format!("create-account {user}")),
         "{history}"
@@ -74,4 +104,52 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
         !history.contains("s3cret-pw"),
         "passwords never reach the history"
     );
+}
+
+#[test]
+fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
+    let stack = stack();
+    let owner = unique("ptys");
+    let category = unique_category();
+    let listed = seller(&format!(
+        "create-account {owner} pw\nlogin {owner} pw\n\
+         register Kettle --category {category} --price 12.5 --qty 5\n"
+    ));
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let kettle = id_after(&listed.stdout, "item ");
+    let home = deploy::testing::scratch_dir("cli-buy-home");
+    let user = unique("ptyb");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_buyer-cli"));
+    command
+        .args(["--server", &stack.buyer_addr().to_string()])
+        .env("XDG_STATE_HOME", &*home)
+        .env("TERM", "xterm");
+    let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    p.exp_string("buyer> ").unwrap();
+    p.send_line(&format!("create-account {user} pw")).unwrap();
+    p.exp_string("created").unwrap();
+    p.exp_string("buyer> ").unwrap();
+    p.send_line(&format!("login {user} pw")).unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    p.send_line(&format!("add {kettle} 2")).unwrap();
+    p.exp_string("total 25.00").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    let buy = "buy --name Bob --number 4111111111111111 --expiry 12/30 --cvc 123";
+    p.send_line(buy).unwrap();
+    p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();
+    p.send_line("n").unwrap();
+    p.exp_string("nothing bought").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    p.send_line(buy).unwrap();
+    p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();
+    p.send_line("y").unwrap();
+    p.exp_string(" done").unwrap();
+    p.exp_string("total 25.00").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    p.send_line("quit").unwrap();
+    p.exp_eof().unwrap();
+    // The history keeps `buy`, never the card.
+    let history = std::fs::read_to_string(home.join("marketplace/buyer-cli-history")).unwrap();
+    assert!(history.contains("\nbuy\n"), "{history}");
+    assert!(!history.contains("4111") && !history.contains("123\n"), "{history}");
 }

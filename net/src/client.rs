@@ -146,6 +146,17 @@ impl Client {
     /// # Errors
     /// When the address does not resolve or every attempt fails.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
+        let mut client = Client::lazy(addr, config)?;
+        client.with_retries(|c| c.ensure_connected())?;
+        Ok(client)
+    }
+
+    /// Resolves `addr` without connecting: the first call connects (with the
+    /// retries of the policy), so a program can start while the server is down.
+    ///
+    /// # Errors
+    /// When the address does not resolve.
+    pub fn lazy(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
         let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             ClientError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -155,7 +166,7 @@ impl Client {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
-        let mut client = Client {
+        Ok(Client {
             addr,
             config,
             stream: None,
@@ -164,9 +175,7 @@ impl Client {
             write_buf: BytesMut::with_capacity(512),
             on_retry: None,
             jitter: seed | 1,
-        };
-        client.with_retries(|c| c.ensure_connected())?;
-        Ok(client)
+        })
     }
 
     /// Sets the callback told about every retry.

@@ -1,0 +1,219 @@
+//! What a newcomer's afternoon with the CLIs found (issue "The CLIs as people
+//! expect them"), driven from scripts: counts that must be positive and errors
+//! in the command's words, limits stated, help with no server, `?` and `\q`,
+//! `--version`, names and totals on receipts and history, a two-digit expiry,
+//! carts that mark what cannot be bought, and what login and logout say about
+//! carts. The terminal-only points are in terminal.rs.
+
+mod support;
+
+use support::*;
+
+fn seller_with_item(qty: i64) -> (String, i64, i64) {
+    let owner = unique("nc");
+    let category = unique_category();
+    let run = seller(&format!(
+        "create-account {owner} pw\nlogin {owner} pw\n\
+         register \"Café ☕ 日本茶\" --category {category} --price 2.5 --qty {qty} --keywords tea\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (owner, category, id_after(&run.stdout, "item "))
+}
+
+#[test]
+fn seller_counts_are_positive_and_errors_speak_the_commands_words() {
+    let (owner, category, id) = seller_with_item(10);
+    let run = seller(&format!(
+        "login {owner} pw\n\
+         add-units {id} -3\n\
+         remove-units {id} -3\n\
+         remove-units {id} 0\n\
+         add-units {id} 1000000001\n\
+         price {id} 1.005\n\
+         register Pen --category {category} --price 1 --keywords book,rust,programming\n\
+         register Pen --category {category} --price 1 --keywords a,b,c,d,e,f\n\
+         register \"{long}\" --category {category} --price 1\n\
+         items\n",
+        long = "x".repeat(33)
+    ));
+    assert_eq!(run.code, Some(1));
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 8, "{errors:?}");
+    for e in &errors[..4] {
+        assert!(e.contains("COUNT must be 1 to 1000000000"), "{e}");
+        assert!(!e.contains("quantity_change"), "no wire field names: {e}");
+    }
+    assert!(errors[0].contains("got -3") && errors[3].contains("got 1000000001"));
+    assert!(
+        errors[4].contains("PRICE is kept to the cent, got 1.005"),
+        "{}",
+        errors[4]
+    );
+    assert!(
+        errors[5].contains("keyword \"programming\" has 11 characters"),
+        "names the keyword: {}",
+        errors[5]
+    );
+    assert!(errors[6].contains("at most 5 keywords"), "{}", errors[6]);
+    assert!(errors[7].contains("NAME must be 1 to 32 characters, got 33"));
+    // Nothing changed: still 10 units, one item.
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("Café"))
+        .expect("the item row");
+    assert!(row.contains(" 10 "), "{row}");
+}
+
+#[test]
+fn help_states_the_limits_and_works_without_a_server_which_is_named_when_needed() {
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = piped(
+        env!("CARGO_BIN_EXE_seller-cli"),
+        dead,
+        &["-c", "help; help register; ?"],
+        "",
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("register NAME --category N"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1-32 characters") && run.stdout.contains("1-8 characters"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("--qty defaults to 1"), "{}", run.stdout);
+    let run = piped(env!("CARGO_BIN_EXE_seller-cli"), dead, &["-c", "ping"], "");
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr
+            .contains(&format!("cannot reach the seller server at {dead}"))
+            && run.stderr.contains("deploy/up.sh"),
+        "{}",
+        run.stderr
+    );
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_buyer-cli"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("buyer-cli "));
+}
+
+#[test]
+fn backslash_q_quits_a_script_and_the_rest_does_not_run() {
+    let run = seller("ping\n\\q\nfrobnicate\n");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("seller server"));
+    assert!(
+        run.stderr.is_empty(),
+        "nothing ran after \\q: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn buying_names_the_items_totals_each_purchase_and_reads_a_two_digit_year() {
+    let (_, category, id) = seller_with_item(5);
+    let user = unique("nb");
+    let run = buyer(&format!(
+        "create-account {user} pw\nlogin {user} pw\n\
+         search {category} zzz\n\
+         search {category} nothing-like-it\n\
+         add {id} 2\n\
+         buy --name Bob --number 4111111111111111 --expiry 13/30 --cvc 123\n\
+         buy --name Bob --number 4111111111111111 --expiry 12/3 --cvc 123\n\
+         buy --name Bob --number 4111111111111111 --expiry 12/30 --cvc 123\n\
+         history\n"
+    ));
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].contains("keyword \"nothing-like-it\" has 15 characters"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("the expiry month is 1 to 12, got 13"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("expiry must look like 12/2030 (or 12/30)"),
+        "{errors:?}"
+    );
+    assert!(
+        !run.stderr.contains("PAYMENT_DECLINED"),
+        "an input error, not a decline"
+    );
+    let out = &run.stdout;
+    assert!(out.contains("no items match"), "{out}");
+    assert!(
+        !out.contains("(no items)") && !out.contains("0 of 0"),
+        "one line: {out}"
+    );
+    let receipt: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains(" done"))
+        .take(4)
+        .collect();
+    assert!(receipt[1].contains("NAME"), "{receipt:?}");
+    assert!(
+        receipt[2].contains("Café ☕ 日本茶"),
+        "names on the receipt: {receipt:?}"
+    );
+    assert_eq!(receipt[3], "total 5.00", "{receipt:?}");
+    let history: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("PURCHASE"))
+        .collect();
+    assert!(
+        history[0].contains("NAME") && history[0].contains("TOTAL"),
+        "{history:?}"
+    );
+    assert!(history[1].contains("Café ☕ 日本茶") && history[1].contains("2.50"));
+    assert_eq!(
+        history[2].trim(),
+        "5.00",
+        "the purchase's total: {history:?}"
+    );
+}
+
+#[test]
+fn carts_mark_what_cannot_be_bought_and_login_and_logout_say_what_happens_to_them() {
+    let (owner, _, id) = seller_with_item(3);
+    let user = unique("nc");
+    let run = buyer(&format!(
+        "create-account {user} pw\nlogin {user} pw\nadd {id} 2\nsave\nadd {id} 1\nlogout\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("your cart changes since the last save are discarded"),
+        "{}",
+        run.stdout
+    );
+    // The seller sells all but one unit elsewhere: the saved cart of 2 cannot
+    // be bought whole now.
+    let sold = seller(&format!("login {owner} pw\nremove-units {id} 2\n"));
+    assert_eq!(sold.code, Some(0), "{}", sold.stderr);
+    let run = buyer(&format!("login {user} pw\ncart\n"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("your saved cart is back: 1 items, 2 units"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("(only 1 left)"), "{}", run.stdout);
+    let sold = seller(&format!("login {owner} pw\nremove-units {id} 1\n"));
+    assert_eq!(sold.code, Some(0), "{}", sold.stderr);
+    let run = buyer(&format!("login {user} pw\ncart\n"));
+    assert!(run.stdout.contains("(sold out)"), "{}", run.stdout);
+}
