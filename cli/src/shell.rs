@@ -8,17 +8,20 @@
 use crate::args::{self, Args, Usage};
 use net::{Client, ClientConfig, ClientError};
 use rustyline::completion::{Completer, Pair};
+use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
-use rustyline::highlight::Highlighter;
+use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::{ColorMode, Context, Editor, Helper};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use wire::response::Failure;
 use wire::{ErrorCode, Response};
 
@@ -81,6 +84,10 @@ pub struct Side {
 pub struct Ctx {
     /// Connected on the first request that needs the server.
     client: Client,
+    /// Ctrl-C was pressed while a request waited (at a terminal).
+    interrupted: Arc<AtomicBool>,
+    /// A retry line is on the terminal and must be cleared.
+    retrying: Arc<AtomicBool>,
     /// `seller` or `buyer`, for messages.
     side: &'static str,
     pub login: Option<Login>,
@@ -103,7 +110,12 @@ impl Ctx {
         &mut self,
         request: &R,
     ) -> Result<B, CliError> {
-        let mut raw = self.client.call_raw(request, None)?;
+        self.interrupted.store(false, Ordering::SeqCst);
+        let result = self.client.call_raw(request, None);
+        if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
+            eprint!("\r\x1b[K");
+        }
+        let mut raw = result?;
         if self.json {
             println!("{}", String::from_utf8_lossy(&raw));
         }
@@ -141,14 +153,7 @@ impl Ctx {
     pub fn secret(&self, given: Option<String>, prompt: &str) -> Result<String, CliError> {
         match given {
             Some(p) => Ok(p),
-            None if self.interactive => rpassword::prompt_password(prompt).map_err(|e| {
-                // Ctrl-D leaves the cursor on the prompt's line.
-                eprintln!();
-                CliError::Other(format!(
-                    "no {} given ({e})",
-                    prompt.trim_end_matches(": ").to_lowercase()
-                ))
-            }),
+            None if self.interactive => read_secret(prompt),
             None => Err(Usage(format!(
                 "missing {}",
                 prompt.trim_end_matches(": ").to_lowercase()
@@ -167,9 +172,7 @@ impl Ctx {
             None if self.interactive => {
                 let mut editor =
                     rustyline::DefaultEditor::new().map_err(|e| CliError::Other(e.to_string()))?;
-                editor
-                    .readline(prompt)
-                    .map_err(|e| CliError::Other(format!("cannot read it: {e}")))
+                editor.readline(prompt).map_err(|e| prompt_error(prompt, e))
             }
             None => Err(Usage(format!(
                 "missing {}",
@@ -208,6 +211,56 @@ impl Ctx {
             eprintln!("error: {line}");
         }
     }
+}
+
+/// What a prompt that got no answer says: Ctrl-C cancels, Ctrl-D gives none.
+fn prompt_error(prompt: &str, e: ReadlineError) -> CliError {
+    let what = prompt
+        .trim_end()
+        .trim_end_matches("[y/N]")
+        .trim_end()
+        .trim_end_matches(':')
+        .to_lowercase();
+    match e {
+        ReadlineError::Interrupted => CliError::Other("cancelled".into()),
+        // The line editor has ended the prompt's line already.
+        ReadlineError::Eof => CliError::Other(format!("no {what} given")),
+        e => CliError::Other(format!("cannot read the {what}: {e}")),
+    }
+}
+
+/// Hides what is typed at a secret prompt: the line editor draws it as
+/// blanks, so the characters never reach the terminal, and Ctrl-C cancels the
+/// prompt like any other line.
+struct Masking;
+
+impl Highlighter for Masking {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> std::borrow::Cow<'l, str> {
+        use unicode_width::UnicodeWidthStr;
+        std::borrow::Cow::Owned(" ".repeat(line.width()))
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        kind != CmdKind::MoveCursor
+    }
+}
+impl Completer for Masking {
+    type Candidate = Pair;
+}
+impl Hinter for Masking {
+    type Hint = String;
+}
+impl Validator for Masking {}
+impl Helper for Masking {}
+
+/// Reads a secret at the terminal without showing it.
+fn read_secret(prompt: &str) -> Result<String, CliError> {
+    let mut editor: Editor<Masking, DefaultHistory> =
+        Editor::new().map_err(|e| CliError::Other(e.to_string()))?;
+    editor.set_helper(Some(Masking));
+    editor.set_color_mode(ColorMode::Forced);
+    editor.set_auto_add_history(false);
+    editor.readline(prompt).map_err(|e| prompt_error(prompt, e))
 }
 
 /// Tab completion of command names (the first word only).
@@ -493,18 +546,58 @@ pub fn main(side: &Side) -> ExitCode {
     let terminal = std::io::stdin().is_terminal() && script.is_none();
     // Not connected yet: help works without a server, and the first command
     // that needs one connects.
-    let mut client = match Client::lazy(&server, ClientConfig::default()) {
+    // Reconnecting keeps trying for about 30 s (backoff capped at 2 s).
+    let config = ClientConfig {
+        retry: net::Retry {
+            attempts: 20,
+            base: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(2),
+        },
+        ..ClientConfig::default()
+    };
+    let mut client = match Client::lazy(&server, config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: the {} server address {server:?}: {e}", side.name);
             return ExitCode::from(2);
         }
     };
-    client.on_retry(|event| {
-        eprintln!("connection lost, retrying {}/{}…", event.attempt, event.of);
-    });
+    // At a terminal Ctrl-C never ends the CLI: the line editor reads it as a
+    // key (cancel the line or the prompt), and while a request waits it only
+    // raises this flag, which stops reconnecting.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    if terminal {
+        if let Err(e) =
+            signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
+        {
+            eprintln!("warning: Ctrl-C will end the CLI ({e})");
+        }
+    }
+    let retrying = Arc::new(AtomicBool::new(false));
+    {
+        let (interrupted, retrying) = (interrupted.clone(), retrying.clone());
+        client.on_retry(move |event| {
+            if interrupted.swap(false, Ordering::SeqCst) {
+                return false;
+            }
+            retrying.store(true, Ordering::SeqCst);
+            if terminal {
+                // One line, rewritten in place.
+                eprint!(
+                    "\r\x1b[Kconnection lost, retrying {}/{}… (Ctrl-C stops)",
+                    event.attempt, event.of
+                );
+                let _ = std::io::stderr().flush();
+            } else {
+                eprintln!("connection lost, retrying {}/{}…", event.attempt, event.of);
+            }
+            true
+        });
+    }
     let mut ctx = Ctx {
         client,
+        interrupted,
+        retrying,
         side: side.name,
         login: None,
         json,

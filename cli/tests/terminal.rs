@@ -151,5 +151,63 @@ fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
     // The history keeps `buy`, never the card.
     let history = std::fs::read_to_string(home.join("marketplace/buyer-cli-history")).unwrap();
     assert!(history.contains("\nbuy\n"), "{history}");
-    assert!(!history.contains("4111") && !history.contains("123\n"), "{history}");
+    assert!(
+        !history.contains("4111") && !history.contains("123\n"),
+        "{history}"
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
+    // A server address nothing answers on: the first command that needs it
+    // keeps reconnecting, on one line rewritten in place, until Ctrl-C.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let home = deploy::testing::scratch_dir("cli-ctrl-c");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_buyer-cli"));
+    command
+        .args(["--server", &dead.to_string()])
+        .env("XDG_STATE_HOME", &*home)
+        .env("TERM", "xterm");
+    let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    p.exp_string("buyer> ").unwrap();
+    // help needs no server.
+    p.send_line("help login").unwrap();
+    p.exp_string("usage: login USER [PASSWORD]").unwrap();
+    p.exp_string("buyer> ").unwrap();
+    // Ctrl-C at the no-echo prompt cancels it; the CLI stays.
+    p.send_line("login someone").unwrap();
+    p.exp_string("Password: ").unwrap();
+    p.send("typed-half").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("cancelled").unwrap();
+    p.exp_string("buyer> ").unwrap();
+    // Ctrl-D there: the message starts on a line of its own.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.send_line("login someone").unwrap();
+    p.exp_string("Password: ").unwrap();
+    p.send_control('d').unwrap();
+    let before = p.exp_string("no password given").unwrap();
+    let after_prompt = &before[before.rfind("Password: ").expect("the prompt")..];
+    assert!(
+        after_prompt.contains("\r\n"),
+        "on a line of its own: {before:?}"
+    );
+    p.exp_string("buyer> ").unwrap();
+    // Reconnecting: one updating line, then Ctrl-C stops it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.send_line("ping").unwrap();
+    p.exp_string("retrying 2/19").unwrap();
+    let (before, _) = p.exp_string("retrying 3/19").map(|s| (s, ())).unwrap();
+    assert!(
+        before.contains("\r\u{1b}[K"),
+        "rewritten in place: {before:?}"
+    );
+    p.send_control('c').unwrap();
+    p.exp_string("error: cancelled").unwrap();
+    p.exp_string("buyer> ").unwrap();
+    p.send_line("quit").unwrap();
+    p.exp_eof().unwrap();
 }

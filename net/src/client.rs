@@ -95,6 +95,8 @@ pub enum ClientError {
         attempts: u32,
         last: Box<ClientError>,
     },
+    /// The retry callback asked to stop retrying (e.g. the user pressed Ctrl-C).
+    Cancelled,
 }
 
 impl ClientError {
@@ -114,6 +116,7 @@ impl fmt::Display for ClientError {
             ClientError::GaveUp { attempts, last } => {
                 write!(f, "gave up after {attempts} attempts: {last}")
             }
+            ClientError::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -126,7 +129,8 @@ impl From<io::Error> for ClientError {
     }
 }
 
-type RetryHook = Box<dyn FnMut(&RetryEvent<'_>) + Send>;
+/// Told about each retry before it waits; returns whether to go on retrying.
+type RetryHook = Box<dyn FnMut(&RetryEvent<'_>) -> bool + Send>;
 
 /// A connection to one server.
 pub struct Client {
@@ -178,8 +182,9 @@ impl Client {
         })
     }
 
-    /// Sets the callback told about every retry.
-    pub fn on_retry(&mut self, hook: impl FnMut(&RetryEvent<'_>) + Send + 'static) {
+    /// Sets the callback told about every retry; returning `false` stops
+    /// retrying, and the call fails with [`ClientError::Cancelled`].
+    pub fn on_retry(&mut self, hook: impl FnMut(&RetryEvent<'_>) -> bool + Send + 'static) {
         self.on_retry = Some(Box::new(hook));
     }
 
@@ -355,12 +360,16 @@ impl Client {
                     n += 1;
                     let delay = self.backoff(n);
                     if let Some(hook) = &mut self.on_retry {
-                        hook(&RetryEvent {
+                        let go_on = hook(&RetryEvent {
                             attempt: n,
                             of: retries,
                             delay,
                             error: &e,
                         });
+                        if !go_on {
+                            self.disconnect();
+                            return Err(ClientError::Cancelled);
+                        }
                     }
                     self.disconnect();
                     std::thread::sleep(delay);
@@ -453,5 +462,35 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("connected to a closed port"),
         }
+    }
+
+    #[test]
+    fn a_retry_hook_that_says_stop_cancels_the_call_after_its_first_retry() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = ClientConfig {
+            retry: Retry {
+                attempts: 50,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(2),
+            },
+            ..ClientConfig::default()
+        };
+        let mut client = Client::lazy(&format!("127.0.0.1:{port}"), config).unwrap();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = asked.clone();
+        client.on_retry(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            false
+        });
+        let ping = wire::seller::Request::Ping(wire::request::NoFields {});
+        assert!(matches!(
+            client.call_raw(&ping, None),
+            Err(ClientError::Cancelled)
+        ));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -42,7 +42,10 @@ fn a_call_reconnects_when_the_server_comes_back_and_reports_each_retry() {
     let mut client = Client::connect(&addr.to_string(), config(30)).unwrap();
     let retries: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
     let seen = retries.clone();
-    client.on_retry(move |e| seen.lock().unwrap().push((e.attempt, e.of)));
+    client.on_retry(move |e| {
+        seen.lock().unwrap().push((e.attempt, e.of));
+        true
+    });
     let ping = wire::seller::Request::Ping(wire::request::NoFields {});
     client.call_raw(&ping, None).expect("first call");
     server.stop().unwrap();
