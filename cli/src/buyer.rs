@@ -115,7 +115,7 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     } else {
         ctx.show(&format!(
             "{}\n{} of {total} matches (from {})",
-            table::items(&r.items),
+            table::items(&r.items, true),
             r.items.len(),
             first + 1
         ));
@@ -130,15 +130,16 @@ fn item(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         session_id: ctx.session()?,
         item_id,
     }))?;
-    ctx.show(&table::items(&[r.item]));
+    ctx.show(&table::items(&[r.item], true));
     Ok(())
 }
 
 /// Prints a cart with item names, prices and the total (one GetItem per line),
-/// marking lines that cannot be bought now; returns the total.
+/// marking lines that cannot be bought now; returns the total. With `--json`,
+/// one JSON line: the response's `cart_items` and the same lines and total.
 fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
     if ctx.json {
-        return Ok(0.0);
+        return cart_json(ctx, cart);
     }
     if cart.cart_items.is_empty() {
         ctx.show("(the cart is empty)");
@@ -186,6 +187,45 @@ fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
     Ok(total)
 }
 
+/// The `--json` form of a cart: `{"status":"OK","cart_items":{..},"lines":[{
+/// "item_id","item_name","quantity","unit_price","subtotal","available"}],
+/// "total"}`; a line whose item is gone has null name and prices.
+fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
+    use simd_json::json;
+    let mut lines = Vec::new();
+    let mut total = 0.0;
+    for (id, &quantity) in &cart.cart_items {
+        let Ok(item_id) = id.parse::<i64>() else {
+            continue;
+        };
+        let detail: Result<ItemDetail, CliError> = ctx.call_quietly(&Request::GetItem(ItemRef {
+            session_id: ctx.session()?,
+            item_id,
+        }));
+        lines.push(match detail {
+            Ok(d) => {
+                let subtotal = d.item.sale_price * quantity as f64;
+                total += subtotal;
+                json!({"item_id": item_id, "item_name": d.item.item_name,
+                       "quantity": quantity, "unit_price": d.item.sale_price,
+                       "subtotal": subtotal, "available": d.item.quantity})
+            }
+            Err(CliError::Server(f)) if f.code == wire::ErrorCode::NotFound => {
+                json!({"item_id": item_id, "item_name": null, "quantity": quantity,
+                       "unit_price": null, "subtotal": null, "available": 0})
+            }
+            Err(e) => return Err(e),
+        });
+    }
+    let value = json!({"status": "OK", "cart_items": cart.cart_items.clone(),
+                       "lines": lines, "total": (total * 100.0).round() / 100.0});
+    println!(
+        "{}",
+        simd_json::to_string(&value).map_err(|e| CliError::Other(e.to_string()))?
+    );
+    Ok(total)
+}
+
 fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
     let quantity = match args.opt_word() {
@@ -205,14 +245,14 @@ fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
     } else {
         Request::RemoveItemFromCart(change)
     };
-    let cart: CartContents = ctx.call(&request)?;
+    let cart: CartContents = ctx.call_quietly(&request)?;
     ctx.cart_unsaved = true;
     show_cart(ctx, &cart).map(|_| ())
 }
 
 fn cart(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+    let cart: CartContents = ctx.call_quietly(&Request::DisplayCart(session(ctx)?))?;
     show_cart(ctx, &cart).map(|_| ())
 }
 

@@ -152,7 +152,7 @@ fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
 fn items(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
     let r: ItemList = ctx.call(&Request::DisplayItemsForSale(session(ctx)?))?;
-    ctx.show(&table::items(&r.items));
+    ctx.show(&table::items(&r.items, false));
     Ok(())
 }
 

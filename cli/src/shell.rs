@@ -98,6 +98,8 @@ pub struct Ctx {
     pub interactive: bool,
     /// The buyer's cart changed since it was last saved (or the login).
     pub cart_unsaved: bool,
+    /// Print nothing (the logout at exit in `--json` mode).
+    quiet: bool,
 }
 
 impl Ctx {
@@ -110,16 +112,44 @@ impl Ctx {
         &mut self,
         request: &R,
     ) -> Result<B, CliError> {
+        let print = self.json && !self.quiet;
+        self.call_printing(request, print)
+    }
+
+    /// Like [`Ctx::call`], never printing the raw response (for a command that
+    /// prints its own JSON).
+    ///
+    /// # Errors
+    /// As [`Ctx::call`].
+    pub fn call_quietly<R: wire::Operation + Serialize, B: DeserializeOwned>(
+        &mut self,
+        request: &R,
+    ) -> Result<B, CliError> {
+        self.call_printing(request, false)
+    }
+
+    fn call_printing<R: wire::Operation + Serialize, B: DeserializeOwned>(
+        &mut self,
+        request: &R,
+        print: bool,
+    ) -> Result<B, CliError> {
         self.interrupted.store(false, Ordering::SeqCst);
         let result = self.client.call_raw(request, None);
         if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
             eprint!("\r\x1b[K");
         }
         let mut raw = result?;
-        if self.json {
-            println!("{}", String::from_utf8_lossy(&raw));
-        }
+        // Decoding works in place, so the text is kept first. A refusal is
+        // printed in --json mode even by a quiet call.
+        let text = self
+            .json
+            .then(|| String::from_utf8_lossy(&raw).into_owned());
         let response = Response::<B>::decode(&mut raw).map_err(ClientError::Decode)?;
+        if let Some(text) = text {
+            if print || (response.status != wire::Status::Ok && !self.quiet) {
+                println!("{text}");
+            }
+        }
         response.into_result().map_err(|failure| {
             if failure.code == ErrorCode::SessionExpired {
                 self.login = None;
@@ -141,7 +171,7 @@ impl Ctx {
 
     /// Prints result text, unless responses are printed as JSON.
     pub fn show(&self, text: &str) {
-        if !self.json {
+        if !self.json && !self.quiet {
             println!("{text}");
         }
     }
@@ -390,15 +420,15 @@ fn prompt(side: &Side, ctx: &Ctx) -> String {
     }
 }
 
-/// Logs out at exit. Nothing is printed for it, not even in `--json` mode
-/// (the script did not ask for it).
+/// Logs out at exit. In `--json` mode nothing is printed for it (the script
+/// did not ask for it); as text, what it discards is still said.
 fn logout_quietly(side: &Side, ctx: &mut Ctx) {
     if ctx.login.is_some() {
-        let json = std::mem::replace(&mut ctx.json, false);
+        ctx.quiet = ctx.json;
         if let Err(e) = (side.logout)(ctx) {
             ctx.report(None, &e);
         }
-        ctx.json = json;
+        ctx.quiet = false;
     }
 }
 
@@ -604,6 +634,7 @@ pub fn main(side: &Side) -> ExitCode {
         color: terminal && std::io::stderr().is_terminal(),
         interactive: terminal,
         cart_unsaved: false,
+        quiet: false,
     };
     match script {
         Some(script) => scripted(side, &mut ctx, args::commands(&script).into_iter()),

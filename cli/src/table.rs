@@ -84,11 +84,13 @@ impl Table {
 }
 
 /// Items as a table.
-pub fn items(items: &[wire::response::Item]) -> String {
+/// Items as a table; `with_seller` adds the SELLER column (not for a seller's
+/// own items, where it would repeat their id on every line).
+pub fn items(items: &[wire::response::Item], with_seller: bool) -> String {
     if items.is_empty() {
         return "(no items)".into();
     }
-    let mut t = Table::new(&[
+    let mut columns = vec![
         ">ID",
         "NAME",
         ">CATEGORY",
@@ -97,11 +99,14 @@ pub fn items(items: &[wire::response::Item]) -> String {
         ">QTY",
         ">UP",
         ">DOWN",
-        ">SELLER",
-        "KEYWORDS",
-    ]);
+    ];
+    if with_seller {
+        columns.push(">SELLER");
+    }
+    columns.push("KEYWORDS");
+    let mut t = Table::new(&columns);
     for i in items {
-        t.row(vec![
+        let mut row = vec![
             i.item_id.to_string(),
             i.item_name.clone(),
             i.category.to_string(),
@@ -110,9 +115,12 @@ pub fn items(items: &[wire::response::Item]) -> String {
             i.quantity.to_string(),
             i.thumbs_up.to_string(),
             i.thumbs_down.to_string(),
-            i.seller_id.to_string(),
-            i.keywords.join(","),
-        ]);
+        ];
+        if with_seller {
+            row.push(i.seller_id.to_string());
+        }
+        row.push(i.keywords.join(","));
+        t.row(row);
     }
     t.render()
 }

@@ -217,3 +217,41 @@ fn carts_mark_what_cannot_be_bought_and_login_and_logout_say_what_happens_to_the
     let run = buyer(&format!("login {user} pw\ncart\n"));
     assert!(run.stdout.contains("(sold out)"), "{}", run.stdout);
 }
+
+#[test]
+fn json_carts_carry_names_and_prices_and_a_sellers_items_do_not_repeat_their_id() {
+    let (owner, _, id) = seller_with_item(3);
+    let run = seller(&format!("login {owner} pw\nitems\n"));
+    let header = run.stdout.lines().find(|l| l.contains("NAME")).unwrap();
+    assert!(!header.contains("SELLER"), "{header}");
+    let user = unique("nj");
+    let created = buyer(&format!("create-account {user} pw\n"));
+    assert_eq!(created.code, Some(0), "{}", created.stderr);
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        &[
+            "--json",
+            "-c",
+            &format!("login {user} pw; add {id} 2; add {id} 9; cart"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, Some(1), "the second add fails: {}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "login, add, the refusal, cart: {lines:?}");
+    assert!(
+        lines[2].contains("INSUFFICIENT_STOCK"),
+        "refusals print as JSON: {}",
+        lines[2]
+    );
+    for line in [lines[1], lines[3]] {
+        let mut bytes = line.as_bytes().to_vec();
+        let value = simd_json::to_owned_value(&mut bytes).expect("JSON");
+        assert_eq!(value["status"], "OK", "{line}");
+        assert_eq!(value["lines"][0]["item_name"], "Café ☕ 日本茶", "{line}");
+        assert_eq!(value["lines"][0]["unit_price"], 2.5, "{line}");
+        assert_eq!(value["lines"][0]["quantity"], 2, "{line}");
+        assert_eq!(value["total"], 5.0, "{line}");
+    }
+}
