@@ -10,14 +10,7 @@ mod support;
 use support::*;
 
 fn seller_with_item(qty: i64) -> (String, i64, i64) {
-    let owner = unique("nc");
-    let category = unique_category();
-    let run = seller(&format!(
-        "create-account {owner} pw\nlogin {owner} pw\n\
-         register \"Café ☕ 日本茶\" --category {category} --price 2.5 --qty {qty} --keywords tea\n"
-    ));
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    (owner, category, id_after(&run.stdout, "item "))
+    list_item("Café ☕ 日本茶", "2.5", qty)
 }
 
 #[test]
@@ -68,10 +61,7 @@ fn seller_counts_are_positive_and_errors_speak_the_commands_words() {
 #[test]
 fn help_states_the_limits_and_works_without_a_server_which_is_named_when_needed() {
     // A port nothing listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_addr();
     let run = piped(
         env!("CARGO_BIN_EXE_seller-cli"),
         dead,

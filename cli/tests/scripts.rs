@@ -127,14 +127,7 @@ fn every_buyer_command_works_from_a_script() {
 
 #[test]
 fn buy_sends_the_card_prints_the_receipt_and_the_history_shows_it() {
-    let owner = unique("shop");
-    let category = unique_category();
-    let listed = seller(&format!(
-        "create-account {owner} pw\nlogin {owner} pw\n\
-         register Kettle --category {category} --price 12.5 --qty 5\n"
-    ));
-    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
-    let kettle = id_after(&listed.stdout, "item ");
+    let (_, _, kettle) = list_item("Kettle", "12.5", 5);
     let user = unique("card");
     let run = buyer(&format!(
         "create-account {user} pw\nlogin {user} pw\n\

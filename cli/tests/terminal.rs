@@ -3,21 +3,17 @@
 
 mod support;
 
-use rexpect::session::spawn_command;
-use std::process::Command;
 use support::*;
 
 #[test]
 fn login_with_a_no_echo_password_prompt_and_tab_completion() {
     let stack = stack();
-    let home = deploy::testing::scratch_dir("cli-home");
     let user = unique("pty");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_seller-cli"));
-    command
-        .args(["--server", &stack.seller_addr().to_string()])
-        .env("XDG_STATE_HOME", &*home)
-        .env("TERM", "xterm");
-    let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    let (mut p, home) = spawn_pty(
+        env!("CARGO_BIN_EXE_seller-cli"),
+        stack.seller_addr(),
+        "cli-home",
+    );
     p.exp_string("seller> ").unwrap();
     // A new password is asked twice; two that differ create nothing.
     p.send_line(&format!("create-account {user}")).unwrap();
@@ -108,23 +104,13 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
 
 #[test]
 fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
-    let stack = stack();
-    let owner = unique("ptys");
-    let category = unique_category();
-    let listed = seller(&format!(
-        "create-account {owner} pw\nlogin {owner} pw\n\
-         register Kettle --category {category} --price 12.5 --qty 5\n"
-    ));
-    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
-    let kettle = id_after(&listed.stdout, "item ");
-    let home = deploy::testing::scratch_dir("cli-buy-home");
+    let (_, _, kettle) = list_item("Kettle", "12.5", 5);
     let user = unique("ptyb");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_buyer-cli"));
-    command
-        .args(["--server", &stack.buyer_addr().to_string()])
-        .env("XDG_STATE_HOME", &*home)
-        .env("TERM", "xterm");
-    let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    let (mut p, home) = spawn_pty(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        "cli-buy-home",
+    );
     p.exp_string("buyer> ").unwrap();
     p.send_line(&format!("create-account {user} pw")).unwrap();
     p.exp_string("created").unwrap();
@@ -161,17 +147,7 @@ fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
 fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
     // A server address nothing answers on: the first command that needs it
     // keeps reconnecting, on one line rewritten in place, until Ctrl-C.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let home = deploy::testing::scratch_dir("cli-ctrl-c");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_buyer-cli"));
-    command
-        .args(["--server", &dead.to_string()])
-        .env("XDG_STATE_HOME", &*home)
-        .env("TERM", "xterm");
-    let mut p = spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    let (mut p, _home) = spawn_pty(env!("CARGO_BIN_EXE_buyer-cli"), dead_addr(), "cli-ctrl-c");
     p.exp_string("buyer> ").unwrap();
     // help needs no server.
     p.send_line("help login").unwrap();

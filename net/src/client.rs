@@ -441,9 +441,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn connect_gives_up_after_the_configured_attempts_and_reports_each_retry() {
-        // A port that was just free refuses connections.
+    /// A port that was just free (it refuses connections) and a policy of
+    /// `attempts` quick retries.
+    fn refused_port_and_fast_retries(attempts: u32) -> (u16, ClientConfig) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -451,12 +451,18 @@ mod tests {
             .port();
         let config = ClientConfig {
             retry: Retry {
-                attempts: 3,
+                attempts,
                 base: Duration::from_millis(1),
                 max: Duration::from_millis(2),
             },
             ..ClientConfig::default()
         };
+        (port, config)
+    }
+
+    #[test]
+    fn connect_gives_up_after_the_configured_attempts_and_reports_each_retry() {
+        let (port, config) = refused_port_and_fast_retries(3);
         match Client::connect(&format!("127.0.0.1:{port}"), config) {
             Err(ClientError::GaveUp { attempts, .. }) => assert_eq!(attempts, 3),
             Err(e) => panic!("unexpected error {e}"),
@@ -466,19 +472,7 @@ mod tests {
 
     #[test]
     fn a_retry_hook_that_says_stop_cancels_the_call_after_its_first_retry() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = ClientConfig {
-            retry: Retry {
-                attempts: 50,
-                base: Duration::from_millis(1),
-                max: Duration::from_millis(2),
-            },
-            ..ClientConfig::default()
-        };
+        let (port, config) = refused_port_and_fast_retries(50);
         let mut client = Client::lazy(&format!("127.0.0.1:{port}"), config).unwrap();
         let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let seen = asked.clone();

@@ -96,3 +96,41 @@ pub fn id_after(text: &str, prefix: &str) -> i64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no number after {prefix:?} in {text}"))
 }
+
+/// A new seller with one item listed: (seller name, category, item id).
+pub fn list_item(name: &str, price: &str, qty: i64) -> (String, i64, i64) {
+    let owner = unique("shop");
+    let category = unique_category();
+    let run = seller(&format!(
+        "create-account {owner} pw\nlogin {owner} pw\n\
+         register \"{name}\" --category {category} --price {price} --qty {qty} --keywords tea\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    (owner, category, id_after(&run.stdout, "item "))
+}
+
+/// An address nothing listens on.
+pub fn dead_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `bin` under a pseudo-terminal, talking to `server`, with its history in a
+/// fresh directory (returned).
+pub fn spawn_pty(
+    bin: &str,
+    server: std::net::SocketAddr,
+    label: &str,
+) -> (rexpect::session::PtySession, deploy::testing::TempDir) {
+    let home = deploy::testing::scratch_dir(label);
+    let mut command = Command::new(bin);
+    command
+        .args(["--server", &server.to_string()])
+        .env("XDG_STATE_HOME", &*home)
+        .env("TERM", "xterm");
+    let session =
+        rexpect::session::spawn_command(command, Some(20_000)).expect("spawn under a pty");
+    (session, home)
+}
