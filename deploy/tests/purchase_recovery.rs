@@ -24,18 +24,24 @@ fn store() -> Store {
     .unwrap()
 }
 
+/// A buyer with 2 of a new item of 5 units in the cart: (api, session, item).
+fn two_in_the_cart(name: &str, price: f64) -> (Api, String, i64) {
+    let (mut seller, ssid, _) = new_seller();
+    let id = register(
+        &mut seller,
+        item(&ssid, name, unique_category(), &[], price, 5),
+    );
+    let (mut api, sid, _, _) = new_buyer();
+    add_to_cart(&mut api, &sid, id, 2);
+    (api, sid, id)
+}
+
 #[test]
 fn a_purchase_interrupted_before_taking_stock_is_cancelled_by_recovery() {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (mut seller, ssid, _) = new_seller();
-    let id = register(
-        &mut seller,
-        item(&ssid, "x", unique_category(), &[], 1.0, 5),
-    );
-    let (mut api, sid, _, _) = new_buyer();
-    add_to_cart(&mut api, &sid, id, 2);
+    let (mut api, sid, id) = two_in_the_cart("x", 1.0);
     let store = store();
     let begun = store.begin_purchase(&sid, None).unwrap();
     // The server dies here. Recovery (with no age limit) settles the purchase.
@@ -58,13 +64,7 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (mut seller, ssid, _) = new_seller();
-    let id = register(
-        &mut seller,
-        item(&ssid, "x", unique_category(), &[], 2.0, 5),
-    );
-    let (mut api, sid, _, _) = new_buyer();
-    add_to_cart(&mut api, &sid, id, 2);
+    let (mut api, sid, id) = two_in_the_cart("x", 2.0);
     let store = store();
     let begun = store.begin_purchase(&sid, None).unwrap();
     let Taking::Taken(lines) = store.take_stock(&begun).unwrap() else {
@@ -107,13 +107,7 @@ fn a_resend_of_a_purchase_that_recovery_finished_gets_its_receipt_and_buys_nothi
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (mut seller, ssid, _) = new_seller();
-    let id = register(
-        &mut seller,
-        item(&ssid, "kept name", unique_category(), &[], 2.5, 5),
-    );
-    let (mut api, sid, _, _) = new_buyer();
-    add_to_cart(&mut api, &sid, id, 2);
+    let (mut api, sid, id) = two_in_the_cart("kept name", 2.5);
     // The first attempt, with its key, dies after taking stock.
     let store = store();
     let begun = store.begin_purchase(&sid, Some("buy-once")).unwrap();
