@@ -144,7 +144,8 @@ impl Ctx {
         let text = self
             .json
             .then(|| String::from_utf8_lossy(&raw).into_owned());
-        let response = Response::<B>::decode(&mut raw).map_err(ClientError::Decode)?;
+        let response =
+            Response::<B>::decode(&mut raw).map_err(|e| ClientError::Decode(e.to_string()))?;
         if let Some(text) = text {
             if print || (response.status != wire::Status::Ok && !self.quiet) {
                 println!("{text}");

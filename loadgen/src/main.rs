@@ -40,6 +40,9 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]
   --retry-attempts N  connection attempts per call, with backoff capped at 1 s,
                       before the call counts as failed [default: 3]
+  --tolerate          count malformed replies (errors without a code, results
+                      missing a field: servers written for the predecessor's
+                      clients) as expected errors, by kind, not as failures
   --no-keys           send writes without idempotency keys (to measure what keys
                       cost; clients then never resend a write)";
 
@@ -58,6 +61,7 @@ struct Options {
     label: Option<String>,
     keys: bool,
     retry_attempts: u32,
+    tolerate: bool,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -119,6 +123,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     let svg = value(&mut args, "--svg")?.map_or_else(|| out.with_extension("svg"), PathBuf::from);
     let label = value(&mut args, "--label")?;
     let keys = !args.contains("--no-keys");
+    let tolerate = args.contains("--tolerate");
     let retry_attempts = number(value(&mut args, "--retry-attempts")?, "--retry-attempts", 3)?;
     let retry_attempts = u32::try_from(retry_attempts)
         .ok()
@@ -143,6 +148,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         label,
         keys,
         retry_attempts,
+        tolerate,
     })
 }
 
@@ -197,6 +203,7 @@ fn one_run(
                 tag: tag.to_owned(),
                 keys: o.keys,
                 retry_attempts: o.retry_attempts,
+                tolerate: o.tolerate,
             };
             let (barrier, progress) = (barrier.clone(), progress.clone());
             std::thread::Builder::new()

@@ -44,6 +44,9 @@ pub struct Plan {
     /// Connection attempts per call before it counts as failed (reconnects
     /// ride through a server restart).
     pub retry_attempts: u32,
+    /// Count malformed replies (an error without `code`, a result missing a
+    /// field: servers written for the predecessor's clients) as expected.
+    pub tolerate: bool,
 }
 
 struct Caller<'a> {
@@ -51,11 +54,15 @@ struct Caller<'a> {
     stats: ClientStats,
     left: usize,
     progress: &'a AtomicU64,
+    tolerate: bool,
 }
 
 impl Caller<'_> {
     /// Sends `request`, times it, records the outcome. `expected` error codes
-    /// are counted; any other failure is unexpected and fails the run.
+    /// are counted; any other failure is unexpected and fails the run. A reply
+    /// that is not a well-formed response is counted by its kind (`NO_CODE`,
+    /// `MISSING_FIELD`, ...), as expected with `tolerate`; the client goes on
+    /// either way.
     fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
         &mut self,
         op: &'static str,
@@ -68,17 +75,24 @@ impl Caller<'_> {
         }
         self.left = self.left.saturating_sub(1);
         let started = Instant::now();
-        let result = self.client.call::<R, B>(request);
+        let result = self.client.call_raw(request, None);
         let took = started.elapsed();
         self.progress.fetch_add(1, Ordering::Relaxed);
-        let (outcome, body) = match result {
-            Ok(Response {
+        let (outcome, body) = match result.map(|mut raw| Response::<B>::decode(&mut raw)) {
+            Ok(Err(malformed)) if self.tolerate => {
+                (Outcome::Expected(malformed.kind().to_owned()), None)
+            }
+            Ok(Err(malformed)) => (
+                Outcome::Unexpected(format!("{}: {malformed}", malformed.kind())),
+                None,
+            ),
+            Ok(Ok(Response {
                 body: Some(body), ..
-            }) => (Outcome::Ok, Some(body)),
-            Ok(Response {
+            })) => (Outcome::Ok, Some(body)),
+            Ok(Ok(Response {
                 code: Some(code), ..
-            }) if expected.contains(&code) => (Outcome::Expected(code.to_string()), None),
-            Ok(response) => (
+            })) if expected.contains(&code) => (Outcome::Expected(code.to_string()), None),
+            Ok(Ok(response)) => (
                 Outcome::Unexpected(format!(
                     "{}: {}",
                     response.code.map_or("?", |c| c.as_str()),
@@ -113,6 +127,7 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
         ..ClientConfig::default()
     };
     let mut stats = ClientStats::new(plan.side);
+    let tolerate = plan.tolerate;
     let client = match Client::connect(addr, config) {
         Ok(c) => c,
         Err(e) => {
@@ -129,6 +144,7 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
         stats,
         left: plan.calls.max(3),
         progress,
+        tolerate,
     };
     let mut rng = SmallRng::seed_from_u64(
         plan.seed ^ (plan.run as u64) << 40 ^ (plan.index as u64) << 8 ^ plan.side as u64,

@@ -344,7 +344,7 @@ impl Client {
         request: &R,
     ) -> Result<Response<B>, ClientError> {
         let mut body = self.call_raw(request, None)?;
-        Response::decode(&mut body).map_err(ClientError::Decode)
+        Response::decode(&mut body).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     fn with_retries<T>(

@@ -116,42 +116,101 @@ pub struct Response<B> {
     pub body: Option<B>,
 }
 
+/// What is wrong with a reply that is not a well-formed response. Servers
+/// written for the predecessor's clients send some of these (an error without
+/// a `code`, a result without one of its fields), so a client can count them
+/// by [`Malformed::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Malformed {
+    NotJson(String),
+    NotAnObject,
+    NoStatus,
+    /// `status`, `code` or `request_id` of the wrong form.
+    BadField(&'static str, String),
+    /// An `Error` or `Timeout` without a `code`.
+    NoCode,
+    /// An `OK` result without a field its operation returns.
+    MissingField(String),
+    /// An `OK` result whose fields do not fit otherwise.
+    BadResult(String),
+}
+
+impl Malformed {
+    /// A short name for counting: `NOT_JSON`, `NOT_AN_OBJECT`, `NO_STATUS`,
+    /// `BAD_FIELD`, `NO_CODE`, `MISSING_FIELD` or `BAD_RESULT`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Malformed::NotJson(_) => "NOT_JSON",
+            Malformed::NotAnObject => "NOT_AN_OBJECT",
+            Malformed::NoStatus => "NO_STATUS",
+            Malformed::BadField(..) => "BAD_FIELD",
+            Malformed::NoCode => "NO_CODE",
+            Malformed::MissingField(_) => "MISSING_FIELD",
+            Malformed::BadResult(_) => "BAD_RESULT",
+        }
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotJson(e) => write!(f, "the response is not valid JSON: {e}"),
+            Malformed::NotAnObject => f.write_str("the response is not a JSON object"),
+            Malformed::NoStatus => f.write_str("the response has no `status`"),
+            Malformed::BadField(name, e) => write!(f, "bad `{name}`: {e}"),
+            Malformed::NoCode => f.write_str("an error response has no `code`"),
+            Malformed::MissingField(e) | Malformed::BadResult(e) => write!(f, "bad result: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Malformed {}
+
 impl<B: DeserializeOwned> Response<B> {
     /// Decodes a response frame body in place.
     ///
     /// # Errors
-    /// A description of what is malformed: not JSON, no `status`, an `Error` without
-    /// a known `code`, or result fields that do not fit `B`.
-    pub fn decode(buf: &mut [u8]) -> Result<Self, String> {
-        let value = simd_json::to_borrowed_value(buf)
-            .map_err(|e| format!("the response is not valid JSON: {e}"))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| "the response is not a JSON object".to_owned())?;
+    /// What is malformed: not JSON, no `status`, an `Error` without a known
+    /// `code`, or result fields that do not fit `B`.
+    pub fn decode(buf: &mut [u8]) -> Result<Self, Malformed> {
+        let value =
+            simd_json::to_borrowed_value(buf).map_err(|e| Malformed::NotJson(e.to_string()))?;
+        let object = value.as_object().ok_or(Malformed::NotAnObject)?;
         let field = |name: &str| object.get(name).filter(|v| !v.is_null());
         let status: Status = match field("status") {
-            Some(v) => Status::deserialize(v).map_err(|e| format!("bad `status`: {e}"))?,
-            None => return Err("the response has no `status`".into()),
+            Some(v) => {
+                Status::deserialize(v).map_err(|e| Malformed::BadField("status", e.to_string()))?
+            }
+            None => return Err(Malformed::NoStatus),
         };
         let message = field("message")
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned();
         let code = match field("code") {
-            Some(v) => Some(ErrorCode::deserialize(v).map_err(|e| format!("bad `code`: {e}"))?),
+            Some(v) => Some(
+                ErrorCode::deserialize(v)
+                    .map_err(|e| Malformed::BadField("code", e.to_string()))?,
+            ),
             None => None,
         };
         let request_id = match field("request_id") {
-            Some(v) => {
-                Some(RequestId::deserialize(v).map_err(|e| format!("bad `request_id`: {e}"))?)
-            }
+            Some(v) => Some(
+                RequestId::deserialize(v)
+                    .map_err(|e| Malformed::BadField("request_id", e.to_string()))?,
+            ),
             None => None,
         };
         let body = match status {
-            Status::Ok => Some(B::deserialize(&value).map_err(|e| format!("bad result: {e}"))?),
-            Status::Error | Status::Timeout if code.is_none() => {
-                return Err("an error response has no `code`".into())
-            }
+            Status::Ok => Some(B::deserialize(&value).map_err(|e| {
+                let e = e.to_string();
+                if e.contains("missing field") {
+                    Malformed::MissingField(e)
+                } else {
+                    Malformed::BadResult(e)
+                }
+            })?),
+            Status::Error | Status::Timeout if code.is_none() => return Err(Malformed::NoCode),
             _ => None,
         };
         Ok(Response {
@@ -552,18 +611,19 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_reported_not_panicked_on() {
-        for bad in [
-            "nope",
-            "[]",
-            r#"{"message":"x"}"#,
-            r#"{"status":"Error","message":"x"}"#,
-            r#"{"status":"Weird"}"#,
-            r#"{"status":"OK","message":"x"}"#,
+        for (bad, kind) in [
+            ("nope", "NOT_JSON"),
+            ("[]", "NOT_AN_OBJECT"),
+            (r#"{"message":"x"}"#, "NO_STATUS"),
+            (r#"{"status":"Error","message":"x"}"#, "NO_CODE"),
+            (r#"{"status":"Weird"}"#, "BAD_FIELD"),
+            (r#"{"status":"Error","code":"NOPE"}"#, "BAD_FIELD"),
+            (r#"{"status":"OK","message":"x"}"#, "MISSING_FIELD"),
+            (r#"{"status":"OK","seller_id":"one"}"#, "BAD_RESULT"),
         ] {
-            assert!(
-                Response::<SellerCreated>::decode(&mut bad.as_bytes().to_vec()).is_err(),
-                "{bad}"
-            );
+            let err =
+                Response::<SellerCreated>::decode(&mut bad.as_bytes().to_vec()).expect_err(bad);
+            assert_eq!(err.kind(), kind, "{bad}: {err}");
         }
     }
 }
