@@ -113,7 +113,8 @@ impl Stack {
         let db = DbSettings {
             customer_url,
             product_url,
-            pool_size: u32::try_from(config.workers).unwrap_or(u32::MAX),
+            pool_size: u32::try_from(config.workers + net::settings::hash_lane())
+                .unwrap_or(u32::MAX),
             session_timeout: config.session_timeout,
             ..DbSettings::default()
         };
@@ -122,6 +123,7 @@ impl Stack {
             reactor: net::Config {
                 name: name.to_owned(),
                 workers: config.workers,
+                slow_workers: net::settings::hash_lane(),
                 ..net::Config::default()
             },
             trace: config.trace,

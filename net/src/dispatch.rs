@@ -28,6 +28,18 @@ impl Reply<'_> {
 
 static NEXT_REF: AtomicU64 = AtomicU64::new(1);
 
+/// Whether the frame `body` names one of `operations` as a JSON string
+/// (`"Login"`): the cheap look at the bytes that sorts password-hashing
+/// requests into the slow lane without decoding them on the reactor thread.
+/// A body that merely mentions the name elsewhere only changes its lane.
+pub fn mentions_operation(body: &[u8], operations: &[&str]) -> bool {
+    operations.iter().any(|op| {
+        let quoted = op.len() + 2;
+        body.windows(quoted)
+            .any(|w| w[0] == b'"' && w[quoted - 1] == b'"' && &w[1..quoted - 1] == op.as_bytes())
+    })
+}
+
 /// Decodes one request of type `R` from `body`, runs `handle` with what applying it
 /// at most once takes (for a state-changing request that carries an
 /// `idempotency_key`), and appends exactly one response to `out`. A refusal is answered with its code; one with a detail
@@ -129,4 +141,32 @@ fn fault(
     );
     let message = format!("{} (fault ref {reference})", refusal.message);
     encode_error(out, request_id, refusal.code, &message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_operation;
+
+    #[test]
+    fn the_slow_lane_sees_account_operations_by_their_quoted_name() {
+        let ops = ["CreateAccount", "Login"];
+        assert!(mentions_operation(
+            br#"{"operation":"Login","username":"a"}"#,
+            &ops
+        ));
+        assert!(mentions_operation(
+            br#"{"username":"a", "operation" : "CreateAccount"}"#,
+            &ops
+        ));
+        assert!(!mentions_operation(
+            br#"{"operation":"Logout","session_id":"x"}"#,
+            &ops
+        ));
+        assert!(!mentions_operation(
+            br#"{"operation":"GetItem","item_id":1}"#,
+            &ops
+        ));
+        assert!(!mentions_operation(b"Login", &ops), "only a quoted name");
+        assert!(!mentions_operation(b"", &ops));
+    }
 }

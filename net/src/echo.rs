@@ -1,8 +1,9 @@
 //! A trivial service for reactor tests and the benchmark: no database, no JSON.
 //!
 //! It answers every frame with a frame holding the same bytes, except:
-//! `panic` panics (the reactor must answer `INTERNAL`), and `sleep:<ms>...` sleeps
-//! that long before echoing (an in-flight request that takes time).
+//! `panic` panics (the reactor must answer `INTERNAL`), `sleep:<ms>...` sleeps
+//! that long before echoing (an in-flight request that takes time), and
+//! `slow:<ms>...` does the same on the slow lane.
 
 use crate::reactor::Service;
 use bytes::BytesMut;
@@ -17,7 +18,10 @@ impl Service for Echo {
         if body == b"panic" {
             panic!("the echo service was asked to panic");
         }
-        if let Some(rest) = body.strip_prefix(b"sleep:") {
+        if let Some(rest) = body
+            .strip_prefix(b"sleep:")
+            .or_else(|| body.strip_prefix(b"slow:"))
+        {
             let digits: Vec<u8> = rest
                 .iter()
                 .copied()
@@ -30,5 +34,9 @@ impl Service for Echo {
             std::thread::sleep(Duration::from_millis(ms));
         }
         wire::frame::encode_raw(out, body);
+    }
+
+    fn is_slow(&self, body: &[u8]) -> bool {
+        body.starts_with(b"slow:")
     }
 }

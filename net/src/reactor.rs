@@ -18,6 +18,10 @@
 //!   on by TCP instead of growing the server.
 //! - When the job channel is full a frame waits in its connection (`stalled`) and the
 //!   connection stops reading; it is retried as workers hand replies back.
+//! - Requests the service calls slow ([`Service::is_slow`]: password hashing)
+//!   go to a lane of their own, a bounded channel and `slow_workers` threads,
+//!   so a storm of them waits in its own queue and never holds the workers
+//!   that serve everyone else.
 //! - No peer address takes the server's capacity from others: each address holds
 //!   at most `max_per_peer` connections; a peer that begins a frame must finish it
 //!   within `frame_deadline`; and at `max_connections` an idle or stalled
@@ -63,6 +67,14 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 pub trait Service: Send + Sync + 'static {
     /// Handles the frame body `body` (which it may decode in place).
     fn call(&self, body: &mut [u8], out: &mut BytesMut);
+
+    /// Whether `body` asks for slow work (e.g. a password hash), served by the
+    /// slow lane when the server has one. Runs on the reactor thread: it must
+    /// be a cheap look at the bytes, and a wrong guess only changes the lane.
+    fn is_slow(&self, body: &[u8]) -> bool {
+        let _ = body;
+        false
+    }
 }
 
 /// Reactor settings.
@@ -84,6 +96,10 @@ pub struct Config {
     pub frame_deadline: Duration,
     /// Worker threads.
     pub workers: usize,
+    /// Threads of the slow lane (0: slow requests share the workers).
+    pub slow_workers: usize,
+    /// Capacity of the slow lane's channel.
+    pub slow_queue_depth: usize,
     /// Capacity of the job channel between the reactor and the workers.
     pub queue_depth: usize,
     /// Run the service on the reactor thread instead of the workers. Only for
@@ -104,6 +120,8 @@ impl Default for Config {
             max_per_peer: 2_000,
             frame_deadline: Duration::from_secs(30),
             workers: 4,
+            slow_workers: 0,
+            slow_queue_depth: 256,
             queue_depth: 1024,
             inline: false,
             drain_timeout: Duration::from_secs(30),
@@ -243,35 +261,49 @@ impl Server {
             ),
             None => None,
         };
-        let (job_tx, job_rx) = flume::bounded::<Job>(config.queue_depth.max(1));
         let (reply_tx, reply_rx) = flume::unbounded::<Reply>();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
-        if !config.inline {
-            for i in 0..config.workers.max(1) {
-                let (service, jobs, replies, waker) = (
-                    service.clone(),
-                    job_rx.clone(),
-                    reply_tx.clone(),
-                    waker.clone(),
-                );
-                let name = config.name.clone();
-                workers.push(
-                    std::thread::Builder::new()
-                        .name(format!("{}-worker-{i}", config.name))
-                        .spawn(move || work(&*service, &jobs, &replies, &waker, &name))?,
-                );
+        let slow = config.slow_workers > 0 && !config.inline;
+        let mut lanes = Vec::new();
+        for (threads, depth, label) in [
+            (config.workers.max(1), config.queue_depth, "worker"),
+            (config.slow_workers, config.slow_queue_depth, "slow"),
+        ] {
+            if label == "slow" && !slow {
+                break;
             }
+            let (job_tx, job_rx) = flume::bounded::<Job>(depth.max(1));
+            if !config.inline {
+                for i in 0..threads {
+                    let (service, jobs, replies, waker) = (
+                        service.clone(),
+                        job_rx.clone(),
+                        reply_tx.clone(),
+                        waker.clone(),
+                    );
+                    let name = config.name.clone();
+                    workers.push(
+                        std::thread::Builder::new()
+                            .name(format!("{}-{label}-{i}", config.name))
+                            .spawn(move || work(&*service, &jobs, &replies, &waker, &name))?,
+                    );
+                }
+            }
+            lanes.push(Lane {
+                jobs: Some(job_tx),
+                stalled: VecDeque::new(),
+            });
         }
-        drop((job_rx, reply_tx));
+        drop(reply_tx);
         let mut reactor = Reactor {
             poll,
             listener: Some(listener),
             connections: Slab::new(),
             shared: Shared {
                 decoder: FrameDecoder::new(config.frame_limit),
-                jobs: Some(job_tx),
+                lanes,
+                classify: slow.then(|| service.clone()),
                 inline: config.inline.then_some(service),
-                stalled: VecDeque::new(),
                 draining: false,
                 name: config.name.clone(),
             },
@@ -284,8 +316,10 @@ impl Server {
         };
         let result = reactor.run();
         reactor.close_all();
-        // Dropping the sender lets the workers see the channel close and exit.
-        reactor.shared.jobs = None;
+        // Dropping the senders lets the workers see the channels close and exit.
+        for lane in &mut reactor.shared.lanes {
+            lane.jobs = None;
+        }
         drop(stop_housekeeping);
         for thread in workers.into_iter().chain(housekeeper) {
             if thread.join().is_err() {
@@ -375,12 +409,23 @@ struct Connection {
     writable: bool,
 }
 
+/// A job channel and the connections whose frame waits for room in it.
+struct Lane {
+    jobs: Option<flume::Sender<Job>>,
+    stalled: VecDeque<(usize, u64)>,
+}
+
+/// The main lane; the slow lane, when there is one, is the second.
+const MAIN: usize = 0;
+const SLOW: usize = 1;
+
 /// Reactor state that connection handling needs beside the connection itself.
 struct Shared {
     decoder: FrameDecoder,
-    jobs: Option<flume::Sender<Job>>,
+    lanes: Vec<Lane>,
+    /// The service, to sort requests into lanes (only with a slow lane).
+    classify: Option<Arc<dyn Service>>,
     inline: Option<Arc<dyn Service>>,
-    stalled: VecDeque<(usize, u64)>,
     draining: bool,
     name: String,
 }
@@ -592,10 +637,17 @@ impl Reactor {
     }
 
     fn submit_stalled(&mut self) {
-        let Some(jobs) = &self.shared.jobs else {
+        for lane in 0..self.shared.lanes.len() {
+            self.submit_stalled_in(lane);
+        }
+    }
+
+    fn submit_stalled_in(&mut self, lane: usize) {
+        let Lane { jobs, stalled } = &mut self.shared.lanes[lane];
+        let Some(jobs) = jobs else {
             return;
         };
-        while let Some((key, generation)) = self.shared.stalled.pop_front() {
+        while let Some((key, generation)) = stalled.pop_front() {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
             };
@@ -613,7 +665,7 @@ impl Reactor {
                 Ok(()) => {}
                 Err(flume::TrySendError::Full(job)) => {
                     conn.stalled = Some(job.body);
-                    self.shared.stalled.push_front((key, generation));
+                    stalled.push_front((key, generation));
                     return;
                 }
                 Err(flume::TrySendError::Disconnected(_)) => return,
@@ -795,7 +847,12 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
         call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
         return;
     }
-    let Some(jobs) = &shared.jobs else {
+    let lane = match &shared.classify {
+        Some(service) if service.is_slow(&body) => SLOW,
+        _ => MAIN,
+    };
+    let Lane { jobs, stalled } = &mut shared.lanes[lane];
+    let Some(jobs) = jobs else {
         return;
     };
     conn.busy = true;
@@ -808,7 +865,7 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
         Ok(()) => {}
         Err(flume::TrySendError::Full(job)) => {
             conn.stalled = Some(job.body);
-            shared.stalled.push_back((key, conn.generation));
+            stalled.push_back((key, conn.generation));
         }
         Err(flume::TrySendError::Disconnected(_)) => {
             conn.busy = false;

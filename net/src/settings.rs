@@ -19,6 +19,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("--max-connections", "MAX_CONNECTIONS"),
     ("--max-connections-per-peer", "MAX_CONNECTIONS_PER_PEER"),
     ("--frame-deadline", "FRAME_DEADLINE_SECS"),
+    ("--hash-workers", "HASH_WORKERS"),
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
@@ -34,6 +35,7 @@ pub const USAGE: &str = "\
   --max-connections-per-peer N
                            at most this many per address [MAX_CONNECTIONS_PER_PEER] (default 2000)
   --frame-deadline SECS    a begun frame must end within [FRAME_DEADLINE_SECS] (default 30)
+  --hash-workers N         threads of the password lane  [HASH_WORKERS] (default: one per core)
   --log-requests           one log line per request      [LOG_REQUESTS=1]";
 
 /// Builds the argument list from `raw` (the command line after the program
@@ -88,6 +90,11 @@ pub fn value<T: std::str::FromStr>(
     .map_err(|e| format!("{flag}: {e}"))
 }
 
+/// Threads of the password lane by default: one per core (a hash is CPU-bound).
+pub fn hash_lane() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// The reactor part of a server's settings.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -123,6 +130,7 @@ impl ServerSettings {
             value(args, "--max-connections-per-peer")?.unwrap_or(d.max_per_peer);
         let frame_deadline: f64 =
             value(args, "--frame-deadline")?.unwrap_or(d.frame_deadline.as_secs_f64());
+        let hash_workers: usize = value(args, "--hash-workers")?.unwrap_or_else(hash_lane);
         if workers == 0 || frame_limit == 0 || max_connections == 0 || max_per_peer == 0 {
             return Err("--workers, --frame-limit, --max-connections and \
                         --max-connections-per-peer must be at least 1"
@@ -144,6 +152,7 @@ impl ServerSettings {
                 max_connections,
                 max_per_peer,
                 frame_deadline: Duration::from_secs_f64(frame_deadline),
+                slow_workers: hash_workers,
                 ..d
             },
             trace: args.contains("--log-requests"),

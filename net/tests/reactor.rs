@@ -305,3 +305,41 @@ fn stopping_an_in_process_server_returns_ok_and_frees_the_port() {
     server.stop().unwrap();
     expect_closed(&mut conn);
 }
+
+#[test]
+fn a_storm_on_the_slow_lane_never_holds_the_workers_that_serve_the_rest() {
+    let server = start(Config {
+        workers: 1,
+        slow_workers: 1,
+        slow_queue_depth: 2,
+        ..Config::default()
+    });
+    // Six slow requests of 400 ms: one runs, two queue, three wait in their
+    // connections for room in the slow lane.
+    let mut slow: Vec<_> = (0..6).map(|_| connect(server.addr)).collect();
+    for (i, conn) in slow.iter_mut().enumerate() {
+        write_frame(conn, format!("slow:400 #{i}").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut quick = connect(server.addr);
+    for i in 0..5 {
+        let started = Instant::now();
+        write_frame(&mut quick, format!("quick #{i}").as_bytes());
+        assert_eq!(
+            read_frame(&mut quick).unwrap(),
+            format!("quick #{i}").as_bytes()
+        );
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(200),
+            "waited behind the slow lane: {took:?}"
+        );
+    }
+    // Every slow request is answered, in turn.
+    for (i, conn) in slow.iter_mut().enumerate() {
+        assert_eq!(
+            read_frame(conn).unwrap(),
+            format!("slow:400 #{i}").as_bytes()
+        );
+    }
+}

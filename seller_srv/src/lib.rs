@@ -127,6 +127,13 @@ impl net::Service for SellerService {
             self.handle(request, once, reply)
         });
     }
+
+    /// Account operations hash a password (about 15 ms of CPU each): they go
+    /// to the slow lane, so a login storm never holds the workers that serve
+    /// everyone else.
+    fn is_slow(&self, body: &[u8]) -> bool {
+        net::dispatch::mentions_operation(body, &["CreateAccount", "Login"])
+    }
 }
 
 /// Opens and migrates the databases (waiting up to `db_wait` for them), binds

@@ -56,7 +56,8 @@ impl DbSettings {
 
     /// Reads the database flags (environment fallbacks are merged in by the
     /// caller, see `net::settings::arguments`), defaulting the pool size to
-    /// `workers`.
+    /// `workers` (every thread that may hold a connection: the workers and the
+    /// password lane).
     ///
     /// # Errors
     /// A message naming the flag that does not parse or is out of range.
@@ -102,7 +103,10 @@ pub fn server_main(
         DbSettings::ENV,
         DbSettings::USAGE,
         |settings, args| {
-            let db = DbSettings::from_args(args, settings.reactor.workers)?;
+            let db = DbSettings::from_args(
+                args,
+                settings.reactor.workers + settings.reactor.slow_workers,
+            )?;
             prepare(settings, &db, Duration::from_secs(30))
         },
     )
