@@ -30,7 +30,8 @@ both databases, the seller server and the buyer server; Ctrl-C stops them all.
   --pg-port PORT           port of the private PostgreSQL [default: a free one]
   --customer-db URL        use this customer_db instead of a private cluster
   --product-db URL         use this product_db instead of a private cluster
-  --log-requests           one log line per request";
+  --log-requests           one log line per request
+  --log-format text|json   log lines as text or as JSON objects [default: text]";
 
 fn default_data_dir() -> PathBuf {
     // PostgreSQL refuses to run as root, so as root it runs as `postgres`, which
@@ -96,6 +97,11 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         _ => return Err("--customer-db and --product-db go together".into()),
     };
     config.trace = args.contains("--log-requests");
+    if let Some(format) = value(args, "--log-format")? {
+        let format = net::log::Format::parse(&format)
+            .ok_or_else(|| format!("--log-format: {format:?} is not text or json"))?;
+        net::log::set_format(format);
+    }
     Ok(config)
 }
 
@@ -148,7 +154,7 @@ fn main() -> ExitCode {
         stack.buyer_addr()
     );
     if signals.forever().next().is_some() {
-        eprintln!("marketplace: stopping");
+        net::log::line("marketplace", "INFO", "stopping");
     }
     stack.stop();
     ExitCode::SUCCESS

@@ -327,3 +327,42 @@ fn as_root_a_data_dir_postgres_cannot_reach_is_refused_with_the_reason() {
     assert!(stderr.contains("cannot enter"), "{stderr}");
     assert!(stderr.contains(&home.display().to_string()), "{stderr}");
 }
+
+#[test]
+fn with_log_format_json_every_log_line_is_one_json_object() {
+    let dir = deploy::testing::scratch_dir("json-logs");
+    let data = dir.join("data");
+    let mut child = up_command(
+        &["--data-dir", data.to_str().unwrap(), "--log-format", "json"],
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn marketplace");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready "), "{line:?}");
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "start and stop lines: {stderr}");
+    for line in &lines {
+        let mut bytes = line.as_bytes().to_vec();
+        let value = simd_json::to_owned_value(&mut bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        use simd_json::prelude::*;
+        for field in ["time", "component", "level", "message"] {
+            assert!(
+                value.get(field).and_then(|v| v.as_str()).is_some(),
+                "{field} in {line}"
+            );
+        }
+    }
+    assert!(stderr.contains("shutting down"), "{stderr}");
+}

@@ -4,7 +4,6 @@
 use crate::log;
 use bytes::BytesMut;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use wire::request::Idempotency;
 use wire::response::{encode_error, encode_ok};
@@ -25,8 +24,6 @@ impl Reply<'_> {
         self.written = true;
     }
 }
-
-static NEXT_REF: AtomicU64 = AtomicU64::new(1);
 
 /// Whether the frame `body` names one of `operations` as a JSON string
 /// (`"Login"`): the cheap look at the bytes that sorts password-hashing
@@ -128,7 +125,7 @@ fn fault(
     out: &mut BytesMut,
     refusal: Refusal,
 ) {
-    let reference = NEXT_REF.fetch_add(1, Ordering::Relaxed);
+    let reference = log::next_fault_ref();
     let id = request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
     log::line(
         component,

@@ -40,7 +40,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -342,13 +342,11 @@ struct Reply {
     out: BytesMut,
 }
 
-static NEXT_FAULT_REF: AtomicU64 = AtomicU64::new(1);
-
 /// Runs the service on one request, turning a panic into an `INTERNAL` reply.
 fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name: &str) {
     let start = out.len();
     if catch_unwind(AssertUnwindSafe(|| service.call(body, out))).is_err() {
-        let reference = NEXT_FAULT_REF.fetch_add(1, Ordering::Relaxed);
+        let reference = log::next_fault_ref();
         out.truncate(start);
         log::line(
             name,

@@ -20,6 +20,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("--max-connections-per-peer", "MAX_CONNECTIONS_PER_PEER"),
     ("--frame-deadline", "FRAME_DEADLINE_SECS"),
     ("--hash-workers", "HASH_WORKERS"),
+    ("--log-format", "LOG_FORMAT"),
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
@@ -36,6 +37,7 @@ pub const USAGE: &str = "\
                            at most this many per address [MAX_CONNECTIONS_PER_PEER] (default 2000)
   --frame-deadline SECS    a begun frame must end within [FRAME_DEADLINE_SECS] (default 30)
   --hash-workers N         threads of the password lane  [HASH_WORKERS] (default: one per core)
+  --log-format text|json   log lines as text or JSON     [LOG_FORMAT] (default text)
   --log-requests           one log line per request      [LOG_REQUESTS=1]";
 
 /// Builds the argument list from `raw` (the command line after the program
@@ -131,6 +133,11 @@ impl ServerSettings {
         let frame_deadline: f64 =
             value(args, "--frame-deadline")?.unwrap_or(d.frame_deadline.as_secs_f64());
         let hash_workers: usize = value(args, "--hash-workers")?.unwrap_or_else(hash_lane);
+        if let Some(format) = value::<String>(args, "--log-format")? {
+            let format = crate::log::Format::parse(&format)
+                .ok_or_else(|| format!("--log-format: {format:?} is not text or json"))?;
+            crate::log::set_format(format);
+        }
         if workers == 0 || frame_limit == 0 || max_connections == 0 || max_per_peer == 0 {
             return Err("--workers, --frame-limit, --max-connections and \
                         --max-connections-per-peer must be at least 1"
@@ -324,6 +331,8 @@ mod tests {
             (vec!["--workers", "0"], vec![]),
             (vec!["--listen", "nowhere"], vec![]),
             (vec![], vec![("IDLE_TIMEOUT_SECS", "-1")]),
+            (vec!["--log-format", "xml"], vec![]),
+            (vec![], vec![("LOG_FORMAT", "yaml")]),
         ] {
             let err = parse(&cli, &env).unwrap_err();
             assert!(err.starts_with("--"), "{err}");
