@@ -97,19 +97,20 @@ fn up_and_down(args: &[&str]) {
 }
 
 fn postmaster_alive(data_dir: &Path) -> bool {
-    let pid_file = data_dir.join("pgdata/postmaster.pid");
-    let Ok(text) = std::fs::read_to_string(pid_file) else {
-        return false;
-    };
-    let pid: i32 = text
-        .lines()
-        .next()
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    deploy::pg::live_postmaster(&data_dir.join("pgdata/postmaster.pid")).is_some()
+}
+
+/// A fresh directory of mode 0700, as a home is, when running as root (the
+/// tests that use it are about root); `None` otherwise, with a line saying so.
+fn closed_dir_as_root(label: &str) -> Option<deploy::testing::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    if !deploy::pg::is_root() {
+        eprintln!("skipped: this test is about running as root");
+        return None;
+    }
+    let dir = deploy::testing::scratch_dir(label);
+    std::fs::set_permissions(&*dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Some(dir)
 }
 
 #[test]
@@ -285,12 +286,9 @@ fn a_stale_pid_file_is_recovered_and_a_live_orphaned_postmaster_is_left_alone() 
 #[test]
 fn as_root_up_needs_no_data_dir_and_leaves_a_closed_home_closed() {
     use std::os::unix::fs::PermissionsExt;
-    if !deploy::pg::is_root() {
-        eprintln!("skipped: this test is about running as root");
+    let Some(home) = closed_dir_as_root("root-home") else {
         return;
-    }
-    let home = deploy::testing::scratch_dir("root-home");
-    std::fs::set_permissions(&*home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
     let default = Path::new(deploy::pg::ROOT_DATA_DIR);
     let existed = default.exists();
     let home_str = home.to_str().unwrap();
@@ -310,13 +308,9 @@ fn as_root_up_needs_no_data_dir_and_leaves_a_closed_home_closed() {
 
 #[test]
 fn as_root_a_data_dir_postgres_cannot_reach_is_refused_with_the_reason() {
-    use std::os::unix::fs::PermissionsExt;
-    if !deploy::pg::is_root() {
-        eprintln!("skipped: this test is about running as root");
+    let Some(home) = closed_dir_as_root("closed") else {
         return;
-    }
-    let home = deploy::testing::scratch_dir("closed");
-    std::fs::set_permissions(&*home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
     let data = home.join("data");
     let out = up_command(&["--data-dir", data.to_str().unwrap()], &[])
         .stdin(Stdio::null())
