@@ -29,4 +29,33 @@ marketplace_setup() {
     fi
 }
 
+# promtool, for the tests of the metrics and alert rules: taken out of Debian's
+# prometheus package into a cache (installing the package would also start a
+# Prometheus server on this machine). Exports PROMTOOL.
+marketplace_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        PROMTOOL=$(command -v promtool)
+        export PROMTOOL
+        return
+    fi
+    local tools="${XDG_CACHE_HOME:-$HOME/.cache}/marketplace/tools"
+    PROMTOOL="$tools/promtool"
+    export PROMTOOL
+    [ -x "$PROMTOOL" ] && return
+    local sudo="" work
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    work=$(mktemp -d)
+    echo "setup: fetching promtool from Debian's prometheus package" >&2
+    if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+        $sudo apt-get update -qq
+        (cd "$work" && apt-get download prometheus >/dev/null)
+    fi
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+    mkdir -p "$tools"
+    # Moved into place whole: a second copy of the tests may be doing the same.
+    cp "$work/root/usr/bin/promtool" "$tools/promtool.$$"
+    mv -f "$tools/promtool.$$" "$PROMTOOL"
+    rm -rf "$work"
+}
+
 marketplace_setup

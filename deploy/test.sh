@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=deploy/setup.sh
 . deploy/setup.sh
+marketplace_promtool
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -162,10 +162,10 @@ impl BuyerService {
 }
 
 impl net::Service for BuyerService {
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) {
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> net::metrics::Outcome {
         serve::<Request>(NAME, self.trace, body, out, |request, once, reply| {
             self.handle(request, once, reply)
-        });
+        })
     }
 
     /// Account operations hash a password (about 15 ms of CPU each): they go
@@ -189,18 +189,24 @@ pub fn prepare(
 ) -> Result<net::Server, String> {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
     let sweeper = store.clone();
+    let metrics = settings.metrics("buyer", Request::OPERATIONS);
+    let probe = store.clone();
+    metrics.watch_databases(move || probe.db_stats());
     settings.serve(
         Arc::new(BuyerService::new(store, settings.trace)),
+        metrics,
         db.sweep_interval(),
-        move || {
+        move |metrics| {
             let swept = sweeper.sweep_buyer_sessions().map_err(|e| e.to_string())?;
+            metrics.sessions_swept(swept);
             let settled = sweeper
                 .recover_purchases(PURCHASE_RECOVERY_AGE)
                 .map_err(|e| format!("purchase recovery: {e}"))?;
-            let keys = sweeper
+            metrics.purchases_recovered(settled.completed, settled.abandoned);
+            sweeper
                 .sweep_idempotency_keys()
                 .map_err(|e| format!("idempotency keys: {e}"))?;
-            Ok(swept + settled + keys)
+            Ok(())
         },
     )
 }

@@ -31,7 +31,9 @@ both databases, the seller server and the buyer server; Ctrl-C stops them all.
   --customer-db URL        use this customer_db instead of a private cluster
   --product-db URL         use this product_db instead of a private cluster
   --log-requests           one log line per request
-  --log-format text|json   log lines as text or as JSON objects [default: text]";
+  --log-format text|json   log lines as text or as JSON objects [default: text]
+  --metrics-listen ADDR    serve both servers' Prometheus metrics at
+                           http://ADDR/metrics (and /health) [default: off]";
 
 fn default_data_dir() -> PathBuf {
     // PostgreSQL refuses to run as root, so as root it runs as `postgres`, which
@@ -97,6 +99,11 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         _ => return Err("--customer-db and --product-db go together".into()),
     };
     config.trace = args.contains("--log-requests");
+    if let Some(addr) = value(args, "--metrics-listen")? {
+        config.metrics_listen = Some(addr.parse().map_err(|_| {
+            format!("--metrics-listen: {addr:?} is not an address like 127.0.0.1:9101")
+        })?);
+    }
     if let Some(format) = value(args, "--log-format")? {
         let format = net::log::Format::parse(&format)
             .ok_or_else(|| format!("--log-format: {format:?} is not text or json"))?;
@@ -148,8 +155,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics: String = stack
+        .metrics_addrs()
+        .iter()
+        .map(|a| format!(" metrics=http://{a}/metrics"))
+        .collect();
     println!(
-        "ready seller={} buyer={}",
+        "ready seller={} buyer={}{metrics}",
         stack.seller_addr(),
         stack.buyer_addr()
     );

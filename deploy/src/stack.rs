@@ -41,6 +41,9 @@ pub struct StackConfig {
     /// Log one line per request.
     pub trace: bool,
     pub servers: ServerMode,
+    /// Serve both servers' metrics here (with [`ServerMode::Processes`],
+    /// each server serves its own, on free ports of this address's host).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl StackConfig {
@@ -58,6 +61,7 @@ impl StackConfig {
             external: None,
             trace: false,
             servers: ServerMode::Threads,
+            metrics_listen: None,
         }
     }
 }
@@ -84,6 +88,10 @@ pub struct Stack {
     buyer: ServerSettings,
     mode: ServerMode,
     running: Mutex<Vec<Running>>,
+    /// Both servers' metrics (when they run on threads of this process).
+    exporter: net::metrics::Exporter,
+    /// The metrics listener of this process, when asked for one.
+    endpoint: Option<net::metrics::Endpoint>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -118,15 +126,27 @@ impl Stack {
             session_timeout: config.session_timeout,
             ..DbSettings::default()
         };
-        let settings = |name: &str, listen: SocketAddr| ServerSettings {
-            listen,
-            reactor: net::Config {
-                name: name.to_owned(),
-                workers: config.workers,
-                slow_workers: net::settings::hash_lane(),
-                ..net::Config::default()
-            },
-            trace: config.trace,
+        let exporter = net::metrics::Exporter::default();
+        let processes = matches!(config.servers, ServerMode::Processes { .. });
+        let own_metrics = |addr: Option<SocketAddr>| -> Result<Option<SocketAddr>, String> {
+            match addr {
+                Some(a) if processes => Ok(Some(SocketAddr::new(a.ip(), crate::pg::free_port()?))),
+                _ => Ok(None),
+            }
+        };
+        let settings = |name: &str, listen: SocketAddr| -> Result<ServerSettings, String> {
+            Ok(ServerSettings {
+                listen,
+                reactor: net::Config {
+                    name: name.to_owned(),
+                    workers: config.workers,
+                    slow_workers: net::settings::hash_lane(),
+                    ..net::Config::default()
+                },
+                trace: config.trace,
+                metrics_listen: own_metrics(config.metrics_listen)?,
+                exporter: exporter.clone(),
+            })
         };
         let fixed = |addr: SocketAddr| -> Result<SocketAddr, String> {
             // Child processes cannot report a port 0 back: pick one now.
@@ -141,11 +161,19 @@ impl Stack {
             cluster: Mutex::new(cluster),
             _lock: lock,
             db,
-            seller: settings(seller_srv::NAME, fixed(config.seller_listen)?),
-            buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?),
+            seller: settings(seller_srv::NAME, fixed(config.seller_listen)?)?,
+            buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?)?,
             mode: config.servers.clone(),
             running: Mutex::new(Vec::new()),
+            exporter: exporter.clone(),
+            endpoint: None,
         };
+        if let (Some(addr), false) = (config.metrics_listen, processes) {
+            let endpoint = exporter
+                .serve(addr)
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            stack.endpoint = Some(endpoint);
+        }
         let (seller, buyer) = stack.launch()?;
         // A port 0 is now fixed, so a restart comes back where clients expect it.
         stack.seller.listen = seller;
@@ -163,6 +191,8 @@ impl Stack {
                 ..net::Config::default()
             },
             trace: false,
+            metrics_listen: None,
+            exporter: net::metrics::Exporter::default(),
         };
         Stack {
             cluster: Mutex::new(None),
@@ -172,6 +202,8 @@ impl Stack {
             buyer: settings(buyer_srv::NAME, buyer),
             mode: ServerMode::Threads,
             running: Mutex::new(Vec::new()),
+            exporter: net::metrics::Exporter::default(),
+            endpoint: None,
         }
     }
 
@@ -232,6 +264,9 @@ impl Stack {
             .stdout(Stdio::null());
         if settings.trace {
             command.arg("--log-requests");
+        }
+        if let Some(addr) = settings.metrics_listen {
+            command.args(["--metrics-listen", &addr.to_string()]);
         }
         let mut child = command
             .spawn()
@@ -338,6 +373,23 @@ impl Stack {
     /// The buyer server's address.
     pub fn buyer_addr(&self) -> SocketAddr {
         self.buyer.listen
+    }
+
+    /// The metrics of servers running on threads of this process.
+    pub fn metrics(&self) -> &net::metrics::Exporter {
+        &self.exporter
+    }
+
+    /// Where the servers' metrics are served: one endpoint for both servers
+    /// on threads, one per server process; none unless asked for.
+    pub fn metrics_addrs(&self) -> Vec<SocketAddr> {
+        match &self.endpoint {
+            Some(endpoint) => vec![endpoint.local_addr()],
+            None => [&self.seller, &self.buyer]
+                .iter()
+                .filter_map(|s| s.metrics_listen)
+                .collect(),
+        }
     }
 
     /// The database settings the servers use.

@@ -2,6 +2,7 @@
 //! decode the frame, run the handler, answer exactly once, log faults.
 
 use crate::log;
+use crate::metrics::Outcome;
 use bytes::BytesMut;
 use serde::Serialize;
 use std::time::Instant;
@@ -39,16 +40,17 @@ pub fn mentions_operation(body: &[u8], operations: &[&str]) -> bool {
 
 /// Decodes one request of type `R` from `body`, runs `handle` with what applying it
 /// at most once takes (for a state-changing request that carries an
-/// `idempotency_key`), and appends exactly one response to `out`. A refusal is answered with its code; one with a detail
-/// (a server-side fault) is logged with a fault reference that the client's
-/// message also carries, and the client's request id.
+/// `idempotency_key`), and appends exactly one response to `out`. A refusal
+/// is answered with its code; one with a detail (a server-side fault) is
+/// logged with a fault reference that the client's message also carries, and
+/// the client's request id. Returns what the request came to.
 pub fn serve<R: Operation>(
     component: &str,
     trace: bool,
     body: &mut [u8],
     out: &mut BytesMut,
     handle: impl FnOnce(R, Option<Idempotency>, &mut Reply<'_>) -> Result<(), Refusal>,
-) {
+) -> Outcome {
     let started = Instant::now();
     let Decoded {
         request_id,
@@ -65,7 +67,10 @@ pub fn serve<R: Operation>(
                     &format!("rejected: {} {}", r.code, r.message),
                 );
             }
-            return;
+            return Outcome {
+                operation: None,
+                code: Some(r.code),
+            };
         }
     };
     let operation = request.name();
@@ -78,8 +83,8 @@ pub fn serve<R: Operation>(
     };
     let result = handle(request, once, &mut reply);
     let written = reply.written;
-    let outcome = match result {
-        Ok(()) if written => "OK".to_owned(),
+    let code = match result {
+        Ok(()) if written => None,
         Ok(()) => {
             fault(
                 component,
@@ -92,7 +97,7 @@ pub fn serve<R: Operation>(
                     detail: Some("the handler wrote no reply".into()),
                 },
             );
-            "INTERNAL".to_owned()
+            Some(ErrorCode::Internal)
         }
         Err(refusal) => {
             out.truncate(start);
@@ -102,19 +107,24 @@ pub fn serve<R: Operation>(
             } else {
                 encode_error(out, request_id.as_ref(), code, &refusal.message);
             }
-            code.to_string()
+            Some(code)
         }
     };
     if trace {
         let id = request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let shown = code.map_or("OK", ErrorCode::as_str);
         log::line(
             component,
             "TRACE",
             &format!(
-                "{operation} request_id={id} -> {outcome} in {} µs",
+                "{operation} request_id={id} -> {shown} in {} µs",
                 started.elapsed().as_micros()
             ),
         );
+    }
+    Outcome {
+        operation: Some(operation),
+        code,
     }
 }
 

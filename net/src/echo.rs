@@ -5,6 +5,7 @@
 //! that long before echoing (an in-flight request that takes time), and
 //! `slow:<ms>...` does the same on the slow lane.
 
+use crate::metrics::Outcome;
 use crate::reactor::Service;
 use bytes::BytesMut;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 pub struct Echo;
 
 impl Service for Echo {
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) {
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> Outcome {
         if body == b"panic" {
             panic!("the echo service was asked to panic");
         }
@@ -34,6 +35,10 @@ impl Service for Echo {
             std::thread::sleep(Duration::from_millis(ms));
         }
         wire::frame::encode_raw(out, body);
+        Outcome {
+            operation: Some("Echo"),
+            code: None,
+        }
     }
 
     fn is_slow(&self, body: &[u8]) -> bool {

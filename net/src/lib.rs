@@ -15,6 +15,7 @@ pub mod client;
 pub mod dispatch;
 pub mod echo;
 pub mod log;
+pub mod metrics;
 pub mod reactor;
 pub mod settings;
 pub mod signals;

@@ -32,6 +32,7 @@
 //!   another one arrives.
 
 use crate::log;
+use crate::metrics::{FrameRejected, Outcome, Refused, ServerMetrics};
 use bytes::{Buf, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -65,8 +66,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// append exactly one framed response to `out`. A panic is caught and answered
 /// with `INTERNAL`.
 pub trait Service: Send + Sync + 'static {
-    /// Handles the frame body `body` (which it may decode in place).
-    fn call(&self, body: &mut [u8], out: &mut BytesMut);
+    /// Handles the frame body `body` (which it may decode in place) and says
+    /// what the request came to, for the metrics.
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> Outcome;
 
     /// Whether `body` asks for slow work (e.g. a password hash), served by the
     /// slow lane when the server has one. Runs on the reactor thread: it must
@@ -159,6 +161,7 @@ pub struct Server {
     local_addr: SocketAddr,
     service: Option<Arc<dyn Service>>,
     housekeeping: Option<Housekeeping>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl Server {
@@ -182,6 +185,7 @@ impl Server {
             local_addr,
             service: None,
             housekeeping: None,
+            metrics: Arc::new(ServerMetrics::new("server", &[])),
         })
     }
 
@@ -189,6 +193,13 @@ impl Server {
     #[must_use]
     pub fn with_service(mut self, service: Arc<dyn Service>) -> Self {
         self.service = Some(service);
+        self
+    }
+
+    /// Counts into `metrics` (by default, metrics nobody reads).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<ServerMetrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -245,7 +256,9 @@ impl Server {
             local_addr: _,
             service: _,
             housekeeping,
+            metrics,
         } = self;
+        metrics.set_workers(config.workers.max(1));
         let (stop_housekeeping, stopped) = flume::bounded::<()>(0);
         let housekeeper = match housekeeping {
             Some((every, mut task)) => Some(
@@ -275,17 +288,19 @@ impl Server {
             let (job_tx, job_rx) = flume::bounded::<Job>(depth.max(1));
             if !config.inline {
                 for i in 0..threads {
-                    let (service, jobs, replies, waker) = (
-                        service.clone(),
-                        job_rx.clone(),
-                        reply_tx.clone(),
-                        waker.clone(),
-                    );
-                    let name = config.name.clone();
+                    let lane = Worker {
+                        service: service.clone(),
+                        jobs: job_rx.clone(),
+                        replies: reply_tx.clone(),
+                        waker: waker.clone(),
+                        name: config.name.clone(),
+                        metrics: metrics.clone(),
+                        slow: label == "slow",
+                    };
                     workers.push(
                         std::thread::Builder::new()
                             .name(format!("{}-{label}-{i}", config.name))
-                            .spawn(move || work(&*service, &jobs, &replies, &waker, &name))?,
+                            .spawn(move || lane.work())?,
                     );
                 }
             }
@@ -306,6 +321,7 @@ impl Server {
                 inline: config.inline.then_some(service),
                 draining: false,
                 name: config.name.clone(),
+                metrics,
             },
             replies: reply_rx,
             shutdown,
@@ -334,6 +350,8 @@ struct Job {
     key: usize,
     generation: u64,
     body: BytesMut,
+    /// When its whole frame was read.
+    arrived: Instant,
 }
 
 struct Reply {
@@ -343,9 +361,10 @@ struct Reply {
 }
 
 /// Runs the service on one request, turning a panic into an `INTERNAL` reply.
-fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name: &str) {
+fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name: &str) -> Outcome {
     let start = out.len();
-    if catch_unwind(AssertUnwindSafe(|| service.call(body, out))).is_err() {
+    let outcome = catch_unwind(AssertUnwindSafe(|| service.call(body, out)));
+    let outcome = outcome.unwrap_or_else(|_| {
         let reference = log::next_fault_ref();
         out.truncate(start);
         log::line(
@@ -359,30 +378,55 @@ fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name
             ErrorCode::Internal,
             &format!("internal error (fault ref {reference})"),
         );
-    }
+        Outcome {
+            operation: None,
+            code: Some(ErrorCode::Internal),
+        }
+    });
     debug_assert!(out.len() > start, "a service must answer every request");
+    outcome
 }
 
-fn work(
-    service: &dyn Service,
-    jobs: &flume::Receiver<Job>,
-    replies: &flume::Sender<Reply>,
-    waker: &Waker,
-    name: &str,
-) {
-    for mut job in jobs.iter() {
-        let mut out = BytesMut::with_capacity(256);
-        call_service(service, &mut job.body, &mut out, name);
-        let reply = Reply {
-            key: job.key,
-            generation: job.generation,
-            out,
-        };
-        if replies.send(reply).is_err() {
-            return;
-        }
-        if let Err(e) = waker.wake() {
-            log::line(name, "ERROR", &format!("waking the reactor failed: {e}"));
+/// One thread of a lane.
+struct Worker {
+    service: Arc<dyn Service>,
+    jobs: flume::Receiver<Job>,
+    replies: flume::Sender<Reply>,
+    waker: Arc<Waker>,
+    name: String,
+    metrics: Arc<ServerMetrics>,
+    /// Of the password lane.
+    slow: bool,
+}
+
+impl Worker {
+    fn work(self) {
+        for mut job in self.jobs.iter() {
+            self.metrics.queued(self.slow, -1);
+            if !self.slow {
+                self.metrics.busy(1);
+            }
+            let mut out = BytesMut::with_capacity(256);
+            let outcome = call_service(&*self.service, &mut job.body, &mut out, &self.name);
+            self.metrics.request(outcome, job.arrived.elapsed());
+            if !self.slow {
+                self.metrics.busy(-1);
+            }
+            let reply = Reply {
+                key: job.key,
+                generation: job.generation,
+                out,
+            };
+            if self.replies.send(reply).is_err() {
+                return;
+            }
+            if let Err(e) = self.waker.wake() {
+                log::line(
+                    &self.name,
+                    "ERROR",
+                    &format!("waking the reactor failed: {e}"),
+                );
+            }
         }
     }
 }
@@ -397,8 +441,10 @@ struct Connection {
     write_buf: BytesMut,
     /// A request of this connection is queued, stalled or running.
     busy: bool,
-    /// A frame waiting for room in the job channel.
-    stalled: Option<BytesMut>,
+    /// A frame waiting for room in the job channel, and when it arrived.
+    stalled: Option<(BytesMut, Instant)>,
+    /// The stalled frame waits for the password lane.
+    stalled_slow: bool,
     last_active: Instant,
     peer_closed: bool,
     /// Close as soon as `write_buf` is flushed (after `BAD_FRAME`).
@@ -426,6 +472,7 @@ struct Shared {
     inline: Option<Arc<dyn Service>>,
     draining: bool,
     name: String,
+    metrics: Arc<ServerMetrics>,
 }
 
 struct Reactor {
@@ -524,6 +571,7 @@ impl Reactor {
                 stream,
                 "too many connections from your address; retry later",
             );
+            self.shared.metrics.refused(Refused::PerPeer);
             return;
         }
         if self.connections.len() >= self.config.max_connections {
@@ -531,6 +579,7 @@ impl Reactor {
                 Some(key) => self.close(key),
                 None => {
                     refuse(stream, "too many connections; retry later");
+                    self.shared.metrics.refused(Refused::Capacity);
                     return;
                 }
             }
@@ -550,6 +599,7 @@ impl Reactor {
         }
         self.next_generation += 1;
         *self.peers.entry(peer).or_insert(0) += 1;
+        self.shared.metrics.connection_opened();
         entry.insert(Connection {
             stream,
             generation: self.next_generation,
@@ -559,6 +609,7 @@ impl Reactor {
             write_buf: BytesMut::new(),
             busy: false,
             stalled: None,
+            stalled_slow: false,
             last_active: Instant::now(),
             peer_closed: false,
             closing: false,
@@ -652,17 +703,18 @@ impl Reactor {
             if conn.generation != generation {
                 continue;
             }
-            let Some(body) = conn.stalled.take() else {
+            let Some((body, arrived)) = conn.stalled.take() else {
                 continue;
             };
             match jobs.try_send(Job {
                 key,
                 generation,
                 body,
+                arrived,
             }) {
                 Ok(()) => {}
                 Err(flume::TrySendError::Full(job)) => {
-                    conn.stalled = Some(job.body);
+                    conn.stalled = Some((job.body, job.arrived));
                     stalled.push_front((key, generation));
                     return;
                 }
@@ -698,18 +750,21 @@ impl Reactor {
     fn close_idle(&mut self, now: Instant) {
         let limit = self.config.idle_timeout;
         let deadline = self.config.frame_deadline;
-        let idle: Vec<usize> = self
+        let idle: Vec<(usize, bool)> = self
             .connections
             .iter()
-            .filter(|(_, c)| {
-                !c.busy
-                    && (now.duration_since(c.last_active) > limit
-                        || c.frame_started
-                            .is_some_and(|t| now.duration_since(t) > deadline))
+            .filter_map(|(key, c)| {
+                let late = c
+                    .frame_started
+                    .is_some_and(|t| now.duration_since(t) > deadline);
+                (!c.busy && (now.duration_since(c.last_active) > limit || late))
+                    .then_some((key, late))
             })
-            .map(|(key, _)| key)
             .collect();
-        for key in idle {
+        for (key, late) in idle {
+            if late {
+                self.shared.metrics.frame_rejected(FrameRejected::Deadline);
+            }
             self.close(key);
         }
     }
@@ -717,6 +772,11 @@ impl Reactor {
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.connections.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.shared.metrics.connection_closed();
+            if conn.stalled.is_some() {
+                // Its frame leaves the queue unserved.
+                self.shared.metrics.queued(conn.stalled_slow, -1);
+            }
             if let Some(n) = self.peers.get_mut(&conn.peer) {
                 *n -= 1;
                 if *n == 0 {
@@ -763,6 +823,10 @@ fn step(conn: &mut Connection, key: usize, shared: &mut Shared) -> io::Result<()
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    shared.metrics.frame_rejected(match e {
+                        wire::FrameError::Empty => FrameRejected::Empty,
+                        wire::FrameError::TooLarge { .. } => FrameRejected::TooLarge,
+                    });
                     encode_error(
                         &mut conn.write_buf,
                         None,
@@ -841,8 +905,10 @@ fn fill(conn: &mut Connection) -> io::Result<bool> {
 }
 
 fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut Shared) {
+    let arrived = Instant::now();
     if let Some(service) = &shared.inline {
-        call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
+        let outcome = call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
+        shared.metrics.request(outcome, arrived.elapsed());
         return;
     }
     let lane = match &shared.classify {
@@ -854,18 +920,22 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
         return;
     };
     conn.busy = true;
+    shared.metrics.queued(lane == SLOW, 1);
     let job = Job {
         key,
         generation: conn.generation,
         body,
+        arrived,
     };
     match jobs.try_send(job) {
         Ok(()) => {}
         Err(flume::TrySendError::Full(job)) => {
-            conn.stalled = Some(job.body);
+            conn.stalled = Some((job.body, job.arrived));
+            conn.stalled_slow = lane == SLOW;
             stalled.push_back((key, conn.generation));
         }
         Err(flume::TrySendError::Disconnected(_)) => {
+            shared.metrics.queued(lane == SLOW, -1);
             conn.busy = false;
             encode_error(
                 &mut conn.write_buf,

@@ -4,6 +4,7 @@
 //! Every flag has an environment twin (the same names in the README, the
 //! containers and the local stack); a flag on the command line wins.
 
+use crate::metrics::{Exporter, ServerMetrics};
 use crate::reactor::{Config, Server, Service};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("--frame-deadline", "FRAME_DEADLINE_SECS"),
     ("--hash-workers", "HASH_WORKERS"),
     ("--log-format", "LOG_FORMAT"),
+    ("--metrics-listen", "METRICS_LISTEN"),
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
@@ -38,6 +40,8 @@ pub const USAGE: &str = "\
   --frame-deadline SECS    a begun frame must end within [FRAME_DEADLINE_SECS] (default 30)
   --hash-workers N         threads of the password lane  [HASH_WORKERS] (default: one per core)
   --log-format text|json   log lines as text or JSON     [LOG_FORMAT] (default text)
+  --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics
+                           (and /health)                 [METRICS_LISTEN] (default: off)
   --log-requests           one log line per request      [LOG_REQUESTS=1]";
 
 /// Builds the argument list from `raw` (the command line after the program
@@ -104,6 +108,10 @@ pub struct ServerSettings {
     pub reactor: Config,
     /// Log one line per request.
     pub trace: bool,
+    /// Where to serve `/metrics` and `/health` (None: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The process's metrics, which this server's join.
+    pub exporter: Exporter,
 }
 
 impl ServerSettings {
@@ -133,6 +141,12 @@ impl ServerSettings {
         let frame_deadline: f64 =
             value(args, "--frame-deadline")?.unwrap_or(d.frame_deadline.as_secs_f64());
         let hash_workers: usize = value(args, "--hash-workers")?.unwrap_or_else(hash_lane);
+        let metrics_listen = match value::<String>(args, "--metrics-listen")? {
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                format!("--metrics-listen: {addr:?} is not an address like 0.0.0.0:9101")
+            })?),
+            None => None,
+        };
         if let Some(format) = value::<String>(args, "--log-format")? {
             let format = crate::log::Format::parse(&format)
                 .ok_or_else(|| format!("--log-format: {format:?} is not text or json"))?;
@@ -163,7 +177,18 @@ impl ServerSettings {
                 ..d
             },
             trace: args.contains("--log-requests"),
+            metrics_listen,
+            exporter: Exporter::default(),
         })
+    }
+
+    /// The metrics of this server, labelled `server`, serving `operations`.
+    pub fn metrics(
+        &self,
+        server: &'static str,
+        operations: &[&'static str],
+    ) -> std::sync::Arc<ServerMetrics> {
+        self.exporter.server(server, operations)
     }
 
     /// Binds the listener.
@@ -174,16 +199,18 @@ impl ServerSettings {
         Server::bind(self.listen, self.reactor.clone())
     }
 
-    /// Binds the listener and returns the server ready to run `service`, with
-    /// `sweep` run every `every` beside it (its failures are logged).
+    /// Binds the listener and returns the server ready to run `service`,
+    /// counting into `metrics`, with `sweep` run every `every` beside it (its
+    /// failures are logged).
     ///
     /// # Errors
     /// When the address cannot be bound.
     pub fn serve(
         &self,
         service: std::sync::Arc<dyn Service>,
+        metrics: std::sync::Arc<ServerMetrics>,
         every: Duration,
-        mut sweep: impl FnMut() -> Result<u64, String> + Send + 'static,
+        mut sweep: impl FnMut(&ServerMetrics) -> Result<(), String> + Send + 'static,
     ) -> Result<Server, String> {
         let name = self.reactor.name.clone();
         let server = self
@@ -191,8 +218,9 @@ impl ServerSettings {
             .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
         Ok(server
             .with_service(service)
+            .with_metrics(metrics.clone())
             .with_housekeeping(every, move || {
-                if let Err(e) = sweep() {
+                if let Err(e) = sweep(&metrics) {
                     crate::log::line(&name, "ERROR", &format!("session sweep failed: {e}"));
                 }
             }))
@@ -237,6 +265,27 @@ pub fn main(
         eprintln!("{name}: unexpected arguments {rest:?} (see --help)");
         return ExitCode::from(2);
     }
+    let _endpoint = match settings.metrics_listen {
+        Some(addr) => match settings.exporter.serve(addr) {
+            Ok(endpoint) => {
+                crate::log::line(
+                    name,
+                    "INFO",
+                    &format!("metrics at http://{}/metrics", endpoint.local_addr()),
+                );
+                Some(endpoint)
+            }
+            Err(e) => {
+                crate::log::line(
+                    name,
+                    "ERROR",
+                    &format!("cannot serve metrics on {addr}: {e}"),
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     if let Err(e) = crate::signals::shutdown_on_signals(vec![server.shutdown_handle()]) {
         crate::log::line(
             name,

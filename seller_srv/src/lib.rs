@@ -122,10 +122,10 @@ impl SellerService {
 }
 
 impl net::Service for SellerService {
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) {
+    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> net::metrics::Outcome {
         serve::<Request>(NAME, self.trace, body, out, |request, once, reply| {
             self.handle(request, once, reply)
-        });
+        })
     }
 
     /// Account operations hash a password (about 15 ms of CPU each): they go
@@ -149,15 +149,20 @@ pub fn prepare(
 ) -> Result<net::Server, String> {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
     let sweeper = store.clone();
+    let metrics = settings.metrics("seller", Request::OPERATIONS);
+    let probe = store.clone();
+    metrics.watch_databases(move || probe.db_stats());
     settings.serve(
         Arc::new(SellerService::new(store, settings.trace)),
+        metrics,
         db.sweep_interval(),
-        move || {
+        move |metrics| {
             let swept = sweeper.sweep_seller_sessions().map_err(|e| e.to_string())?;
-            let keys = sweeper
+            metrics.sessions_swept(swept);
+            sweeper
                 .sweep_idempotency_keys()
                 .map_err(|e| format!("idempotency keys: {e}"))?;
-            Ok(swept + keys)
+            Ok(())
         },
     )
 }

@@ -31,6 +31,8 @@ pub struct Conn {
     /// When it was last handed out.
     last_used: std::time::Instant,
     failures: Arc<AtomicU64>,
+    /// The pool's error count, for the metrics.
+    errors: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -51,7 +53,11 @@ impl Conn {
                 // restart): each is checked once before its next use.
                 self.failures.fetch_add(1, Ordering::SeqCst);
             }
-            StoreError::from(e)
+            let e = StoreError::from(e);
+            if matches!(e, StoreError::Unavailable(_) | StoreError::Internal(_)) {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            e
         })
     }
 
@@ -126,6 +132,7 @@ impl Conn {
 pub struct Manager {
     inner: PostgresConnectionManager<NoTls>,
     failures: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -140,6 +147,7 @@ impl r2d2::ManageConnection for Manager {
             epoch: self.failures.load(Ordering::SeqCst),
             last_used: std::time::Instant::now(),
             failures: self.failures.clone(),
+            errors: self.errors.clone(),
         })
     }
 
@@ -164,6 +172,8 @@ pub type Pooled = PooledConnection<Manager>;
 struct Db {
     pool: Pool<Manager>,
     failures: Arc<AtomicU64>,
+    /// Errors met on this database (see [`Store::db_stats`]).
+    errors: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -179,6 +189,14 @@ impl Db {
     /// each check waits for the TCP user timeout), the request gets
     /// `UNAVAILABLE` instead of waiting through every pooled connection.
     fn get(&self) -> Result<Pooled, StoreError> {
+        let got = self.checked_out();
+        if got.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    fn checked_out(&self) -> Result<Pooled, StoreError> {
         let started = std::time::Instant::now();
         loop {
             let mut conn = self.pool.get()?;
@@ -215,9 +233,11 @@ fn pool(url: &str, settings: &DbSettings, failures: &Arc<AtomicU64>) -> Result<D
         // unacknowledged this long fails, and the request gets UNAVAILABLE.
         .tcp_user_timeout(Duration::from_millis(1500))
         .application_name("marketplace");
+    let errors = Arc::new(AtomicU64::new(0));
     let manager = Manager {
         inner: PostgresConnectionManager::new(config, NoTls),
         failures: failures.clone(),
+        errors: errors.clone(),
     };
     // Built unchecked: a server starts (and answers UNAVAILABLE) while a database
     // is down, and recovers when it comes back. Connections are not tested on
@@ -232,6 +252,7 @@ fn pool(url: &str, settings: &DbSettings, failures: &Arc<AtomicU64>) -> Result<D
     Ok(Db {
         pool,
         failures: failures.clone(),
+        errors,
     })
 }
 
@@ -278,6 +299,24 @@ impl Store {
     /// The session timeout in seconds, as every session statement takes it.
     pub(crate) fn timeout(&self) -> f64 {
         self.session_timeout_secs
+    }
+
+    /// Each pool's connections and the errors met on its database so far:
+    /// connections that failed or could not be had, and statements that
+    /// failed other than by a constraint (a taken username is not an error).
+    pub fn db_stats(&self) -> Vec<net::metrics::DbStats> {
+        [("customer", &self.customer), ("product", &self.product)]
+            .into_iter()
+            .map(|(db, d)| {
+                let state = d.pool.state();
+                net::metrics::DbStats {
+                    db,
+                    open: state.connections,
+                    idle: state.idle_connections,
+                    errors: d.errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 }
 

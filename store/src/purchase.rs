@@ -70,6 +70,22 @@ fn in_doubt(e: StoreError) -> StoreError {
     }
 }
 
+/// What one pass of [`Store::recover_purchases`] settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Finished: their stock had been taken.
+    pub completed: u64,
+    /// Abandoned: no stock was taken, nothing is charged.
+    pub abandoned: u64,
+}
+
+impl Recovered {
+    /// Both.
+    pub fn total(&self) -> u64 {
+        self.completed + self.abandoned
+    }
+}
+
 impl Store {
     /// Buys the session's whole active cart at current prices, atomically.
     ///
@@ -278,11 +294,12 @@ impl Store {
 
     /// Settles purchases pending for longer than `older_than` (a crash or a
     /// database failure interrupted them): each is fenced in product_db, then
-    /// finished if its stock was taken, abandoned otherwise. Returns how many.
+    /// finished if its stock was taken, abandoned otherwise. Returns how many
+    /// of each.
     ///
     /// # Errors
     /// `Unavailable` (the next pass tries again).
-    pub fn recover_purchases(&self, older_than: Duration) -> Result<u64, StoreError> {
+    pub fn recover_purchases(&self, older_than: Duration) -> Result<Recovered, StoreError> {
         let pending: Vec<i64> = self
             .customer()?
             .query(
@@ -294,6 +311,7 @@ impl Store {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
+        let mut recovered = Recovered::default();
         for &purchase_id in &pending {
             let taken: bool = self
                 .product()?
@@ -311,10 +329,12 @@ impl Store {
                     .map(|r| taken_at(r, 0))
                     .collect::<Result<_, _>>()?;
                 self.finish_purchase(purchase_id, &lines)?;
+                recovered.completed += 1;
             } else {
                 self.abandon_purchase(purchase_id)?;
+                recovered.abandoned += 1;
             }
         }
-        Ok(pending.len() as u64)
+        Ok(recovered)
     }
 }
