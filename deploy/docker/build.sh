@@ -3,6 +3,7 @@
 # Debian packages, with or without a container registry:
 #   marketplace:latest           every binary of ours on a slim Debian base
 #   marketplace-postgres:latest  PostgreSQL 15 with our settings
+#   marketplace-prometheus:latest  Prometheus (the compose `monitoring` profile)
 # The base images are debian:bookworm-slim when it can be pulled; otherwise
 # they are made from Debian packages (debootstrap into a folder, then docker
 # import) and cached, so a second build only copies the new binaries.
@@ -70,12 +71,15 @@ if docker image inspect debian:bookworm-slim >/dev/null 2>&1 ||
     timeout 60 docker pull -q debian:bookworm-slim >/dev/null 2>&1; then
     base=debian:bookworm-slim
     pg_base=debian:bookworm-slim
+    prom_base=debian:bookworm-slim
 else
     say "no registry answers: making the base images from Debian packages"
     base=marketplace-base:$suite
     pg_base=marketplace-postgres-base:$suite
+    prom_base=marketplace-prometheus-base:$suite
     debootstrap_image "$base" ca-certificates
     debootstrap_image "$pg_base" ca-certificates,postgresql-15
+    debootstrap_image "$prom_base" ca-certificates,prometheus
 fi
 
 say "building the release binaries"
@@ -94,6 +98,9 @@ docker build -q --build-arg BASE="$base" -t "marketplace:$tag" "$context" >/dev/
 say "building marketplace-postgres:$tag"
 docker build -q --build-arg BASE="$pg_base" -f deploy/docker/Dockerfile.postgres \
     -t "marketplace-postgres:$tag" deploy/docker >/dev/null
+say "building marketplace-prometheus:$tag"
+docker build -q --build-arg BASE="$prom_base" -f deploy/docker/Dockerfile.prometheus \
+    -t "marketplace-prometheus:$tag" deploy/docker >/dev/null
 
 env_file=deploy/docker/.env
 if [ ! -s "$env_file" ]; then
@@ -107,4 +114,4 @@ if [ ! -s "$env_file" ]; then
     say "using the database password in $env_file"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
-    grep -E "^marketplace(-postgres)?:$tag " >&2
+    grep -E "^marketplace(-postgres|-prometheus)?:$tag " >&2

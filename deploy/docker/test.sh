@@ -27,6 +27,7 @@ free_port() {
 export MARKETPLACE_PROJECT="mkt-test-$$"
 export SELLER_PORT=$(free_port) BUYER_PORT=$(free_port)
 export CUSTOMER_DB_PUBLISH=$(free_port) PRODUCT_DB_PUBLISH=$(free_port)
+export PROMETHEUS_PORT=$(free_port)
 # Shorter sessions make the sweep (and purchase recovery) run every 30 s.
 export SESSION_TIMEOUT_SECS=60
 set -a
@@ -34,7 +35,8 @@ set -a
 . deploy/docker/.env
 set +a
 cleanup() {
-    deploy/docker/compose.sh -p "$MARKETPLACE_PROJECT" down -v --remove-orphans >/dev/null 2>&1 || true
+    deploy/docker/compose.sh -p "$MARKETPLACE_PROJECT" --profile monitoring down -v --remove-orphans \
+        >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 

@@ -579,3 +579,122 @@ fn the_several_hosts_recipe_works_across_two_networks_through_published_ports() 
         vec![id]
     );
 }
+
+/// `GET` of Prometheus's HTTP API on the published port, as JSON.
+fn prometheus_api(path: &str) -> serde_json::Value {
+    let port = std::env::var("PROMETHEUS_PORT").expect("PROMETHEUS_PORT (deploy/docker/test.sh)");
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let body = agent
+        .get(&url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+#[test]
+#[ignore = "needs the compose stack of deploy/docker/test.sh"]
+fn the_monitoring_profile_scrapes_both_servers_and_loads_the_alert_rules() {
+    let project = project();
+    let started = Instant::now();
+    compose(
+        &project,
+        &["--profile", "monitoring", "up", "-d", "prometheus"],
+    );
+    // Some requests of each server to see.
+    let (mut buyer, bsid, _, _) = new_buyer();
+    let _: CartContents = buyer.ok(&B::DisplayCart(session(&bsid)));
+    let (mut seller, ssid, _) = new_seller();
+    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let targets = loop {
+        let answer = std::panic::catch_unwind(|| prometheus_api("/api/v1/targets"));
+        if let Ok(answer) = answer {
+            let active = answer["data"]["activeTargets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let up = active.iter().filter(|t| t["health"] == "up").count();
+            if up == 2 {
+                break active;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both servers not scraped within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut scraped: Vec<String> = targets
+        .iter()
+        .map(|t| t["labels"]["instance"].as_str().unwrap_or("").to_owned())
+        .collect();
+    scraped.sort();
+    assert_eq!(scraped, ["buyer-server:9101", "seller-server:9101"]);
+    println!(
+        "containers: Prometheus up and scraping both servers in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let query = "sum by (server) (marketplace_requests_total{code=\"OK\"})";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = prometheus_api(&format!(
+            "/api/v1/query?query={}",
+            query
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        ));
+        let mut servers: Vec<(String, f64)> = answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["server"].as_str().unwrap_or("").to_owned(),
+                    r["value"][1].as_str().unwrap_or("0").parse().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        servers.sort_by(|a, b| a.0.cmp(&b.0));
+        let names: Vec<&str> = servers.iter().map(|s| s.0.as_str()).collect();
+        if names == ["buyer", "seller"] && servers.iter().all(|s| s.1 >= 3.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "requests not seen: {servers:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let rules = prometheus_api("/api/v1/rules");
+    let mut alerts: Vec<String> = rules["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    alerts.sort();
+    assert_eq!(
+        alerts,
+        [
+            "MarketplaceServerDown",
+            "MarketplaceServerErrors",
+            "MarketplaceSlowRequests"
+        ]
+    );
+    compose(
+        &project,
+        &["--profile", "monitoring", "rm", "-sf", "prometheus"],
+    );
+}

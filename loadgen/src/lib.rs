@@ -5,12 +5,14 @@
 //! [`mix`] holds the workloads as weighted tables, [`workload`] the client loops,
 //! [`stats`] the HDR histograms and their summaries, [`report`] the tables and
 //! the JSON report, [`chart`] the SVG chart, [`procfs`] the servers' CPU and
-//! memory read from /proc. Requests are `wire` types sent by `net::Client`:
+//! memory read from /proc, [`scrape`] the servers' own latency histograms
+//! from their metrics endpoints. Requests are `wire` types sent by `net::Client`:
 //! every request is one a real client could send.
 
 pub mod chart;
 pub mod mix;
 pub mod procfs;
 pub mod report;
+pub mod scrape;
 pub mod stats;
 pub mod workload;

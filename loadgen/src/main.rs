@@ -44,7 +44,12 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
                       missing a field: servers written for the predecessor's
                       clients) as expected errors, by kind, not as failures
   --no-keys           send writes without idempotency keys (to measure what keys
-                      cost; clients then never resend a write)";
+                      cost; clients then never resend a write)
+  --metrics URLS      the servers' metrics endpoints (comma-separated), read
+                      before and after each scenario to put the servers' own p99
+                      per operation beside the clients' [default: the local
+                      stack's own endpoints; none with --seller/--buyer]
+  --no-metrics        do not read (or, for the local stack, serve) metrics";
 
 struct Options {
     scenarios: Vec<(usize, usize)>,
@@ -62,6 +67,9 @@ struct Options {
     keys: bool,
     retry_attempts: u32,
     tolerate: bool,
+    /// Metrics endpoints to read; None: the local stack's, if any.
+    metrics: Option<Vec<String>>,
+    no_metrics: bool,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -124,6 +132,20 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     let label = value(&mut args, "--label")?;
     let keys = !args.contains("--no-keys");
     let tolerate = args.contains("--tolerate");
+    let no_metrics = args.contains("--no-metrics");
+    let metrics = value(&mut args, "--metrics")?.map(|list| {
+        list.split(',')
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                if u.contains("://") {
+                    u.to_owned()
+                } else {
+                    format!("http://{u}/metrics")
+                }
+            })
+            .collect::<Vec<_>>()
+    });
     let retry_attempts = number(value(&mut args, "--retry-attempts")?, "--retry-attempts", 3)?;
     let retry_attempts = u32::try_from(retry_attempts)
         .ok()
@@ -149,6 +171,8 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         keys,
         retry_attempts,
         tolerate,
+        metrics,
+        no_metrics,
     })
 }
 
@@ -284,6 +308,9 @@ fn main() -> ExitCode {
             let mut config = deploy::StackConfig::local(dir.join("cluster"));
             config.durability = o.commit;
             config.workers = o.workers;
+            if !o.no_metrics {
+                config.metrics_listen = Some(([127, 0, 0, 1], 0).into());
+            }
             config.servers = match std::env::current_exe() {
                 Ok(exe) => deploy::ServerMode::Processes {
                     exe,
@@ -326,6 +353,26 @@ fn main() -> ExitCode {
         Err(e) => eprintln!("loadgen: cannot watch for signals: {e}"),
     }
     let pids = stack.as_ref().map(|s| s.server_pids()).unwrap_or_default();
+    let metrics: Vec<String> = if o.no_metrics {
+        Vec::new()
+    } else {
+        o.metrics.clone().unwrap_or_else(|| {
+            stack.as_ref().map_or_else(Vec::new, |s| {
+                s.metrics_addrs()
+                    .iter()
+                    .map(|a| format!("http://{a}/metrics"))
+                    .collect()
+            })
+        })
+    };
+    let scrape = |when: &str| -> Option<loadgen::scrape::Buckets> {
+        if metrics.is_empty() {
+            return None;
+        }
+        loadgen::scrape::read(&metrics)
+            .map_err(|e| eprintln!("loadgen: {e} ({when} the scenario; no server p99)"))
+            .ok()
+    };
     let conditions = Conditions {
         date: today(),
         commit: o.label.clone().unwrap_or_else(commit),
@@ -368,6 +415,7 @@ fn main() -> ExitCode {
         );
         let mut runs = Vec::new();
         let mut merged = BySide::new();
+        let before = scrape("before");
         for run in 1..=o.runs {
             if workload::ABORT.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
@@ -384,7 +432,10 @@ fn main() -> ExitCode {
             merge_into(&mut merged, &stats);
             runs.push(report);
         }
-        let s = report::scenario_report(sellers, buyers, runs, &merged);
+        let mut s = report::scenario_report(sellers, buyers, runs, &merged);
+        if let (Some(before), Some(after)) = (before, scrape("after")) {
+            s.server_p99_ms = loadgen::scrape::p99_between(&before, &after);
+        }
         println!(
             "  mean {:.0} ops/s (system); last run / first run = {:.3}; unexpected errors {}",
             s.system_throughput_mean, s.last_over_first, s.unexpected_errors

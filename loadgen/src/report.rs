@@ -59,6 +59,10 @@ pub struct ScenarioReport {
     /// Last run's system throughput over the first's.
     pub last_over_first: f64,
     pub unexpected_errors: u64,
+    /// The servers' own p99 (ms) per operation over all runs, from their
+    /// metrics endpoints (empty when they were not read).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_p99_ms: BTreeMap<Side, BTreeMap<String, f64>>,
 }
 
 /// The whole report.
@@ -165,6 +169,7 @@ pub fn scenario_report(
         unexpected_errors: unexpected(&all_runs),
         all_runs,
         runs,
+        server_p99_ms: BTreeMap::new(),
     }
 }
 
@@ -201,9 +206,20 @@ pub fn run_line(r: &RunReport) -> String {
 
 /// The per-operation table of a scenario (all runs merged).
 pub fn table(s: &ScenarioReport) -> String {
+    // The servers' own p99 beside the clients', when their metrics were read.
+    let server = !s.server_p99_ms.is_empty();
     let mut out = format!(
-        "{:<8} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  errors\n",
-        "side", "operation", "count", "avg ms", "p50", "p90", "p99", "p99.9", "max"
+        "{:<8} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}{}  errors\n",
+        "side",
+        "operation",
+        "count",
+        "avg ms",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        if server { "  srv p99" } else { "" }
     );
     for (side, ops) in &s.all_runs {
         let mut names: Vec<&String> = ops.keys().filter(|k| *k != "all").collect();
@@ -217,9 +233,14 @@ pub fn table(s: &ScenarioReport) -> String {
                     .iter()
                     .map(|(c, n)| format!("UNEXPECTED {c} {n}")),
             );
+            let srv = match s.server_p99_ms.get(side).and_then(|ops| ops.get(op)) {
+                Some(ms) => format!(" {ms:>8.3}"),
+                None if server => format!(" {:>8}", "-"),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{:<8} {:<20} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3}  {}",
+                "{:<8} {:<20} {:>8} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3}{srv}  {}",
                 side.name(),
                 op,
                 m.count,
