@@ -186,6 +186,11 @@ fn search_by_category_and_keywords_uses_the_indexes_not_a_table_scan() {
     conn.execute("ANALYZE", &[]).unwrap();
     drop(conn);
     let keywords = vec!["a1".to_owned(), "b2".to_owned()];
+    let one_keyword = plan(
+        &store,
+        store::buyer::SEARCH_KEYWORD_SQL,
+        &[&7i32, &"a1", &50i64, &0i64],
+    );
     let with_keywords = plan(
         &store,
         store::buyer::SEARCH_KEYWORDS_SQL,
@@ -196,7 +201,11 @@ fn search_by_category_and_keywords_uses_the_indexes_not_a_table_scan() {
         store::buyer::SEARCH_CATEGORY_SQL,
         &[&7i32, &50i64, &0i64],
     );
-    for (what, plan) in [("keywords", &with_keywords), ("category", &by_category)] {
+    for (what, plan) in [
+        ("one keyword", &one_keyword),
+        ("keywords", &with_keywords),
+        ("category", &by_category),
+    ] {
         assert!(
             !plan.contains("Seq Scan"),
             "{what} search scans a table:\n{plan}"
@@ -206,10 +215,24 @@ fn search_by_category_and_keywords_uses_the_indexes_not_a_table_scan() {
             "{what} search uses no index:\n{plan}"
         );
     }
+    // One keyword: its page read in ranking order, nothing grouped or sorted
+    // but the page itself.
     assert!(
-        with_keywords.contains("item_keywords_pkey"),
+        one_keyword.contains("item_keywords_ranked"),
+        "{one_keyword}"
+    );
+    assert!(
+        !one_keyword.contains("HashAggregate") && !one_keyword.contains("GroupAggregate"),
+        "{one_keyword}"
+    );
+    // Several: grouped from item_keywords by its index, and items read by
+    // primary key for the page only.
+    assert!(
+        with_keywords.contains("on item_keywords_ranked")
+            || with_keywords.contains("on item_keywords_pkey"),
         "{with_keywords}"
     );
+    assert!(with_keywords.contains("items_pkey"), "{with_keywords}");
     assert!(
         by_category.contains("items_category_available"),
         "{by_category}"

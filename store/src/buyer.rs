@@ -56,27 +56,49 @@ pub const SEARCH_CATEGORY_SQL: &str = concat!(
      ORDER BY i.item_id DESC"
 );
 
-/// Search with keywords: `$1` category, `$2` lower-cased keywords, `$3` limit,
-/// `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. Matches come from the
-/// (category, keyword) index of item_keywords, never a scan of items.
+/// Search with one keyword: `$1` category, `$2` the lower-cased keyword, `$3`
+/// limit, `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. The keyword's matches
+/// are read from `item_keywords_ranked` in ranking order (score, then item
+/// id), so a page costs its own rows; the count stops at 10,001 index entries.
+pub const SEARCH_KEYWORD_SQL: &str = concat!(
+    "SELECT (SELECT count(*) FROM (
+              SELECT 1 FROM item_keywords WHERE category = $1 AND keyword = $2
+               LIMIT 10001) c), ",
+    item_columns!(),
+    " FROM (SELECT 1) one
+      LEFT JOIN LATERAL (
+          SELECT k.score, i.* FROM (
+              SELECT item_id, score FROM item_keywords
+               WHERE category = $1 AND keyword = $2
+               ORDER BY score DESC, item_id
+               LIMIT $3 OFFSET $4) k
+            JOIN items i ON i.item_id = k.item_id
+      ) i ON true
+     ORDER BY i.score DESC, i.item_id"
+);
+
+/// Search with several keywords: `$1` category, `$2` lower-cased keywords,
+/// `$3` limit, `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. The matches are
+/// grouped from item_keywords alone (item id and score are in its rows), ranked
+/// by keywords matched, score and item id, and only the page's items are read
+/// from items.
 pub const SEARCH_KEYWORDS_SQL: &str = concat!(
     "WITH hits AS MATERIALIZED (
-         SELECT m.matched, i.*
-           FROM (SELECT item_id, count(*) AS matched FROM item_keywords
-                  WHERE category = $1 AND keyword = ANY($2)
-                  GROUP BY item_id) m
-           JOIN items i ON i.item_id = m.item_id
-          WHERE i.quantity > 0
+         SELECT item_id, count(*) AS matched, max(score) AS score FROM item_keywords
+          WHERE category = $1 AND keyword = ANY($2)
+          GROUP BY item_id
      )
      SELECT (SELECT count(*) FROM (SELECT 1 FROM hits LIMIT 10001) c), ",
     item_columns!(),
     " FROM (SELECT 1) one
       LEFT JOIN LATERAL (
-          SELECT * FROM hits
-           ORDER BY matched DESC, thumbs_up - thumbs_down DESC, item_id
-           LIMIT $3 OFFSET $4
+          SELECT h.matched, h.score, i.* FROM (
+              SELECT * FROM hits
+               ORDER BY matched DESC, score DESC, item_id
+               LIMIT $3 OFFSET $4) h
+            JOIN items i ON i.item_id = h.item_id
       ) i ON true
-     ORDER BY i.matched DESC, i.thumbs_up - i.thumbs_down DESC, i.item_id"
+     ORDER BY i.matched DESC, i.score DESC, i.item_id"
 );
 
 impl Store {
@@ -163,6 +185,8 @@ impl Store {
         let mut product = self.product()?;
         let rows = if keywords.is_empty() {
             product.query(SEARCH_CATEGORY_SQL, &[&category, &limit, &offset])?
+        } else if let [keyword] = keywords {
+            product.query(SEARCH_KEYWORD_SQL, &[&category, keyword, &limit, &offset])?
         } else {
             product.query(
                 SEARCH_KEYWORDS_SQL,

@@ -62,6 +62,11 @@ pub const PRODUCT: &[Migration] = &[
         name: "idempotency_keys_and_item_names",
         sql: include_str!("../../sql/product/0004_idempotency_keys_and_item_names.sql"),
     },
+    Migration {
+        version: 5,
+        name: "ranked_keyword_index",
+        sql: include_str!("../../sql/product/0005_ranked_keyword_index.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("marketplace" in ASCII).
