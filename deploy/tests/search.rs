@@ -88,7 +88,7 @@ fn ranked(items: &[(i64, Vec<String>, i64, i64)], q: &Query) -> Vec<i64> {
         })
         .collect();
     if q.keywords.is_empty() {
-        hits.sort_by(|a, b| b.0.cmp(&a.0));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.0));
     } else {
         hits.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
     }
