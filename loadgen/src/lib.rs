@@ -9,6 +9,7 @@
 //! from their metrics endpoints. Requests are `wire` types sent by `net::Client`:
 //! every request is one a real client could send.
 
+pub mod catalogue;
 pub mod chart;
 pub mod mix;
 pub mod procfs;

@@ -53,6 +53,10 @@ pub enum Mix {
     Browse,
     /// The original course evaluation (PA1 operations only, fixed sequences).
     Seed,
+    /// Buyers search only, in the query shapes of the catalogue
+    /// (`--catalogue`): the hot keyword (first and later pages), the warm one,
+    /// two keywords, five, and none. Sellers as in the default.
+    Search,
 }
 
 /// The default seller weights.
@@ -96,6 +100,7 @@ impl Mix {
             "default" => Some(Mix::Default),
             "browse" => Some(Mix::Browse),
             "seed" => Some(Mix::Seed),
+            "search" => Some(Mix::Search),
             _ => None,
         }
     }
@@ -106,13 +111,14 @@ impl Mix {
             Mix::Default => "default",
             Mix::Browse => "browse",
             Mix::Seed => "seed",
+            Mix::Search => "search",
         }
     }
 
     /// Seller weights (empty for the fixed sequences of `seed`).
     pub fn seller(self) -> &'static [(SellerOp, u32)] {
         match self {
-            Mix::Default | Mix::Browse => SELLER_DEFAULT,
+            Mix::Default | Mix::Browse | Mix::Search => SELLER_DEFAULT,
             Mix::Seed => &[],
         }
     }
@@ -122,7 +128,7 @@ impl Mix {
         match self {
             Mix::Default => BUYER_DEFAULT,
             Mix::Browse => BUYER_BROWSE,
-            Mix::Seed => &[],
+            Mix::Seed | Mix::Search => &[],
         }
     }
 }
@@ -159,6 +165,13 @@ impl fmt::Display for Mix {
                  ChangeItemPrice, UpdateUnitsForSale -5 of 10], Logout; buyers CreateAccount, \
                  Login, then repeat [SearchItemsForSale category i%5 [keyword1], GetItem (i%5)+1, \
                  ProvideFeedback on it, GetSellerRating of its seller, DisplayCart], Logout"
+            ),
+            Mix::Search => write!(
+                f,
+                "mix search: buyers CreateAccount, Login, then SearchItemsForSale in category 0 \
+                 (limit 50), each shape in turn: [hot] page 1, [hot] a later page (2-20), \
+                 [warm], [warm k3], [k1 k2 k3 k4 k5], no keyword; Logout. Sellers: {}",
+                percent(SELLER_DEFAULT)
             ),
             mix => write!(
                 f,

@@ -363,6 +363,29 @@ fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     let _: Option<UnitsUpdated> = c.call("UpdateUnitsForSale", &units, &[]);
 }
 
+/// One search of the search mix: the shapes in turn, starting at a shape of
+/// its own for each buyer (`i`), each timed under its own name.
+fn search_step(c: &mut Caller<'_>, sid: &str, rng: &mut SmallRng, i: usize) {
+    use crate::catalogue::{CATEGORY, HOT, WARM};
+    let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    let (name, keywords, offset): (&'static str, Vec<String>, i64) = match i % 6 {
+        0 => ("Search hot", words(&[HOT]), 0),
+        1 => ("Search hot later", words(&[HOT]), 50 * rng.gen_range(1..20)),
+        2 => ("Search warm", words(&[WARM]), 0),
+        3 => ("Search two", words(&[WARM, "k3"]), 0),
+        4 => ("Search five", words(&["k1", "k2", "k3", "k4", "k5"]), 0),
+        _ => ("Search none", Vec::new(), 0),
+    };
+    let request = buyer::Request::SearchItemsForSale(Search {
+        session_id: sid.to_owned(),
+        category: CATEGORY,
+        keywords,
+        limit: Some(50),
+        offset: Some(offset),
+    });
+    let _: Option<SearchResults> = c.call(name, &request, &[]);
+}
+
 fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
     let _: Option<BuyerCreated> = c.call(
         "CreateAccount",
@@ -387,6 +410,11 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
     while c.left > 1 {
         if plan.mix == Mix::Seed {
             seed_buyer_step(c, &sid, i);
+            i += 1;
+            continue;
+        }
+        if plan.mix == Mix::Search {
+            search_step(c, &sid, rng, i);
             i += 1;
             continue;
         }
