@@ -441,10 +441,8 @@ struct Connection {
     write_buf: BytesMut,
     /// A request of this connection is queued, stalled or running.
     busy: bool,
-    /// A frame waiting for room in the job channel, and when it arrived.
-    stalled: Option<(BytesMut, Instant)>,
-    /// The stalled frame waits for the password lane.
-    stalled_slow: bool,
+    /// A job waiting for room in its lane's channel, and the lane.
+    stalled: Option<(Job, usize)>,
     last_active: Instant,
     peer_closed: bool,
     /// Close as soon as `write_buf` is flushed (after `BAD_FRAME`).
@@ -609,7 +607,6 @@ impl Reactor {
             write_buf: BytesMut::new(),
             busy: false,
             stalled: None,
-            stalled_slow: false,
             last_active: Instant::now(),
             peer_closed: false,
             closing: false,
@@ -703,18 +700,13 @@ impl Reactor {
             if conn.generation != generation {
                 continue;
             }
-            let Some((body, arrived)) = conn.stalled.take() else {
+            let Some((job, _)) = conn.stalled.take() else {
                 continue;
             };
-            match jobs.try_send(Job {
-                key,
-                generation,
-                body,
-                arrived,
-            }) {
+            match jobs.try_send(job) {
                 Ok(()) => {}
                 Err(flume::TrySendError::Full(job)) => {
-                    conn.stalled = Some((job.body, job.arrived));
+                    conn.stalled = Some((job, lane));
                     stalled.push_front((key, generation));
                     return;
                 }
@@ -773,9 +765,9 @@ impl Reactor {
         if let Some(mut conn) = self.connections.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.shared.metrics.connection_closed();
-            if conn.stalled.is_some() {
+            if let Some((_, lane)) = conn.stalled {
                 // Its frame leaves the queue unserved.
-                self.shared.metrics.queued(conn.stalled_slow, -1);
+                self.shared.metrics.queued(lane == SLOW, -1);
             }
             if let Some(n) = self.peers.get_mut(&conn.peer) {
                 *n -= 1;
@@ -904,8 +896,10 @@ fn fill(conn: &mut Connection) -> io::Result<bool> {
     }
 }
 
+/// Hands a whole frame that arrived at `conn.last_active` to its lane (or, for
+/// the inline measurement, runs it here).
 fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut Shared) {
-    let arrived = Instant::now();
+    let arrived = conn.last_active;
     if let Some(service) = &shared.inline {
         let outcome = call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
         shared.metrics.request(outcome, arrived.elapsed());
@@ -930,8 +924,7 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
     match jobs.try_send(job) {
         Ok(()) => {}
         Err(flume::TrySendError::Full(job)) => {
-            conn.stalled = Some((job.body, job.arrived));
-            conn.stalled_slow = lane == SLOW;
+            conn.stalled = Some((job, lane));
             stalled.push_back((key, conn.generation));
         }
         Err(flume::TrySendError::Disconnected(_)) => {
