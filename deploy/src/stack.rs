@@ -88,8 +88,6 @@ pub struct Stack {
     buyer: ServerSettings,
     mode: ServerMode,
     running: Mutex<Vec<Running>>,
-    /// Both servers' metrics (when they run on threads of this process).
-    exporter: net::metrics::Exporter,
     /// The metrics listener of this process, when asked for one.
     endpoint: Option<net::metrics::Endpoint>,
 }
@@ -165,7 +163,6 @@ impl Stack {
             buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?)?,
             mode: config.servers.clone(),
             running: Mutex::new(Vec::new()),
-            exporter: exporter.clone(),
             endpoint: None,
         };
         if let (Some(addr), false) = (config.metrics_listen, processes) {
@@ -202,7 +199,6 @@ impl Stack {
             buyer: settings(buyer_srv::NAME, buyer),
             mode: ServerMode::Threads,
             running: Mutex::new(Vec::new()),
-            exporter: net::metrics::Exporter::default(),
             endpoint: None,
         }
     }
@@ -373,11 +369,6 @@ impl Stack {
     /// The buyer server's address.
     pub fn buyer_addr(&self) -> SocketAddr {
         self.buyer.listen
-    }
-
-    /// The metrics of servers running on threads of this process.
-    pub fn metrics(&self) -> &net::metrics::Exporter {
-        &self.exporter
     }
 
     /// Where the servers' metrics are served: one endpoint for both servers

@@ -424,12 +424,7 @@ impl Drop for Endpoint {
 
 type Fmt = Result<(), std::fmt::Error>;
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: &[(Vec<(&str, &str)>, u64)],
-) -> Fmt {
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, samples: &Samples<u64>) -> Fmt {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in samples {
         ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
@@ -437,12 +432,7 @@ fn counter(
     Ok(())
 }
 
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: &[(Vec<(&str, &str)>, i64)],
-) -> Fmt {
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, samples: &Samples<i64>) -> Fmt {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in samples {
         ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
@@ -450,23 +440,35 @@ fn gauge(
     Ok(())
 }
 
-fn gauge_of(
+type Samples<T> = Vec<(Vec<(&'static str, &'static str)>, T)>;
+
+/// One sample per server, labelled with it.
+fn per_server<T>(
     servers: &[Arc<ServerMetrics>],
-    value: impl Fn(&ServerMetrics) -> i64,
-) -> Vec<(Vec<(&'static str, &'static str)>, i64)> {
+    value: impl Fn(&ServerMetrics) -> T,
+) -> Samples<T> {
     servers
         .iter()
         .map(|s| (vec![("server", s.server)], value(s)))
         .collect()
 }
 
-fn counter_of(
+/// One sample per server and `reason`: `reasons` name the slots of the
+/// counters `counts` gives (an enum's `as usize`).
+fn per_reason(
     servers: &[Arc<ServerMetrics>],
-    value: impl Fn(&ServerMetrics) -> u64,
-) -> Vec<(Vec<(&'static str, &'static str)>, u64)> {
+    reasons: &[(&'static str, usize)],
+    counts: impl Fn(&ServerMetrics) -> &[AtomicU64],
+) -> Samples<u64> {
     servers
         .iter()
-        .map(|s| (vec![("server", s.server)], value(s)))
+        .flat_map(|s| {
+            let counts = counts(s);
+            reasons.iter().map(move |&(reason, slot)| {
+                let n = counts[slot].load(Relaxed);
+                (vec![("server", s.server), ("reason", reason)], n)
+            })
+        })
         .collect()
 }
 
@@ -529,24 +531,22 @@ impl Collector for Servers {
             e,
             "marketplace_connections",
             "Client connections open.",
-            &gauge_of(&servers, |s| s.connections.load(Relaxed)),
+            &per_server(&servers, |s| s.connections.load(Relaxed)),
         )?;
         counter(
             e,
             "marketplace_connections_accepted",
             "Client connections accepted.",
-            &counter_of(&servers, |s| s.accepted.load(Relaxed)),
+            &per_server(&servers, |s| s.accepted.load(Relaxed)),
         )?;
-        let mut refused = Vec::new();
-        for s in &servers {
-            for (reason, slot) in [
-                ("per_peer", Refused::PerPeer),
-                ("capacity", Refused::Capacity),
-            ] {
-                let n = s.refused[slot as usize].load(Relaxed);
-                refused.push((vec![("server", s.server), ("reason", reason)], n));
-            }
-        }
+        let refused = per_reason(
+            &servers,
+            &[
+                ("per_peer", Refused::PerPeer as usize),
+                ("capacity", Refused::Capacity as usize),
+            ],
+            |s| &s.refused,
+        );
         counter(
             e,
             "marketplace_connections_refused",
@@ -554,17 +554,15 @@ impl Collector for Servers {
              its limit), capacity (the server is full and no idle connection could give way).",
             &refused,
         )?;
-        let mut rejected = Vec::new();
-        for s in &servers {
-            for (reason, slot) in [
-                ("empty", FrameRejected::Empty),
-                ("too_large", FrameRejected::TooLarge),
-                ("deadline", FrameRejected::Deadline),
-            ] {
-                let n = s.frames_rejected[slot as usize].load(Relaxed);
-                rejected.push((vec![("server", s.server), ("reason", reason)], n));
-            }
-        }
+        let rejected = per_reason(
+            &servers,
+            &[
+                ("empty", FrameRejected::Empty as usize),
+                ("too_large", FrameRejected::TooLarge as usize),
+                ("deadline", FrameRejected::Deadline as usize),
+            ],
+            |s| &s.frames_rejected,
+        );
         counter(
             e,
             "marketplace_frames_rejected",
@@ -576,25 +574,25 @@ impl Collector for Servers {
             e,
             "marketplace_jobs_queued",
             "Requests waiting for a worker (the main lane).",
-            &gauge_of(&servers, |s| s.jobs_queued.load(Relaxed)),
+            &per_server(&servers, |s| s.jobs_queued.load(Relaxed)),
         )?;
         gauge(
             e,
             "marketplace_workers_busy",
             "Workers of the main lane running a request.",
-            &gauge_of(&servers, |s| s.workers_busy.load(Relaxed)),
+            &per_server(&servers, |s| s.workers_busy.load(Relaxed)),
         )?;
         gauge(
             e,
             "marketplace_workers",
             "Workers of the main lane.",
-            &gauge_of(&servers, |s| s.workers.load(Relaxed)),
+            &per_server(&servers, |s| s.workers.load(Relaxed)),
         )?;
         gauge(
             e,
             "marketplace_password_hashes_waiting",
             "Account requests (CreateAccount, Login) waiting for the password lane.",
-            &gauge_of(&servers, |s| s.hashes_waiting.load(Relaxed)),
+            &per_server(&servers, |s| s.hashes_waiting.load(Relaxed)),
         )?;
 
         let databases: Vec<(&'static str, Vec<DbStats>)> = servers
@@ -632,7 +630,7 @@ impl Collector for Servers {
             e,
             "marketplace_sessions_swept",
             "Expired sessions removed by the housekeeping sweep.",
-            &counter_of(&servers, |s| s.sessions_swept.load(Relaxed)),
+            &per_server(&servers, |s| s.sessions_swept.load(Relaxed)),
         )?;
         let mut recovered = Vec::new();
         for s in &servers {
