@@ -581,31 +581,17 @@ fn the_several_hosts_recipe_works_across_two_networks_through_published_ports() 
 }
 
 /// `GET` of Prometheus's HTTP API on the published port, as JSON.
-fn prometheus_api(path: &str) -> serde_json::Value {
+fn prometheus_api(path: &str, query: &[(&str, &str)]) -> serde_json::Value {
     let port = std::env::var("PROMETHEUS_PORT").expect("PROMETHEUS_PORT (deploy/docker/test.sh)");
     let url = format!("http://127.0.0.1:{port}{path}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let body = agent
-        .get(&url)
-        .call()
-        .and_then(|mut r| r.body_mut().read_to_string())
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let (status, _, body) = support::http("GET", &url, query);
+    assert_eq!(status, 200, "GET {url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
 }
 
 /// The one number a PromQL query returns (0 when it returns no series).
 fn promql(query: &str) -> f64 {
-    let encoded: String = query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let answer = prometheus_api(&format!("/api/v1/query?query={encoded}"));
+    let answer = prometheus_api("/api/v1/query", &[("query", query)]);
     assert_eq!(answer["status"], "success", "{query}: {answer}");
     answer["data"]["result"][0]["value"][1]
         .as_str()
@@ -639,7 +625,7 @@ fn the_monitoring_profile_counts_the_requests_loadgen_made() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let targets = loop {
-        let answer = std::panic::catch_unwind(|| prometheus_api("/api/v1/targets"));
+        let answer = std::panic::catch_unwind(|| prometheus_api("/api/v1/targets", &[]));
         if let Ok(answer) = answer {
             let active = answer["data"]["activeTargets"]
                 .as_array()
@@ -700,7 +686,7 @@ fn the_monitoring_profile_counts_the_requests_loadgen_made() {
     );
     println!("containers: Prometheus saw loadgen's {calls} calls, {rate:.0} requests/s over the last minute");
 
-    let rules = prometheus_api("/api/v1/rules");
+    let rules = prometheus_api("/api/v1/rules", &[]);
     let mut alerts: Vec<String> = rules["data"]["groups"]
         .as_array()
         .cloned()

@@ -49,28 +49,9 @@ fn endpoint(stack: &Stack) -> SocketAddr {
     addrs[0]
 }
 
-/// (status, content type, body) of `GET path` (or another method).
+/// (status, content type, body) of `method path` on the stack's endpoint.
 fn http(stack: &Stack, method: &str, path: &str) -> (u16, String, String) {
-    let url = format!("http://{}{path}", endpoint(stack));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut response = match method {
-        "GET" => agent.get(&url).call(),
-        "POST" => agent.post(&url).send(""),
-        other => panic!("no {other} here"),
-    }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let body = response.body_mut().read_to_string().expect("a text body");
-    (response.status().as_u16(), content_type, body)
+    support::http(method, &format!("http://{}{path}", endpoint(stack)), &[])
 }
 
 /// One scrape: each sample by metric name and labels.

@@ -218,3 +218,28 @@ pub fn purchase_json(sid: &str, key: &str) -> String {
             "expiry_year":2099,"security_code":"123"}}"#
     )
 }
+
+/// One HTTP exchange with an endpoint a test started (metrics, Prometheus):
+/// (status, content type, body). `query` pairs are encoded into the URL; an
+/// error status is an answer to look at, not a failure.
+pub fn http(method: &str, url: &str, query: &[(&str, &str)]) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = match method {
+        "GET" => agent.get(url).query_pairs(query.iter().copied()).call(),
+        "POST" => agent.post(url).query_pairs(query.iter().copied()).send(""),
+        other => panic!("no {other} here"),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response.body_mut().read_to_string().expect("a text body");
+    (response.status().as_u16(), content_type, body)
+}
