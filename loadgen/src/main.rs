@@ -4,14 +4,15 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::mix::Mix;
 use loadgen::report::{self, Conditions, Report, ServerUse};
-use loadgen::stats::{merge_into, BySide, Side};
+use loadgen::stats::{merge_into, BySide, OpStats, Side};
 use loadgen::workload::{self, Plan};
 use loadgen::{chart, procfs};
 use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
@@ -225,24 +226,37 @@ fn today() -> String {
         })
 }
 
-/// Runs one run of a scenario; returns its report and merged stats.
+/// Runs one run of a scenario on `runtime`; returns its report and merged
+/// stats.
 fn one_run(
     o: &Options,
+    runtime: &tokio::runtime::Runtime,
     tag: &str,
     (sellers, buyers): (usize, usize),
     run: usize,
-    addrs: &(String, String),
+    addrs: (SocketAddr, SocketAddr),
     pids: &[(&'static str, u32)],
-) -> (report::RunReport, BySide) {
+) -> (report::RunReport, report::RunStats) {
     let clients = sellers + buyers;
-    let barrier = Arc::new(Barrier::new(clients + 1));
     let progress = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..clients)
+    let before: Vec<_> = pids.iter().map(|(_, pid)| procfs::sample(*pid)).collect();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new((clients * o.ops) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("  run {msg} [{bar:40}] {pos}/{len} calls {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{run}"));
+        bar
+    });
+    // Every client is a task; they all start at once.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
         .map(|k| {
             let (side, index, addr) = if k < sellers {
-                (Side::Seller, k, addrs.0.clone())
+                (Side::Seller, k, addrs.0)
             } else {
-                (Side::Buyer, k - sellers, addrs.1.clone())
+                (Side::Buyer, k - sellers, addrs.1)
             };
             let plan = Plan {
                 side,
@@ -256,31 +270,14 @@ fn one_run(
                 retry_attempts: o.retry_attempts,
                 tolerate: o.tolerate,
             };
-            let (barrier, progress) = (barrier.clone(), progress.clone());
-            std::thread::Builder::new()
-                .name(format!("client-{k}"))
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    barrier.wait();
-                    let stats = workload::run(&plan, &addr, &progress);
-                    (stats, Instant::now())
-                })
-                .expect("spawn a client thread")
+            let progress = progress.clone();
+            runtime.spawn(async move {
+                let stats = workload::run(plan, addr, progress).await;
+                (stats, Instant::now())
+            })
         })
         .collect();
-    let before: Vec<_> = pids.iter().map(|(_, pid)| procfs::sample(*pid)).collect();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new((clients * o.ops) as u64);
-        bar.set_style(
-            ProgressStyle::with_template("  run {msg} [{bar:40}] {pos}/{len} calls {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.set_message(format!("{run}"));
-        bar
-    });
-    barrier.wait();
-    let started = Instant::now();
-    while !threads.iter().all(|t| t.is_finished()) {
+    while !tasks.iter().all(|t| t.is_finished()) {
         if let Some(bar) = &bar {
             bar.set_position(progress.load(std::sync::atomic::Ordering::Relaxed));
         }
@@ -289,7 +286,10 @@ fn one_run(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let finished: Vec<_> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    let finished: Vec<_> = tasks
+        .into_iter()
+        .filter_map(|t| runtime.block_on(t).ok())
+        .collect();
     // From the common start to the last client's last reply (the polling above
     // only feeds the progress bar).
     let wall = finished
@@ -305,6 +305,14 @@ fn one_run(
         .filter_map(|((name, pid), before)| report::server_use(name, before, procfs::sample(*pid)))
         .collect();
     report::run_report(run, wall, &stats, servers)
+}
+
+/// `host:port` as one socket address (the first it resolves to).
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
 }
 
 fn main() -> ExitCode {
@@ -393,6 +401,26 @@ fn main() -> ExitCode {
         }
     }
     let pids = stack.as_ref().map(|s| s.server_pids()).unwrap_or_default();
+    let resolved = match (resolve(&addrs.0), resolve(&addrs.1)) {
+        (Ok(seller), Ok(buyer)) => (seller, buyer),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The clients' threads: one per core, as many as the servers' reactors.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("loadgen-client")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the clients' runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let metrics: Vec<String> = if o.no_metrics {
         Vec::new()
     } else {
@@ -455,6 +483,7 @@ fn main() -> ExitCode {
         );
         let mut runs = Vec::new();
         let mut merged = BySide::new();
+        let mut steady: Option<OpStats> = None;
         let before = scrape("before");
         for run in 1..=o.runs {
             if workload::ABORT.load(std::sync::atomic::Ordering::SeqCst) {
@@ -462,17 +491,21 @@ fn main() -> ExitCode {
             }
             let (report, stats) = one_run(
                 &o,
+                &runtime,
                 &format!("{tag}s{sellers}x{buyers}"),
                 (sellers, buyers),
                 run,
-                &addrs,
+                resolved,
                 &pids,
             );
             println!("  {}", report::run_line(&report));
-            merge_into(&mut merged, &stats);
+            merge_into(&mut merged, &stats.by_side);
+            if let Some(phase) = &stats.steady {
+                steady.get_or_insert_with(OpStats::default).merge(phase);
+            }
             runs.push(report);
         }
-        let mut s = report::scenario_report(sellers, buyers, runs, &merged);
+        let mut s = report::scenario_report(sellers, buyers, runs, &merged, steady.as_ref());
         if let (Some(before), Some(after)) = (before, scrape("after")) {
             s.server_p99_ms = loadgen::scrape::p99_between(&before, &after);
         }

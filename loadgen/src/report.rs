@@ -2,7 +2,7 @@
 //! and per operation; printed as tables and written as JSON.
 
 use crate::procfs::ProcSample;
-use crate::stats::{by_side_and_op, BySide, ClientStats, Side, Summary};
+use crate::stats::{by_side_and_op, BySide, ClientStats, OpStats, Side, SteadyPhase, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -43,6 +43,20 @@ pub struct RunReport {
     pub unexpected_errors: u64,
     pub unexpected_samples: Vec<String>,
     pub servers: Vec<ServerUse>,
+    /// The steady phase: every client logged in and none logging out yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady: Option<Steady>,
+}
+
+/// A run's steady phase (see [`SteadyPhase`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Steady {
+    pub secs: f64,
+    pub calls: u64,
+    /// Calls completed within the phase / its length.
+    pub steady_throughput: f64,
+    /// The response times of those calls.
+    pub latency: Summary,
 }
 
 /// A scenario: its runs and the figures over all of them.
@@ -63,6 +77,13 @@ pub struct ScenarioReport {
     /// metrics endpoints (empty when they were not read).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub server_p99_ms: BTreeMap<Side, BTreeMap<String, f64>>,
+    /// Mean of the runs' steady throughputs (runs without a steady phase
+    /// left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady_throughput: Option<f64>,
+    /// The steady phases' response times, all runs merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady_latency: Option<Summary>,
 }
 
 /// The whole report.
@@ -94,6 +115,14 @@ fn unexpected(sides: &BTreeMap<Side, BTreeMap<String, Summary>>) -> u64 {
         .sum()
 }
 
+/// One run's stats, for the scenario's figures over all runs.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub by_side: BySide,
+    /// The steady phase's response times, if the run had one.
+    pub steady: Option<OpStats>,
+}
+
 /// Builds one run's report from its clients; also returns the run's merged
 /// stats, for the scenario's figures over all runs.
 pub fn run_report(
@@ -101,7 +130,7 @@ pub fn run_report(
     wall_secs: f64,
     clients: &[ClientStats],
     servers: Vec<ServerUse>,
-) -> (RunReport, BySide) {
+) -> (RunReport, RunStats) {
     let calls: u64 = clients.iter().map(|c| c.calls).sum();
     let mut per_client = BTreeMap::new();
     for side in [Side::Seller, Side::Buyer] {
@@ -116,6 +145,13 @@ pub fn run_report(
     }
     let merged = by_side_and_op(clients.iter());
     let sides = summaries(&merged);
+    let phase = SteadyPhase::of(clients);
+    let steady = phase.as_ref().map(|p| Steady {
+        secs: p.secs,
+        calls: p.calls,
+        steady_throughput: p.throughput(),
+        latency: p.latency.summary(),
+    });
     let report = RunReport {
         run,
         wall_secs,
@@ -134,8 +170,13 @@ pub fn run_report(
             .collect(),
         sides,
         servers,
+        steady,
     };
-    (report, merged)
+    let stats = RunStats {
+        by_side: merged,
+        steady: phase.map(|p| p.latency),
+    };
+    (report, stats)
 }
 
 /// Builds a scenario's report from its runs and their merged stats.
@@ -144,7 +185,12 @@ pub fn scenario_report(
     buyers: usize,
     runs: Vec<RunReport>,
     merged: &BySide,
+    steady: Option<&OpStats>,
 ) -> ScenarioReport {
+    let steady_runs: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.steady.as_ref().map(|s| s.steady_throughput))
+        .collect();
     let n = runs.len().max(1) as f64;
     let mut per_client = BTreeMap::new();
     for side in [Side::Seller, Side::Buyer] {
@@ -170,6 +216,9 @@ pub fn scenario_report(
         all_runs,
         runs,
         server_p99_ms: BTreeMap::new(),
+        steady_throughput: (!steady_runs.is_empty())
+            .then(|| steady_runs.iter().sum::<f64>() / steady_runs.len() as f64),
+        steady_latency: steady.map(OpStats::summary),
     }
 }
 
@@ -253,6 +302,16 @@ pub fn table(s: &ScenarioReport) -> String {
                 errors.join(", ")
             );
         }
+    }
+    if let (Some(throughput), Some(m)) = (s.steady_throughput, &s.steady_latency) {
+        let _ = writeln!(
+            out,
+            "steady phase: {throughput:.0} ops/s (mean of runs), {} calls; \
+             avg {:.3} ms, p50 {:.3}, p90 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3}",
+            m.count, m.avg_ms, m.p50_ms, m.p90_ms, m.p99_ms, m.p999_ms, m.max_ms
+        );
+    } else {
+        out.push_str("steady phase: none (a client logged out before the last logged in)\n");
     }
     out
 }

@@ -3,7 +3,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which kind of client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -99,6 +99,12 @@ pub struct ClientStats {
     pub busy: Duration,
     /// A few messages of unexpected errors, for the report.
     pub samples: Vec<String>,
+    /// Each call's end and its response time in µs, for the steady phase.
+    pub timeline: Vec<(Instant, u32)>,
+    /// When the client's Login answered OK.
+    pub logged_in: Option<Instant>,
+    /// When the client sent its Logout.
+    pub logging_out: Option<Instant>,
 }
 
 impl ClientStats {
@@ -109,6 +115,9 @@ impl ClientStats {
             calls: 0,
             busy: Duration::ZERO,
             samples: Vec::new(),
+            timeline: Vec::new(),
+            logged_in: None,
+            logging_out: None,
         }
     }
 
@@ -131,6 +140,8 @@ impl ClientStats {
         }
         self.calls += 1;
         self.busy += took;
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        self.timeline.push((Instant::now(), micros));
     }
 
     /// The assignment's per-client throughput: calls / sum of response times.
@@ -156,6 +167,55 @@ pub struct Summary {
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
     pub unexpected: BTreeMap<String, u64>,
+}
+
+/// The steady phase of a run: from the moment the last client's Login
+/// answered to the moment the first client sent its Logout, when every client
+/// is in its mix (no account operation is in flight).
+#[derive(Debug, Clone)]
+pub struct SteadyPhase {
+    pub secs: f64,
+    /// Calls completed within the phase (all of them mix operations).
+    pub calls: u64,
+    /// Their response times.
+    pub latency: OpStats,
+}
+
+impl SteadyPhase {
+    /// The steady phase of `clients`' run, if there is one (every client logged
+    /// in before the first logged out; a client that never logged in is left
+    /// out).
+    pub fn of(clients: &[ClientStats]) -> Option<SteadyPhase> {
+        let from = clients.iter().filter_map(|c| c.logged_in).max()?;
+        let to = clients.iter().filter_map(|c| c.logging_out).min()?;
+        if to <= from {
+            return None;
+        }
+        let mut latency = OpStats::default();
+        let mut calls = 0;
+        for (end, micros) in clients.iter().flat_map(|c| c.timeline.iter()) {
+            if *end > from && *end <= to {
+                calls += 1;
+                let _ = latency
+                    .latency
+                    .record(u64::from(*micros).clamp(1, 60_000_000));
+            }
+        }
+        Some(SteadyPhase {
+            secs: to.duration_since(from).as_secs_f64(),
+            calls,
+            latency,
+        })
+    }
+
+    /// Calls per second within the phase.
+    pub fn throughput(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.calls as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Per side, per operation, with all operations of a side under `"all"`.
@@ -219,5 +279,46 @@ mod tests {
         assert!((search.avg_ms - 2.0).abs() < 0.01, "{}", search.avg_ms);
         assert!(search.max_ms >= 2.99 && search.max_ms <= 3.01);
         assert_eq!(a.samples, vec!["GetItem: INTERNAL: boom"]);
+    }
+
+    #[test]
+    fn the_steady_phase_runs_from_the_last_login_to_the_first_logout() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let client = |login: u64, logout: u64, ends: &[(u64, u32)]| {
+            let mut c = ClientStats::new(Side::Buyer);
+            c.logged_in = Some(at(login));
+            c.logging_out = Some(at(logout));
+            c.timeline = ends.iter().map(|(ms, us)| (at(*ms), *us)).collect();
+            c
+        };
+        // Logins end at 10 and 30 ms, logouts start at 130 and 90 ms: the
+        // phase is 30-90 ms. Calls ending at 30 (the last login itself) and
+        // after 90 are outside.
+        let a = client(
+            10,
+            130,
+            &[(10, 900), (40, 1_000), (80, 3_000), (120, 50_000)],
+        );
+        let b = client(30, 90, &[(30, 800), (60, 2_000), (90, 4_000), (95, 60_000)]);
+        let phase = SteadyPhase::of(&[a.clone(), b]).expect("a steady phase");
+        assert!((phase.secs - 0.060).abs() < 1e-9, "{}", phase.secs);
+        assert_eq!(phase.calls, 4);
+        assert!((phase.throughput() - 4.0 / 0.060).abs() < 1e-6);
+        let summary = phase.latency.summary();
+        assert_eq!(summary.count, 4);
+        assert!(
+            summary.max_ms > 3.9 && summary.max_ms < 4.1,
+            "{}",
+            summary.max_ms
+        );
+        // A client logging out before another logged in: no steady phase.
+        let late = client(200, 300, &[]);
+        assert!(SteadyPhase::of(&[a.clone(), late]).is_none());
+        // A client that never logged in does not hold the phase back: a's
+        // own phase is 10-130 ms, with three calls ending inside.
+        let mut failed = client(0, 500, &[]);
+        failed.logged_in = None;
+        assert_eq!(SteadyPhase::of(&[a, failed]).map(|p| p.calls), Some(3));
     }
 }

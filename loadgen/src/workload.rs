@@ -1,15 +1,18 @@
 //! One client's run: CreateAccount, Login, the mix, Logout; N calls in all, each
 //! timed from call to reply at the client.
 
+use crate::conn::Conn;
 use crate::mix::{self, BuyerOp, Mix, SellerOp, CATEGORIES, VOCABULARY};
 use crate::stats::{ClientStats, Outcome, Side};
-use net::{Client, ClientConfig, Retry};
+use net::{ClientConfig, Retry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wire::request::{
     CartChange, ChangePrice, Credentials, Feedback, ItemRef, RegisterItem, Scalar, Search,
@@ -50,7 +53,7 @@ pub struct Plan {
 }
 
 struct Caller<'a> {
-    client: Client,
+    client: Conn,
     stats: ClientStats,
     left: usize,
     progress: &'a AtomicU64,
@@ -63,7 +66,7 @@ impl Caller<'_> {
     /// that is not a well-formed response is counted by its kind (`NO_CODE`,
     /// `MISSING_FIELD`, ...), as expected with `tolerate`; the client goes on
     /// either way.
-    fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
+    async fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
         &mut self,
         op: &'static str,
         request: &R,
@@ -75,7 +78,10 @@ impl Caller<'_> {
         }
         self.left = self.left.saturating_sub(1);
         let started = Instant::now();
-        let result = self.client.call_raw(request, None);
+        if op == "Logout" {
+            self.stats.logging_out = Some(started);
+        }
+        let result = self.client.call_raw(request).await;
         let took = started.elapsed();
         self.progress.fetch_add(1, Ordering::Relaxed);
         let (outcome, body) = match result.map(|mut raw| Response::<B>::decode(&mut raw)) {
@@ -102,6 +108,9 @@ impl Caller<'_> {
             ),
             Err(e) => (Outcome::Unexpected(format!("CONNECTION: {e}")), None),
         };
+        if op == "Login" && outcome == Outcome::Ok {
+            self.stats.logged_in = Some(started + took);
+        }
         self.stats.record(op, took, outcome);
         body
     }
@@ -115,7 +124,8 @@ fn session(id: &str) -> SessionOnly {
 
 /// Runs one client against `addr` and returns what it measured. `progress`
 /// counts finished calls for the progress bar.
-pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
+pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> ClientStats {
+    let plan = &plan;
     let config = ClientConfig {
         io_timeout: Duration::from_secs(60),
         retry: Retry {
@@ -128,22 +138,20 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
     };
     let mut stats = ClientStats::new(plan.side);
     let tolerate = plan.tolerate;
-    let client = match Client::connect(addr, config) {
-        Ok(c) => c,
-        Err(e) => {
-            stats.record(
-                "Connect",
-                Duration::ZERO,
-                Outcome::Unexpected(format!("CONNECTION: {e}")),
-            );
-            return stats;
-        }
-    };
+    let mut client = Conn::new(addr, config);
+    if let Err(e) = client.connect().await {
+        stats.record(
+            "Connect",
+            Duration::ZERO,
+            Outcome::Unexpected(format!("CONNECTION: {e}")),
+        );
+        return stats;
+    }
     let mut caller = Caller {
         client,
         stats,
         left: plan.calls.max(3),
-        progress,
+        progress: &progress,
         tolerate,
     };
     let mut rng = SmallRng::seed_from_u64(
@@ -161,8 +169,8 @@ pub fn run(plan: &Plan, addr: &str, progress: &AtomicU64) -> ClientStats {
         password: format!("pw-{}", plan.index),
     };
     match plan.side {
-        Side::Seller => seller_client(&mut caller, plan, &mut rng, creds),
-        Side::Buyer => buyer_client(&mut caller, plan, &mut rng, creds),
+        Side::Seller => seller_client(&mut caller, plan, &mut rng, creds).await,
+        Side::Buyer => buyer_client(&mut caller, plan, &mut rng, creds).await,
     }
     caller.stats
 }
@@ -196,13 +204,17 @@ fn price(rng: &mut SmallRng) -> f64 {
     f64::from(rng.gen_range(100..50_000u32)) / 100.0
 }
 
-fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
-    let _: Option<SellerCreated> = c.call(
-        "CreateAccount",
-        &seller::Request::CreateAccount(creds.clone()),
-        &[],
-    );
-    let Some(login) = c.call::<_, SellerSession>("Login", &seller::Request::Login(creds), &[])
+async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
+    let _: Option<SellerCreated> = c
+        .call(
+            "CreateAccount",
+            &seller::Request::CreateAccount(creds.clone()),
+            &[],
+        )
+        .await;
+    let Some(login) = c
+        .call::<_, SellerSession>("Login", &seller::Request::Login(creds), &[])
+        .await
     else {
         return;
     };
@@ -221,7 +233,7 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
         }
     {
         if plan.mix == Mix::Seed {
-            seed_seller_step(c, &sid, i);
+            seed_seller_step(c, &sid, i).await;
             i += 1;
             continue;
         }
@@ -252,7 +264,10 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
                     sale_price: price(rng),
                     quantity: units,
                 });
-                if let Some(r) = c.call::<_, ItemRegistered>("RegisterItemForSale", &request, &[]) {
+                if let Some(r) = c
+                    .call::<_, ItemRegistered>("RegisterItemForSale", &request, &[])
+                    .await
+                {
                     items.push(Own {
                         id: r.item_id,
                         units,
@@ -266,7 +281,7 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
                     item_id,
                     new_price: price(rng),
                 });
-                let _: Option<PriceChanged> = c.call("ChangeItemPrice", &request, &[]);
+                let _: Option<PriceChanged> = c.call("ChangeItemPrice", &request, &[]).await;
             }
             SellerOp::RemoveUnits | SellerOp::Restock => {
                 // A seller keeps at most MAX_ON_SALE items on sale: with more, it
@@ -287,27 +302,34 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
                     item_id: items[k].id,
                     quantity_change: change,
                 });
-                if let Some(r) = c.call::<_, UnitsUpdated>(
-                    "UpdateUnitsForSale",
-                    &request,
-                    &[ErrorCode::InsufficientStock],
-                ) {
+                if let Some(r) = c
+                    .call::<_, UnitsUpdated>(
+                        "UpdateUnitsForSale",
+                        &request,
+                        &[ErrorCode::InsufficientStock],
+                    )
+                    .await
+                {
                     items[k].units = r.quantity;
                 }
             }
             SellerOp::Display => {
-                let _: Option<ItemList> = c.call(
-                    "DisplayItemsForSale",
-                    &seller::Request::DisplayItemsForSale(session(&sid)),
-                    &[],
-                );
+                let _: Option<ItemList> = c
+                    .call(
+                        "DisplayItemsForSale",
+                        &seller::Request::DisplayItemsForSale(session(&sid)),
+                        &[],
+                    )
+                    .await;
             }
             SellerOp::Rating => {
-                let _: Option<SellerRating> = c.call(
-                    "GetSellerRating",
-                    &seller::Request::GetSellerRating(session(&sid)),
-                    &[],
-                );
+                let _: Option<SellerRating> = c
+                    .call(
+                        "GetSellerRating",
+                        &seller::Request::GetSellerRating(session(&sid)),
+                        &[],
+                    )
+                    .await;
             }
         }
     }
@@ -320,17 +342,21 @@ fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cre
             item_id: own.id,
             quantity_change: own.units,
         });
-        let _: Option<UnitsUpdated> = c.call(
-            "UpdateUnitsForSale",
-            &request,
-            &[ErrorCode::InsufficientStock],
-        );
+        let _: Option<UnitsUpdated> = c
+            .call(
+                "UpdateUnitsForSale",
+                &request,
+                &[ErrorCode::InsufficientStock],
+            )
+            .await;
     }
-    let _: Option<Empty> = c.call("Logout", &seller::Request::Logout(session(&sid)), &[]);
+    let _: Option<Empty> = c
+        .call("Logout", &seller::Request::Logout(session(&sid)), &[])
+        .await;
 }
 
 /// One step of the course evaluation's seller loop (three calls).
-fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
+async fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     let request = seller::Request::RegisterItemForSale(RegisterItem {
         session_id: sid.to_owned(),
         item_name: format!("item{i}"),
@@ -340,7 +366,10 @@ fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         sale_price: 10.0,
         quantity: 10,
     });
-    let Some(item) = c.call::<_, ItemRegistered>("RegisterItemForSale", &request, &[]) else {
+    let Some(item) = c
+        .call::<_, ItemRegistered>("RegisterItemForSale", &request, &[])
+        .await
+    else {
         return;
     };
     if c.left <= 1 {
@@ -351,7 +380,7 @@ fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         item_id: item.item_id,
         new_price: 12.5,
     });
-    let _: Option<PriceChanged> = c.call("ChangeItemPrice", &change, &[]);
+    let _: Option<PriceChanged> = c.call("ChangeItemPrice", &change, &[]).await;
     if c.left <= 1 {
         return;
     }
@@ -360,12 +389,12 @@ fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         item_id: item.item_id,
         quantity_change: 5,
     });
-    let _: Option<UnitsUpdated> = c.call("UpdateUnitsForSale", &units, &[]);
+    let _: Option<UnitsUpdated> = c.call("UpdateUnitsForSale", &units, &[]).await;
 }
 
 /// One search of the search mix: the shapes in turn, starting at a shape of
 /// its own for each buyer (`i`), each timed under its own name.
-fn search_step(c: &mut Caller<'_>, sid: &str, rng: &mut SmallRng, i: usize) {
+async fn search_step(c: &mut Caller<'_>, sid: &str, rng: &mut SmallRng, i: usize) {
     use crate::catalogue::{CATEGORY, HOT, WARM};
     let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
     let (name, keywords, offset): (&'static str, Vec<String>, i64) = match i % 6 {
@@ -383,16 +412,21 @@ fn search_step(c: &mut Caller<'_>, sid: &str, rng: &mut SmallRng, i: usize) {
         limit: Some(50),
         offset: Some(offset),
     });
-    let _: Option<SearchResults> = c.call(name, &request, &[]);
+    let _: Option<SearchResults> = c.call(name, &request, &[]).await;
 }
 
-fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
-    let _: Option<BuyerCreated> = c.call(
-        "CreateAccount",
-        &buyer::Request::CreateAccount(creds.clone()),
-        &[],
-    );
-    let Some(login) = c.call::<_, BuyerSession>("Login", &buyer::Request::Login(creds), &[]) else {
+async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
+    let _: Option<BuyerCreated> = c
+        .call(
+            "CreateAccount",
+            &buyer::Request::CreateAccount(creds.clone()),
+            &[],
+        )
+        .await;
+    let Some(login) = c
+        .call::<_, BuyerSession>("Login", &buyer::Request::Login(creds), &[])
+        .await
+    else {
         return;
     };
     let sid = login.session_id;
@@ -409,12 +443,12 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
     let mut found_any = false;
     while c.left > 1 {
         if plan.mix == Mix::Seed {
-            seed_buyer_step(c, &sid, i);
+            seed_buyer_step(c, &sid, i).await;
             i += 1;
             continue;
         }
         if plan.mix == Mix::Search {
-            search_step(c, &sid, rng, i);
+            search_step(c, &sid, rng, i).await;
             i += 1;
             continue;
         }
@@ -457,10 +491,11 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     // calls, never inside a timed call.
                     if !found_any && browse > 0 && browse % CATEGORIES == 0 {
                         let passes = (browse / CATEGORIES).min(7) as u32;
-                        std::thread::sleep(
+                        tokio::time::sleep(
                             Duration::from_millis(5 << (passes - 1))
                                 .min(Duration::from_millis(500)),
-                        );
+                        )
+                        .await;
                     }
                     browse += 1;
                     ((browse - 1) % CATEGORIES, 0)
@@ -477,7 +512,10 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     limit: Some(20),
                     offset: rng.gen_bool(0.1).then(|| 20 * rng.gen_range(1..=3)),
                 });
-                if let Some(r) = c.call::<_, SearchResults>("SearchItemsForSale", &request, &[]) {
+                if let Some(r) = c
+                    .call::<_, SearchResults>("SearchItemsForSale", &request, &[])
+                    .await
+                {
                     if !r.items.is_empty() {
                         found_any = true;
                         seen = r
@@ -494,7 +532,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     session_id: sid.clone(),
                     item_id,
                 });
-                let _: Option<ItemDetail> = c.call("GetItem", &request, &[]);
+                let _: Option<ItemDetail> = c.call("GetItem", &request, &[]).await;
             }
             BuyerOp::AddToCart | BuyerOp::RemoveFromCart => {
                 let (name, item_id, request_of): (
@@ -520,27 +558,35 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                 // Stock moves under the buyer's feet: sellers sell out items.
                 // A sold-out item is forgotten (no buyer retries it forever);
                 // with nothing left in mind, the buyer browses again.
-                match c.call::<_, CartContents>(name, &request, &[ErrorCode::InsufficientStock]) {
+                match c
+                    .call::<_, CartContents>(name, &request, &[ErrorCode::InsufficientStock])
+                    .await
+                {
                     Some(r) => cart = r.cart_items,
                     None if op == BuyerOp::AddToCart => seen.retain(|(id, _)| *id != item_id),
                     None => {}
                 }
             }
             BuyerOp::DisplayCart => {
-                if let Some(r) = c.call::<_, CartContents>(
-                    "DisplayCart",
-                    &buyer::Request::DisplayCart(session(&sid)),
-                    &[],
-                ) {
+                if let Some(r) = c
+                    .call::<_, CartContents>(
+                        "DisplayCart",
+                        &buyer::Request::DisplayCart(session(&sid)),
+                        &[],
+                    )
+                    .await
+                {
                     cart = r.cart_items;
                 }
             }
             BuyerOp::SaveCart => {
-                let _: Option<Empty> =
-                    c.call("SaveCart", &buyer::Request::SaveCart(session(&sid)), &[]);
+                let _: Option<Empty> = c
+                    .call("SaveCart", &buyer::Request::SaveCart(session(&sid)), &[])
+                    .await;
             }
             BuyerOp::ClearCart => {
                 if c.call::<_, Empty>("ClearCart", &buyer::Request::ClearCart(session(&sid)), &[])
+                    .await
                     .is_some()
                 {
                     cart.clear();
@@ -553,7 +599,7 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     item_id,
                     feedback: Scalar::Int(i64::from(rng.gen_bool(0.7))),
                 });
-                let _: Option<Votes> = c.call("ProvideFeedback", &request, &[]);
+                let _: Option<Votes> = c.call("ProvideFeedback", &request, &[]).await;
             }
             BuyerOp::SellerRating => {
                 let (_, seller_id) = any_seen(rng, &seen);
@@ -561,23 +607,27 @@ fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Cred
                     session_id: sid.clone(),
                     seller_id,
                 });
-                let _: Option<SellerRating> = c.call("GetSellerRating", &request, &[]);
+                let _: Option<SellerRating> = c.call("GetSellerRating", &request, &[]).await;
             }
             BuyerOp::History => {
-                let _: Option<PurchaseHistory> = c.call(
-                    "GetBuyerPurchases",
-                    &buyer::Request::GetBuyerPurchases(session(&sid)),
-                    &[],
-                );
+                let _: Option<PurchaseHistory> = c
+                    .call(
+                        "GetBuyerPurchases",
+                        &buyer::Request::GetBuyerPurchases(session(&sid)),
+                        &[],
+                    )
+                    .await;
             }
         }
     }
-    let _: Option<Empty> = c.call("Logout", &buyer::Request::Logout(session(&sid)), &[]);
+    let _: Option<Empty> = c
+        .call("Logout", &buyer::Request::Logout(session(&sid)), &[])
+        .await;
 }
 
 /// One step of the course evaluation's buyer loop (five calls). Items 1-5 may
 /// not exist yet early in a first run: NOT_FOUND is expected there.
-fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
+async fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     let item_id = (i % 5) as i64 + 1;
     let search = buyer::Request::SearchItemsForSale(Search {
         session_id: sid.to_owned(),
@@ -586,7 +636,7 @@ fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         limit: None,
         offset: None,
     });
-    let _: Option<SearchResults> = c.call("SearchItemsForSale", &search, &[]);
+    let _: Option<SearchResults> = c.call("SearchItemsForSale", &search, &[]).await;
     if c.left <= 1 {
         return;
     }
@@ -596,6 +646,7 @@ fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     });
     let seller_id = c
         .call::<_, ItemDetail>("GetItem", &get, &[ErrorCode::NotFound])
+        .await
         .map_or(1, |d| d.item.seller_id);
     if c.left <= 1 {
         return;
@@ -605,7 +656,9 @@ fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         item_id,
         feedback: Scalar::Int(1),
     });
-    let _: Option<Votes> = c.call("ProvideFeedback", &vote, &[ErrorCode::NotFound]);
+    let _: Option<Votes> = c
+        .call("ProvideFeedback", &vote, &[ErrorCode::NotFound])
+        .await;
     if c.left <= 1 {
         return;
     }
@@ -613,13 +666,17 @@ fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         session_id: sid.to_owned(),
         seller_id,
     });
-    let _: Option<SellerRating> = c.call("GetSellerRating", &rating, &[ErrorCode::NotFound]);
+    let _: Option<SellerRating> = c
+        .call("GetSellerRating", &rating, &[ErrorCode::NotFound])
+        .await;
     if c.left <= 1 {
         return;
     }
-    let _: Option<CartContents> = c.call(
-        "DisplayCart",
-        &buyer::Request::DisplayCart(session(sid)),
-        &[],
-    );
+    let _: Option<CartContents> = c
+        .call(
+            "DisplayCart",
+            &buyer::Request::DisplayCart(session(sid)),
+            &[],
+        )
+        .await;
 }

@@ -72,12 +72,25 @@ fn a_short_default_run_adds_up_and_covers_the_mix() {
             assert!(run["per_client_throughput"][side].as_f64().unwrap() > 0.0);
         }
         assert!(run["system_throughput"].as_f64().unwrap() > 0.0);
+        // The steady phase: only mix calls, so at most 47 per client.
+        let steady = &run["steady"];
+        let calls = steady["calls"].as_u64().expect("a steady phase");
+        assert!(calls > 0 && calls <= 4 * 47, "{calls}");
+        assert_eq!(count(&steady["latency"]), calls);
+        assert!(steady["steady_throughput"].as_f64().unwrap() > 0.0);
+        assert!(steady["secs"].as_f64().unwrap() < run["wall_secs"].as_f64().unwrap());
         let servers = run["servers"].as_array().unwrap();
         assert_eq!(servers.len(), 2, "CPU and memory of both servers");
         assert!(servers
             .iter()
             .all(|s| s["peak_rss_mib"].as_f64().unwrap() > 1.0));
     }
+    let steady_calls: u64 = runs
+        .iter()
+        .map(|r| r["steady"]["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(count(&scenario["steady_latency"]), steady_calls);
+    assert!(scenario["steady_throughput"].as_f64().unwrap() > 0.0);
     let all = &scenario["all_runs"];
     let expect = |side: &str, ops: &[&str]| {
         let table = all[side].as_object().unwrap();
@@ -194,4 +207,52 @@ fn the_seed_mix_reproduces_the_course_evaluation() {
     // 47 middle calls per seller: 15 full steps of three, plus a register and a
     // price change.
     assert_eq!(count(&sellers["RegisterItemForSale"]), 4 * 16);
+}
+
+/// Threads of process `pid`, from /proc.
+fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn hundreds_of_clients_run_on_a_few_threads() {
+    let dir = deploy::testing::scratch_dir("loadgen-crowd");
+    let out = dir.join("crowd.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--scenario", "150x150", "--ops", "6", "--runs", "1"])
+        .args(["--workers", "2", "--no-metrics", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run loadgen");
+    let mut most = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for loadgen") {
+            break status;
+        }
+        most = most.max(threads(child.id()).unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "loadgen failed: {status}");
+    let mut json = std::fs::read(&out).expect("the report is written");
+    let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
+    let all = &r["scenarios"][0]["all_runs"];
+    for side in ["seller", "buyer"] {
+        assert_eq!(count(&all[side]["Login"]), 150, "every {side} logged in");
+        assert_eq!(
+            count(&all[side]["all"]),
+            150 * 6,
+            "every {side} made its calls"
+        );
+    }
+    // A thread per client would be 300 and more; the clients share the
+    // runtime's (one per core), beside main, signals and the progress poll.
+    eprintln!("loadgen ran at most {most} threads");
+    assert!(most > 0 && most < 24, "loadgen ran {most} threads");
 }

@@ -387,15 +387,23 @@ impl Client {
 
     /// The wait before retry `n` (from 1): exponential, capped, jittered to 50-100%.
     fn backoff(&mut self, n: u32) -> Duration {
-        let Retry { base, max, .. } = self.config.retry;
-        let full = base
-            .saturating_mul(1u32.checked_shl(n - 1).unwrap_or(u32::MAX))
-            .min(max);
+        self.config.retry.delay(n, &mut self.jitter)
+    }
+}
+
+impl Retry {
+    /// The wait before retry `n` (from 1): `base * 2^(n-1)`, at most `max`,
+    /// jittered to 50-100% of that by `state` (a xorshift64 state, never 0).
+    pub fn delay(&self, n: u32, state: &mut u64) -> Duration {
+        let full = self
+            .base
+            .saturating_mul(1u32.checked_shl(n.max(1) - 1).unwrap_or(u32::MAX))
+            .min(self.max);
         // xorshift64: jitter needs spread, not cryptographic quality.
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
-        let fraction = 0.5 + (self.jitter % 1000) as f64 / 2000.0;
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let fraction = 0.5 + (*state % 1000) as f64 / 2000.0;
         full.mul_f64(fraction)
     }
 }
