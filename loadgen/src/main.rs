@@ -51,6 +51,12 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --tolerate          count malformed replies (errors without a code, results
                       missing a field: servers written for the predecessor's
                       clients) as expected errors, by kind, not as failures
+  --no-start-line     clients start their mix as soon as they have logged in
+                      (the default of the seed mix, whose login storm overlaps
+                      the other calls); otherwise, every client waits after its
+                      Login until all have logged in, so that the steady phase
+                      (all logged in, none logging out) spans the mix
+  --start-line        wait for each other after Login, in the seed mix too
   --no-keys           send writes without idempotency keys (to measure what keys
                       cost; clients then never resend a write)
   --metrics URLS      the servers' metrics endpoints (comma-separated), read
@@ -75,6 +81,8 @@ struct Options {
     keys: bool,
     retry_attempts: u32,
     tolerate: bool,
+    /// Clients wait for each other after Login.
+    start_line: bool,
     /// Items to add to product_db before the runs.
     catalogue: Option<i64>,
     product_db: Option<String>,
@@ -145,6 +153,15 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     let label = value(&mut args, "--label")?;
     let keys = !args.contains("--no-keys");
     let tolerate = args.contains("--tolerate");
+    let start_line = match (
+        args.contains("--start-line"),
+        args.contains("--no-start-line"),
+    ) {
+        (true, true) => return Err("--start-line and --no-start-line contradict".into()),
+        (true, false) => true,
+        (false, true) => false,
+        (false, false) => mix != Mix::Seed,
+    };
     let catalogue = match value(&mut args, "--catalogue")? {
         Some(n) => Some(
             n.parse::<i64>()
@@ -197,6 +214,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         keys,
         retry_attempts,
         tolerate,
+        start_line,
         metrics,
         no_metrics,
         catalogue,
@@ -239,6 +257,9 @@ fn one_run(
 ) -> (report::RunReport, report::RunStats) {
     let clients = sellers + buyers;
     let progress = Arc::new(AtomicU64::new(0));
+    let start_line = o
+        .start_line
+        .then(|| Arc::new(tokio::sync::Barrier::new(clients)));
     let before: Vec<_> = pids.iter().map(|(_, pid)| procfs::sample(*pid)).collect();
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new((clients * o.ops) as u64);
@@ -269,6 +290,7 @@ fn one_run(
                 keys: o.keys,
                 retry_attempts: o.retry_attempts,
                 tolerate: o.tolerate,
+                start_line: start_line.clone(),
             };
             let progress = progress.clone();
             runtime.spawn(async move {
@@ -461,6 +483,7 @@ fn main() -> ExitCode {
         calls_per_client: o.ops,
         runs: o.runs,
         seed: o.seed,
+        start_line: o.start_line,
     };
     println!(
         "loadgen: {}, {} CPUs, commit {}, seed {}\n{}",

@@ -18,6 +18,8 @@ pub struct Conditions {
     pub calls_per_client: usize,
     pub runs: usize,
     pub seed: u64,
+    /// Whether clients waited for each other after Login.
+    pub start_line: bool,
 }
 
 /// One server's use of the machine during one run.

@@ -89,6 +89,10 @@ pub enum Outcome {
     Unexpected(String),
 }
 
+/// What a client does before and after its mix (and a failed connect): never
+/// part of the steady phase.
+pub const ACCOUNT_OPERATIONS: [&str; 4] = ["Connect", "CreateAccount", "Login", "Logout"];
+
 /// Everything one client measured in one run.
 #[derive(Debug, Clone)]
 pub struct ClientStats {
@@ -99,7 +103,7 @@ pub struct ClientStats {
     pub busy: Duration,
     /// A few messages of unexpected errors, for the report.
     pub samples: Vec<String>,
-    /// Each call's end and its response time in µs, for the steady phase.
+    /// Each mix call's end and its response time in µs, for the steady phase.
     pub timeline: Vec<(Instant, u32)>,
     /// When the client's Login answered OK.
     pub logged_in: Option<Instant>,
@@ -121,8 +125,19 @@ impl ClientStats {
         }
     }
 
-    /// Records one call.
+    /// Records one call that ended now.
     pub fn record(&mut self, op: &'static str, took: Duration, outcome: Outcome) {
+        self.record_at(op, Instant::now(), took, outcome);
+    }
+
+    /// Records one call that ended at `ended`.
+    pub fn record_at(
+        &mut self,
+        op: &'static str,
+        ended: Instant,
+        took: Duration,
+        outcome: Outcome,
+    ) {
         let stats = self.ops.entry(op).or_default();
         let _ = stats
             .latency
@@ -140,8 +155,10 @@ impl ClientStats {
         }
         self.calls += 1;
         self.busy += took;
-        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-        self.timeline.push((Instant::now(), micros));
+        if !ACCOUNT_OPERATIONS.contains(&op) {
+            let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+            self.timeline.push((ended, micros));
+        }
     }
 
     /// The assignment's per-client throughput: calls / sum of response times.
@@ -320,5 +337,15 @@ mod tests {
         let mut failed = client(0, 500, &[]);
         failed.logged_in = None;
         assert_eq!(SteadyPhase::of(&[a, failed]).map(|p| p.calls), Some(3));
+        // Account operations never enter the timeline: the last Login ends
+        // exactly where the phase starts and must not be counted in it.
+        let mut c = ClientStats::new(Side::Seller);
+        for op in ACCOUNT_OPERATIONS {
+            c.record(op, Duration::from_millis(3), Outcome::Ok);
+        }
+        assert!(c.timeline.is_empty());
+        c.record("GetSellerRating", Duration::from_millis(2), Outcome::Ok);
+        assert_eq!(c.timeline.len(), 1);
+        assert_eq!(c.timeline[0].1, 2_000);
     }
 }

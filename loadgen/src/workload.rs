@@ -50,6 +50,19 @@ pub struct Plan {
     /// Count malformed replies (an error without `code`, a result missing a
     /// field: servers written for the predecessor's clients) as expected.
     pub tolerate: bool,
+    /// Where every client of the run waits after its Login (OK or not) until
+    /// all have logged in, so the mix runs with everyone in it; None: each
+    /// client goes on at once.
+    pub start_line: Option<Arc<tokio::sync::Barrier>>,
+}
+
+impl Plan {
+    /// Waits at the start line, if there is one.
+    async fn logged_in(&self) {
+        if let Some(line) = &self.start_line {
+            line.wait().await;
+        }
+    }
 }
 
 struct Caller<'a> {
@@ -82,7 +95,8 @@ impl Caller<'_> {
             self.stats.logging_out = Some(started);
         }
         let result = self.client.call_raw(request).await;
-        let took = started.elapsed();
+        let ended = Instant::now();
+        let took = ended - started;
         self.progress.fetch_add(1, Ordering::Relaxed);
         let (outcome, body) = match result.map(|mut raw| Response::<B>::decode(&mut raw)) {
             Ok(Err(malformed)) if self.tolerate => {
@@ -109,9 +123,9 @@ impl Caller<'_> {
             Err(e) => (Outcome::Unexpected(format!("CONNECTION: {e}")), None),
         };
         if op == "Login" && outcome == Outcome::Ok {
-            self.stats.logged_in = Some(started + took);
+            self.stats.logged_in = Some(ended);
         }
-        self.stats.record(op, took, outcome);
+        self.stats.record_at(op, ended, took, outcome);
         body
     }
 }
@@ -127,7 +141,9 @@ fn session(id: &str) -> SessionOnly {
 pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> ClientStats {
     let plan = &plan;
     let config = ClientConfig {
-        io_timeout: Duration::from_secs(60),
+        // Generous: at 1000x1000 the last of 4,000 password hashes on 2
+        // cores is answered after about a minute (a resend would hash again).
+        io_timeout: Duration::from_secs(180),
         retry: Retry {
             attempts: plan.retry_attempts,
             max: Duration::from_secs(1),
@@ -145,6 +161,7 @@ pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> Clie
             Duration::ZERO,
             Outcome::Unexpected(format!("CONNECTION: {e}")),
         );
+        plan.logged_in().await;
         return stats;
     }
     let mut caller = Caller {
@@ -212,10 +229,11 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
             &[],
         )
         .await;
-    let Some(login) = c
+    let login = c
         .call::<_, SellerSession>("Login", &seller::Request::Login(creds), &[])
-        .await
-    else {
+        .await;
+    plan.logged_in().await;
+    let Some(login) = login else {
         return;
     };
     let sid = login.session_id;
@@ -423,10 +441,11 @@ async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds
             &[],
         )
         .await;
-    let Some(login) = c
+    let login = c
         .call::<_, BuyerSession>("Login", &buyer::Request::Login(creds), &[])
-        .await
-    else {
+        .await;
+    plan.logged_in().await;
+    let Some(login) = login else {
         return;
     };
     let sid = login.session_id;
