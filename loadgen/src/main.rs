@@ -27,6 +27,9 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --ops N             calls per client per run (at least 3) [default: 1000]
   --runs R            runs per scenario [default: 10]
   --seed S            random seed of the workload [default: 1]
+  --think MS          each client pauses before each call of its mix, uniformly
+                      0 to 2 x MS (not timed): people between clicks rather
+                      than clients calling back to back [default: 0]
   --mix NAME          default, browse, seed (the course evaluation), or search
                       (the query shapes of --catalogue, timed per shape)
                       [default: default]
@@ -83,6 +86,8 @@ struct Options {
     tolerate: bool,
     /// Clients wait for each other after Login.
     start_line: bool,
+    /// Mean pause before each mix call.
+    think: Duration,
     /// Items to add to product_db before the runs.
     catalogue: Option<i64>,
     product_db: Option<String>,
@@ -126,6 +131,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         return Err("--runs must be at least 1".into());
     }
     let seed = number(value(&mut args, "--seed")?, "--seed", 1)?;
+    let think = Duration::from_millis(number(value(&mut args, "--think")?, "--think", 0)?);
     let mix = match value(&mut args, "--mix")? {
         Some(m) => Mix::parse(&m).ok_or(format!(
             "--mix: {m:?} is not default, browse, seed or search"
@@ -215,6 +221,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         retry_attempts,
         tolerate,
         start_line,
+        think,
         metrics,
         no_metrics,
         catalogue,
@@ -291,6 +298,7 @@ fn one_run(
                 retry_attempts: o.retry_attempts,
                 tolerate: o.tolerate,
                 start_line: start_line.clone(),
+                think: o.think,
             };
             let progress = progress.clone();
             runtime.spawn(async move {
@@ -484,6 +492,7 @@ fn main() -> ExitCode {
         runs: o.runs,
         seed: o.seed,
         start_line: o.start_line,
+        think_ms: o.think.as_millis() as u64,
     };
     println!(
         "loadgen: {}, {} CPUs, commit {}, seed {}\n{}",

@@ -20,6 +20,8 @@ pub struct Conditions {
     pub seed: u64,
     /// Whether clients waited for each other after Login.
     pub start_line: bool,
+    /// Mean pause before each mix call.
+    pub think_ms: u64,
 }
 
 /// One server's use of the machine during one run.

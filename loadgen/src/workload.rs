@@ -3,7 +3,7 @@
 
 use crate::conn::Conn;
 use crate::mix::{self, BuyerOp, Mix, SellerOp, CATEGORIES, VOCABULARY};
-use crate::stats::{ClientStats, Outcome, Side};
+use crate::stats::{ClientStats, Outcome, Side, ACCOUNT_OPERATIONS};
 use net::{ClientConfig, Retry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -54,6 +54,9 @@ pub struct Plan {
     /// all have logged in, so the mix runs with everyone in it; None: each
     /// client goes on at once.
     pub start_line: Option<Arc<tokio::sync::Barrier>>,
+    /// Mean pause before each mix call (uniform in 0 to twice this), never
+    /// timed: a person between clicks.
+    pub think: Duration,
 }
 
 impl Plan {
@@ -71,6 +74,9 @@ struct Caller<'a> {
     left: usize,
     progress: &'a AtomicU64,
     tolerate: bool,
+    think: Duration,
+    /// xorshift64 state for the think times.
+    pause: u64,
 }
 
 impl Caller<'_> {
@@ -88,6 +94,13 @@ impl Caller<'_> {
         if ABORT.load(Ordering::Relaxed) {
             self.left = 0;
             return None;
+        }
+        if !self.think.is_zero() && !ACCOUNT_OPERATIONS.contains(&op) {
+            self.pause ^= self.pause << 13;
+            self.pause ^= self.pause >> 7;
+            self.pause ^= self.pause << 17;
+            let fraction = (self.pause % 2001) as f64 / 1000.0;
+            tokio::time::sleep(self.think.mul_f64(fraction)).await;
         }
         self.left = self.left.saturating_sub(1);
         let started = Instant::now();
@@ -170,6 +183,8 @@ pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> Clie
         left: plan.calls.max(3),
         progress: &progress,
         tolerate,
+        think: plan.think,
+        pause: (plan.seed ^ (plan.index as u64) << 16 ^ plan.side as u64) | 1,
     };
     let mut rng = SmallRng::seed_from_u64(
         plan.seed ^ (plan.run as u64) << 40 ^ (plan.index as u64) << 8 ^ plan.side as u64,

@@ -256,3 +256,40 @@ fn hundreds_of_clients_run_on_a_few_threads() {
     eprintln!("loadgen ran at most {most} threads");
     assert!(most > 0 && most < 24, "loadgen ran {most} threads");
 }
+
+#[test]
+fn think_time_paces_the_clients_outside_the_timed_calls() {
+    let dir = deploy::testing::scratch_dir("loadgen-think");
+    let out = dir.join("think.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--scenario", "1x1", "--ops", "23", "--runs", "1"])
+        .args(["--think", "30", "--no-metrics", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run loadgen");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut json = std::fs::read(&out).expect("the report is written");
+    let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
+    assert_eq!(r["conditions"]["think_ms"].as_u64(), Some(30));
+    let first = &r["scenarios"][0]["runs"][0];
+    // 20 mix calls per client, each after a pause of 0-60 ms (600 ms
+    // expected); the calls themselves take a few ms each.
+    let wall = first["wall_secs"].as_f64().unwrap();
+    assert!(wall > 0.3, "the pauses were not taken: {wall} s");
+    for side in ["seller", "buyer"] {
+        let busy_rate = first["per_client_throughput"][side].as_f64().unwrap();
+        let avg = first["sides"][side]["all"]["avg_ms"].as_f64().unwrap();
+        assert!(
+            avg < 15.0,
+            "{side}: a pause was timed as part of a call ({avg} ms)"
+        );
+        assert!(
+            busy_rate > 23.0 / wall,
+            "{side}: {busy_rate} calls per busy second"
+        );
+    }
+}
