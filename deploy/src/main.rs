@@ -26,7 +26,10 @@ both databases, the seller server and the buyer server; Ctrl-C stops them all.
   --seller-listen ADDR     seller server address [default: 0.0.0.0:5001]
   --buyer-listen ADDR      buyer server address [default: 0.0.0.0:6001]
   --session-timeout SECS   session inactivity limit [default: 300]
-  --workers N              worker threads per server [default: 16]
+  --workers N              worker threads (and database connections) per
+                           server [default: 2 per core with the private
+                           cluster, the lowest p99 measured with everything
+                           on one machine; 16 with --customer-db/--product-db]
   --pg-port PORT           port of the private PostgreSQL [default: a free one]
   --customer-db URL        use this customer_db instead of a private cluster
   --product-db URL         use this product_db instead of a private cluster
@@ -46,6 +49,20 @@ fn default_data_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("marketplace")
+}
+
+/// Worker threads per server when `--workers` is not given. With the private
+/// cluster on the same machine, 2 per core: on 2 cores, 4 gave the best
+/// throughput and p99 with durable commits at 100x100 (docs/BENCHMARKS.md;
+/// more workers only add PostgreSQL backends competing for the same cores).
+/// Databases elsewhere leave the cores to the servers, and a worker waits on
+/// the network for each statement: 16.
+fn default_workers(external_databases: bool, cores: usize) -> usize {
+    if external_databases {
+        16
+    } else {
+        2 * cores.max(1)
+    }
 }
 
 fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
@@ -80,13 +97,14 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
             .ok_or("--session-timeout must be a positive number of seconds")?;
         config.session_timeout = Duration::from_secs_f64(secs);
     }
-    config.workers = match value(args, "--workers")? {
-        Some(n) => n
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or("--workers must be at least 1")?,
-        None => 16,
+    let workers = match value(args, "--workers")? {
+        Some(n) => Some(
+            n.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or("--workers must be at least 1")?,
+        ),
+        None => None,
     };
     if let Some(port) = value(args, "--pg-port")? {
         config.pg_port = port
@@ -98,6 +116,12 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         (None, None) => None,
         _ => return Err("--customer-db and --product-db go together".into()),
     };
+    config.workers = workers.unwrap_or_else(|| {
+        default_workers(
+            config.external.is_some(),
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )
+    });
     config.trace = args.contains("--log-requests");
     if let Some(addr) = value(args, "--metrics-listen")? {
         config.metrics_listen = Some(addr.parse().map_err(|_| {

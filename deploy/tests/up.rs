@@ -22,6 +22,8 @@ struct Up {
     child: std::process::Child,
     seller: String,
     buyer: String,
+    /// The metrics URL, with `--metrics-listen`.
+    metrics: Option<String>,
 }
 
 impl Up {
@@ -42,10 +44,15 @@ impl Up {
             .strip_prefix("ready seller=")
             .unwrap_or_else(|| panic!("{line:?}"));
         let (seller, buyer) = rest.split_once(" buyer=").expect("two addresses");
+        let (buyer, metrics) = match buyer.split_once(" metrics=") {
+            Some((buyer, metrics)) => (buyer, Some(metrics.to_owned())),
+            None => (buyer, None),
+        };
         let up = Up {
             child,
             seller: seller.to_owned(),
             buyer: buyer.to_owned(),
+            metrics,
         };
         up.ping();
         up
@@ -60,6 +67,32 @@ impl Up {
             ping(&self.buyer, &wire::buyer::Request::Ping(NoFields {})).server,
             "buyer"
         );
+    }
+
+    /// The `marketplace_workers` gauge of each server (seller, buyer), read
+    /// from the metrics endpoint.
+    fn workers(&self) -> (u64, u64) {
+        use std::io::{Read, Write};
+        let url = self
+            .metrics
+            .as_deref()
+            .expect("started with --metrics-listen");
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("{url}"));
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let gauge = |server: &str| -> u64 {
+            let prefix = format!("marketplace_workers{{server=\"{server}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in {text}")) as u64
+        };
+        (gauge("seller"), gauge("buyer"))
     }
 
     /// SIGTERM; checks a clean exit with both ports closed.
@@ -118,7 +151,21 @@ fn up_runs_everything_and_sigterm_leaves_no_process_and_a_second_run_reuses_the_
     let dir = deploy::testing::scratch_dir("up");
     let data = dir.join("data");
     let data_arg = data.to_str().unwrap();
-    up_and_down(&["--data-dir", data_arg, "--session-timeout", "60"]);
+    let up = Up::start(
+        &[
+            "--data-dir",
+            data_arg,
+            "--session-timeout",
+            "60",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    // With the private cluster on this machine: 2 workers per core.
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(up.workers(), (2 * cores, 2 * cores));
+    up.stop();
     assert!(!postmaster_alive(&data), "PostgreSQL left running");
     let started = Instant::now();
     up_and_down(&["--data-dir", data_arg]);
@@ -131,14 +178,22 @@ fn up_uses_existing_databases_when_given_their_urls() {
     let stack = deploy::testing::shared_stack(|_| {});
     let db = stack.db();
     let dir = deploy::testing::scratch_dir("external");
-    up_and_down(&[
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--customer-db",
-        &db.customer_url,
-        "--product-db",
-        &db.product_url,
-    ]);
+    let up = Up::start(
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--customer-db",
+            &db.customer_url,
+            "--product-db",
+            &db.product_url,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    // Databases elsewhere: 16 workers, each mostly waiting on the network.
+    assert_eq!(up.workers(), (16, 16));
+    up.stop();
     assert!(
         !dir.join("pgdata").exists(),
         "no private cluster is created when databases are given"
