@@ -171,7 +171,28 @@ impl Stack {
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
             stack.endpoint = Some(endpoint);
         }
-        let (seller, buyer) = stack.launch()?;
+        // A port picked here for a child process can be taken before the child
+        // binds it (another program's connection gets it as its ephemeral
+        // port): the child then exits, and the ports are picked again.
+        let picked = processes
+            && (config.seller_listen.port() == 0
+                || config.buyer_listen.port() == 0
+                || config.metrics_listen.is_some());
+        let mut attempts = 1;
+        let (seller, buyer) = loop {
+            match stack.launch() {
+                Ok(addrs) => break addrs,
+                Err(e) if picked && attempts < 3 && e.contains("process exited") => {
+                    attempts += 1;
+                    stack.stop_servers();
+                    stack.seller.listen = fixed(config.seller_listen)?;
+                    stack.buyer.listen = fixed(config.buyer_listen)?;
+                    stack.seller.metrics_listen = own_metrics(config.metrics_listen)?;
+                    stack.buyer.metrics_listen = own_metrics(config.metrics_listen)?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         // A port 0 is now fixed, so a restart comes back where clients expect it.
         stack.seller.listen = seller;
         stack.buyer.listen = buyer;
