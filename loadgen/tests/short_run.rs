@@ -263,7 +263,7 @@ fn think_time_paces_the_clients_outside_the_timed_calls() {
     let out = dir.join("think.json");
     let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--scenario", "1x1", "--ops", "23", "--runs", "1"])
-        .args(["--think", "30", "--no-metrics", "--out"])
+        .args(["--think", "100", "--no-metrics", "--out"])
         .arg(&out)
         .output()
         .expect("run loadgen");
@@ -274,18 +274,20 @@ fn think_time_paces_the_clients_outside_the_timed_calls() {
     );
     let mut json = std::fs::read(&out).expect("the report is written");
     let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
-    assert_eq!(r["conditions"]["think_ms"].as_u64(), Some(30));
+    assert_eq!(r["conditions"]["think_ms"].as_u64(), Some(100));
     let first = &r["scenarios"][0]["runs"][0];
-    // 20 mix calls per client, each after a pause of 0-60 ms (600 ms
-    // expected); the calls themselves take a few ms each.
+    // 20 mix calls per client, each after a pause of 0-200 ms (2 s
+    // expected); the calls themselves take a few ms each. The median call
+    // (the three account calls, slow in a debug build, cannot move it)
+    // would be about 100 ms if the pauses were timed.
     let wall = first["wall_secs"].as_f64().unwrap();
-    assert!(wall > 0.3, "the pauses were not taken: {wall} s");
+    assert!(wall > 1.0, "the pauses were not taken: {wall} s");
     for side in ["seller", "buyer"] {
         let busy_rate = first["per_client_throughput"][side].as_f64().unwrap();
-        let avg = first["sides"][side]["all"]["avg_ms"].as_f64().unwrap();
+        let p50 = first["sides"][side]["all"]["p50_ms"].as_f64().unwrap();
         assert!(
-            avg < 15.0,
-            "{side}: a pause was timed as part of a call ({avg} ms)"
+            p50 < 40.0,
+            "{side}: a pause was timed as part of a call (p50 {p50} ms)"
         );
         assert!(
             busy_rate > 23.0 / wall,
