@@ -4,7 +4,7 @@ use crate::account;
 use crate::args::{Args, Usage};
 use crate::shell::{CliError, Command, Ctx, Side};
 use crate::table;
-use wire::request::{ChangePrice, NoFields, RegisterItem, SessionOnly, UpdateUnits};
+use wire::request::{ChangePrice, NoFields, OwnItems, RegisterItem, SessionOnly, UpdateUnits};
 use wire::response::{
     ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating, SellerSession,
     UnitsUpdated,
@@ -151,8 +151,14 @@ fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
 
 fn items(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: ItemList = ctx.call(&Request::DisplayItemsForSale(session(ctx)?))?;
+    let r: ItemList = ctx.call(&Request::DisplayItemsForSale(OwnItems {
+        session_id: ctx.session()?,
+        include_sold_out: true,
+    }))?;
     ctx.show(&table::items(&r.items, false));
+    if r.items.iter().any(|i| i.quantity == 0) {
+        ctx.show("(sold out: put units back on sale with add-units ITEM_ID COUNT)");
+    }
     Ok(())
 }
 
@@ -231,7 +237,7 @@ pub const SIDE: Side = Side {
         Command {
             name: "items",
             usage: "items",
-            about: "your items with units for sale",
+            about: "your items, sold-out ones marked (restock them with add-units)",
             example: "items",
             options: &[],
             run: items,

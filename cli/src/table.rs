@@ -112,7 +112,11 @@ pub fn items(items: &[wire::response::Item], with_seller: bool) -> String {
             i.category.to_string(),
             i.condition.as_str().to_owned(),
             money(i.sale_price),
-            i.quantity.to_string(),
+            if i.quantity == 0 {
+                "sold out".to_owned()
+            } else {
+                i.quantity.to_string()
+            },
             i.thumbs_up.to_string(),
             i.thumbs_down.to_string(),
         ];

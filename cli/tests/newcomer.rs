@@ -245,3 +245,21 @@ fn json_carts_carry_names_and_prices_and_a_sellers_items_do_not_repeat_their_id(
         assert_eq!(value["total"], 5.0, "{line}");
     }
 }
+
+#[test]
+fn a_sellers_items_include_the_sold_out_ones_marked_for_restocking() {
+    let (owner, _, id) = seller_with_item(2);
+    let run = seller(&format!(
+        "login {owner} pw\nremove-units {id} 2\nitems\nadd-units {id} 5\nitems\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let rows: Vec<&str> = run.stdout.lines().filter(|l| l.contains("Café")).collect();
+    assert_eq!(rows.len(), 2, "{}", run.stdout);
+    assert!(rows[0].contains("sold out"), "{}", rows[0]);
+    assert!(
+        run.stdout.contains("add-units ITEM_ID COUNT"),
+        "says how to restock: {}",
+        run.stdout
+    );
+    assert!(!rows[1].contains("sold out") && rows[1].contains(" 5 "), "{}", rows[1]);
+}

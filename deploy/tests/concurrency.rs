@@ -51,7 +51,7 @@ fn a_hundred_threads_removing_units_never_lose_an_update_nor_go_below_zero() {
         .map(|t| t.join().unwrap())
         .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     assert_eq!((ok, short), (150, 50), "exactly the 150 units were removed");
-    let list: ItemList = api.ok(&S::DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&S::DisplayItemsForSale(session(&sid).into()));
     assert!(list.items.is_empty(), "the item is sold out");
     let back: UnitsUpdated = api.ok(&S::UpdateUnitsForSale(UpdateUnits {
         session_id: sid.clone(),

@@ -414,7 +414,7 @@ fn registrations_acknowledged_before_a_product_db_restart_are_there_after_it() {
     let (mut acked_total, mut refused_total) = (0, 0);
     for s in sellers {
         let (mut api, sid, acked, refused) = s.join().expect("a seller thread");
-        let listed: ItemList = api.ok(&S::DisplayItemsForSale(session(&sid)));
+        let listed: ItemList = api.ok(&S::DisplayItemsForSale(session(&sid).into()));
         let listed: Vec<i64> = listed.items.iter().map(|i| i.item_id).collect();
         for id in &acked {
             assert!(listed.contains(id), "acknowledged item {id} lost");
@@ -481,7 +481,7 @@ fn down_then_up_keeps_everything_and_down_v_removes_it() {
         vec![(id.to_string(), 2)],
         "session and cart kept"
     );
-    let items: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+    let items: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
     assert_eq!(items.items.len(), 1, "item kept");
     compose(&project, &["down", "-v"]);
     compose(&project, &["up", "-d", "--wait"]);

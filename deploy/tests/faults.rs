@@ -15,13 +15,13 @@ fn a_stopped_database_answers_unavailable_within_a_second_and_recovery_needs_no_
     let stack = stack();
     let (mut seller, ssid, _) = new_seller();
     let (mut buyer, bsid, _, _) = new_buyer();
-    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
 
     stack.stop_postgres().expect("stop PostgreSQL");
     for _ in 0..3 {
         let started = Instant::now();
         assert_eq!(
-            seller.err(&S::DisplayItemsForSale(session(&ssid))),
+            seller.err(&S::DisplayItemsForSale(session(&ssid).into())),
             ErrorCode::Unavailable
         );
         assert!(
@@ -73,7 +73,7 @@ fn a_stopped_database_answers_unavailable_within_a_second_and_recovery_needs_no_
             std::thread::spawn(move || {
                 let (mut seller, mut buyer) = (Api::seller(), Api::buyer());
                 for _ in 0..5 {
-                    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+                    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
                     let _: CartContents = buyer.ok(&B::DisplayCart(session(&bsid)));
                 }
             })

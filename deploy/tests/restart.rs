@@ -39,7 +39,7 @@ fn sessions_and_carts_survive_a_restart_of_both_servers() {
     // The same client objects: their connections broke, they reconnect.
     let cart: CartContents = buyer.ok(&B::DisplayCart(session(&bsid)));
     assert_eq!(cart.cart_items.get(&item_id.to_string()), Some(&4));
-    let items: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+    let items: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
     assert_eq!(items.items.len(), 1);
     let cart: CartContents = buyer.ok(&B::AddItemToCart(CartChange {
         session_id: bsid,

@@ -42,7 +42,7 @@ fn product_db() -> postgres::Client {
 }
 
 fn my_items(api: &mut Api, sid: &str) -> ItemList {
-    api.ok(&S::DisplayItemsForSale(session(sid)))
+    api.ok(&S::DisplayItemsForSale(session(sid).into()))
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn every_seller_write_whose_reply_is_lost_happens_once_and_the_resend_gets_the_f
 
     let _: Empty = lose_first_reply(&mut api, &proxy, |api| api.ok(&S::Logout(session(&sid))));
     assert_eq!(
-        api.err(&S::DisplayItemsForSale(session(&sid))),
+        api.err(&S::DisplayItemsForSale(session(&sid).into())),
         ErrorCode::SessionExpired
     );
 }

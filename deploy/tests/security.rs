@@ -28,9 +28,9 @@ fn seller_b_cannot_read_or_change_seller_a_items_even_naming_a_seller_id() {
         r#"{{"operation":"DisplayItemsForSale","session_id":"{bsid}","seller_id":{a_id}}}"#
     ));
     assert_eq!(r.status, Status::Ok);
-    let theirs: ItemList = b.ok(&S::DisplayItemsForSale(session(&bsid)));
+    let theirs: ItemList = b.ok(&S::DisplayItemsForSale(session(&bsid).into()));
     assert!(theirs.items.is_empty(), "B sees A's items");
-    let mine: ItemList = a.ok(&S::DisplayItemsForSale(session(&asid)));
+    let mine: ItemList = a.ok(&S::DisplayItemsForSale(session(&asid).into()));
     assert_eq!(
         (mine.items[0].sale_price, mine.items[0].quantity),
         (5.0, 5),
@@ -129,7 +129,7 @@ fn quotes_unicode_and_sql_fragments_are_plain_data_in_every_string_field() {
             &mut seller,
             item(&login.session_id, &name, category, &[&keyword], 1.0, 1),
         );
-        let list: ItemList = seller.ok(&S::DisplayItemsForSale(session(&login.session_id)));
+        let list: ItemList = seller.ok(&S::DisplayItemsForSale(session(&login.session_id).into()));
         assert_eq!(list.items[0].item_name, name, "case {n}");
         assert_eq!(list.items[0].keywords, vec![keyword.to_lowercase()]);
         let mut buyer = Api::buyer();

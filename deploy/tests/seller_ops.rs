@@ -4,7 +4,8 @@
 mod support;
 
 use support::*;
-use wire::request::{ChangePrice, NoFields, UpdateUnits};
+use simd_json::prelude::*;
+use wire::request::{ChangePrice, NoFields, OwnItems, UpdateUnits};
 use wire::response::{
     Condition, Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating,
     SellerSession, UnitsUpdated,
@@ -84,10 +85,10 @@ fn each_login_opens_its_own_session() {
     assert_ne!(a.session_id, b.session_id);
     let _: Empty = api.ok(&Logout(session(&a.session_id)));
     assert_eq!(
-        api.err(&DisplayItemsForSale(session(&a.session_id))),
+        api.err(&DisplayItemsForSale(session(&a.session_id).into())),
         ErrorCode::SessionExpired
     );
-    let _: ItemList = api.ok(&DisplayItemsForSale(session(&b.session_id)));
+    let _: ItemList = api.ok(&DisplayItemsForSale(session(&b.session_id).into()));
 }
 
 #[test]
@@ -117,7 +118,7 @@ fn any_string_that_is_not_a_live_session_is_session_expired() {
             "{sid:?}"
         );
         assert_eq!(
-            api.err(&DisplayItemsForSale(session(sid))),
+            api.err(&DisplayItemsForSale(session(sid).into())),
             ErrorCode::SessionExpired
         );
     }
@@ -153,7 +154,7 @@ fn register_item_stores_every_field_normalised() {
     request.condition = "uSeD".into();
     let registered: ItemRegistered = api.ok(&RegisterItemForSale(request));
     assert_eq!(registered.category, category);
-    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid).into()));
     assert_eq!(list.items.len(), 1);
     let stored = &list.items[0];
     assert_eq!(stored.item_id, registered.item_id);
@@ -227,7 +228,7 @@ fn register_item_refuses_each_invalid_field() {
             "{what}"
         );
     }
-    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid).into()));
     assert!(list.items.is_empty(), "a refused item was stored");
     let _: ItemRegistered = api.ok(&RegisterItemForSale(item(&sid, "zero", 1, &[], 0.0, 0)));
     assert_eq!(
@@ -255,7 +256,7 @@ fn change_item_price_changes_own_items_only() {
             sale_price: 12.35
         }
     );
-    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid).into()));
     assert_eq!(list.items[0].sale_price, 12.35);
     let change = |item_id, new_price| {
         ChangeItemPrice(ChangePrice {
@@ -305,7 +306,7 @@ fn update_units_removes_and_adds_back_and_never_goes_below_zero() {
     assert_eq!(api.err(&units(9)), ErrorCode::InsufficientStock);
     let r: UnitsUpdated = api.ok(&units(8));
     assert_eq!(r.quantity, 0);
-    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid).into()));
     assert!(list.items.is_empty(), "sold-out items are not displayed");
     assert_eq!(api.err(&units(1_000_000_001)), ErrorCode::InvalidArgument);
     let r: UnitsUpdated = api.ok(&units(-1_000_000_000));
@@ -334,10 +335,59 @@ fn display_items_lists_only_the_callers_items_with_units() {
     let _sold_out = register(&mut api, item(&sid, "b", category, &[], 1.0, 0));
     let c = register(&mut api, item(&sid, "c", category, &[], 1.0, 3));
     let _theirs = register(&mut other, item(&other_sid, "d", category, &[], 1.0, 3));
-    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid)));
+    let list: ItemList = api.ok(&DisplayItemsForSale(session(&sid).into()));
     let ids: Vec<i64> = list.items.iter().map(|i| i.item_id).collect();
     assert_eq!(ids, vec![a, c]);
     assert!(list.items.iter().all(|i| i.seller_id == seller_id));
+    // The frame of an existing client (no include_sold_out) is answered as
+    // before; `false` is the same.
+    for extra in ["", r#","include_sold_out":false"#] {
+        let raw = api.raw(&format!(
+            r#"{{"operation":"DisplayItemsForSale","session_id":"{sid}"{extra}}}"#
+        ));
+        let body = raw.body.expect("OK");
+        let raw_ids: Vec<i64> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(raw_ids, ids, "{extra}");
+    }
+}
+
+#[test]
+fn display_items_lists_sold_out_items_too_when_asked_so_they_can_be_restocked() {
+    let (mut api, sid, _) = new_seller();
+    let (mut other, other_sid, _) = new_seller();
+    let category = unique_category();
+    let a = register(&mut api, item(&sid, "a", category, &[], 1.0, 1));
+    let b = register(&mut api, item(&sid, "b", category, &[], 1.0, 0));
+    let _theirs = register(&mut other, item(&other_sid, "d", category, &[], 1.0, 0));
+    let all = |api: &mut Api| -> Vec<(i64, i64)> {
+        let list: ItemList = api.ok(&DisplayItemsForSale(OwnItems {
+            session_id: sid.clone(),
+            include_sold_out: true,
+        }));
+        list.items.iter().map(|i| (i.item_id, i.quantity)).collect()
+    };
+    assert_eq!(all(&mut api), vec![(a, 1), (b, 0)]);
+    let _: UnitsUpdated = api.ok(&UpdateUnitsForSale(UpdateUnits {
+        session_id: sid.clone(),
+        item_id: a,
+        quantity_change: 1,
+    }));
+    assert_eq!(all(&mut api), vec![(a, 0), (b, 0)], "a sold out stays listed");
+    let _: UnitsUpdated = api.ok(&UpdateUnitsForSale(UpdateUnits {
+        session_id: sid.clone(),
+        item_id: b,
+        quantity_change: -4,
+    }));
+    assert_eq!(all(&mut api), vec![(a, 0), (b, 4)], "b restocked");
+    let bad = api.raw(&format!(
+        r#"{{"operation":"DisplayItemsForSale","session_id":"{sid}","include_sold_out":"yes"}}"#
+    ));
+    assert_eq!(bad.code, Some(ErrorCode::BadRequest));
 }
 
 #[test]

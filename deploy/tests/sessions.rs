@@ -24,7 +24,7 @@ fn a_session_expires_after_the_timeout_without_requests() {
     let (mut buyer, bsid, _, _) = new_buyer();
     std::thread::sleep(TIMEOUT + Duration::from_millis(600));
     assert_eq!(
-        seller.err(&S::DisplayItemsForSale(session(&ssid))),
+        seller.err(&S::DisplayItemsForSale(session(&ssid).into())),
         ErrorCode::SessionExpired
     );
     assert_eq!(
@@ -46,7 +46,7 @@ fn every_request_renews_the_session() {
     // Four timeouts long, never idle for more than a third of one.
     for _ in 0..12 {
         std::thread::sleep(TIMEOUT / 3);
-        let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+        let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
         let _: CartContents = buyer.ok(&B::DisplayCart(session(&bsid)));
     }
     let _: SellerRating = seller.ok(&S::GetSellerRating(session(&ssid)));
@@ -108,10 +108,10 @@ fn a_seller_session_is_refused_by_the_buyer_server_and_vice_versa() {
         ErrorCode::SessionExpired
     );
     assert_eq!(
-        seller.err(&S::DisplayItemsForSale(session(&bsid))),
+        seller.err(&S::DisplayItemsForSale(session(&bsid).into())),
         ErrorCode::SessionExpired
     );
     // Neither refusal ended the real session on its own side.
-    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid)));
+    let _: ItemList = seller.ok(&S::DisplayItemsForSale(session(&ssid).into()));
     let _: CartContents = buyer.ok(&B::DisplayCart(session(&bsid)));
 }

@@ -350,7 +350,7 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
                 let _: Option<ItemList> = c
                     .call(
                         "DisplayItemsForSale",
-                        &seller::Request::DisplayItemsForSale(session(&sid)),
+                        &seller::Request::DisplayItemsForSale(session(&sid).into()),
                         &[],
                     )
                     .await;

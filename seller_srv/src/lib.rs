@@ -103,11 +103,14 @@ impl SellerService {
                 );
             }
             Request::DisplayItemsForSale(s) => {
-                let items = store.seller_items(&s.session_id)?;
-                reply.ok(
-                    &format!("{} items for sale", items.len()),
-                    &ItemList { items },
-                );
+                let items = store.seller_items(&s.session_id, s.include_sold_out)?;
+                let message = if s.include_sold_out {
+                    let sold_out = items.iter().filter(|i| i.quantity == 0).count();
+                    format!("{} items, {sold_out} of them sold out", items.len())
+                } else {
+                    format!("{} items for sale", items.len())
+                };
+                reply.ok(&message, &ItemList { items });
             }
             Request::Ping(_) => reply.ok(
                 "pong",

@@ -219,20 +219,22 @@ impl Store {
         })
     }
 
-    /// The caller's items with units left, oldest first.
+    /// The caller's items with units for sale, by id; with `sold_out`, also
+    /// those without (so they can be restocked).
     ///
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
-    pub fn seller_items(&self, session: &str) -> Result<Vec<Item>, StoreError> {
+    pub fn seller_items(&self, session: &str, sold_out: bool) -> Result<Vec<Item>, StoreError> {
         let seller_id = self.seller_session(session)?;
         self.product()?
             .query(
                 concat!(
                     "SELECT ",
                     item_columns!(),
-                    " FROM items i WHERE i.seller_id = $1 AND i.quantity > 0 ORDER BY i.item_id"
+                    " FROM items i WHERE i.seller_id = $1 AND (i.quantity > 0 OR $2)
+                      ORDER BY i.item_id"
                 ),
-                &[&seller_id],
+                &[&seller_id, &sold_out],
             )?
             .iter()
             .map(|row| item_at(row, 0))

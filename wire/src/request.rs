@@ -304,6 +304,25 @@ pub struct SessionOnly {
     pub session_id: String,
 }
 
+/// DisplayItemsForSale. `include_sold_out` (an extension of this server,
+/// ignored by older ones and left out by older clients) lists the seller's
+/// items without units too, so that they can be restocked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnItems {
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_sold_out: bool,
+}
+
+impl From<SessionOnly> for OwnItems {
+    fn from(s: SessionOnly) -> Self {
+        OwnItems {
+            session_id: s.session_id,
+            include_sold_out: false,
+        }
+    }
+}
+
 /// A request with no fields at all (Ping).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoFields {}
@@ -412,6 +431,12 @@ impl Fingerprint for SessionOnly {
     }
 }
 
+impl Fingerprint for OwnItems {
+    fn fingerprint(&self) -> String {
+        format!("include_sold_out={}", self.include_sold_out)
+    }
+}
+
 impl Fingerprint for NoFields {
     fn fingerprint(&self) -> String {
         String::new()
@@ -512,8 +537,8 @@ pub mod seller {
         write ChangeItemPrice(ChangePrice),
         /// Removes (or adds back) units of one of the caller's items.
         write UpdateUnitsForSale(UpdateUnits),
-        /// The caller's items with units left.
-        read DisplayItemsForSale(SessionOnly),
+        /// The caller's items with units left (and, when asked, those without).
+        read DisplayItemsForSale(OwnItems),
         /// Liveness check; needs no session.
         read Ping(NoFields),
     }
@@ -603,7 +628,7 @@ mod tests {
                 item_id: 12,
                 quantity_change: -3,
             }),
-            DisplayItemsForSale(session("s1")),
+            DisplayItemsForSale(session("s1").into()),
             Ping(NoFields {}),
         ]
     }
