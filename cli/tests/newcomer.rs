@@ -261,5 +261,9 @@ fn a_sellers_items_include_the_sold_out_ones_marked_for_restocking() {
         "says how to restock: {}",
         run.stdout
     );
-    assert!(!rows[1].contains("sold out") && rows[1].contains(" 5 "), "{}", rows[1]);
+    assert!(
+        !rows[1].contains("sold out") && rows[1].contains(" 5 "),
+        "{}",
+        rows[1]
+    );
 }

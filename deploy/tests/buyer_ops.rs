@@ -109,7 +109,8 @@ fn search_without_keywords_lists_the_category_newest_first_without_sold_out_item
     let a = register(&mut seller, item(&ssid, "a", category, &["x"], 1.0, 1));
     let b = register(&mut seller, item(&ssid, "b", category, &[], 1.0, 2));
     let _sold_out = register(&mut seller, item(&ssid, "c", category, &["x"], 1.0, 0));
-    let _elsewhere = register(&mut seller, item(&ssid, "d", category + 1, &["x"], 1.0, 5));
+    let elsewhere = unique_category();
+    let _elsewhere = register(&mut seller, item(&ssid, "d", elsewhere, &["x"], 1.0, 5));
     let r: SearchResults = api.ok(&search(&sid, category, &[], None, None));
     assert_eq!(ids(&r), vec![b, a]);
     assert_eq!(r.total, 2);
@@ -521,4 +522,48 @@ fn search_counts_exactly_up_to_ten_thousand_then_says_more() {
     }
     let newest: SearchResults = api.ok(&search(&sid, cat, &[], Some(1), Some(1)));
     assert_eq!(ids(&newest), vec![last], "paging is unchanged");
+    // Several keywords: over the cap as soon as one of them is.
+    let r: SearchResults = api.ok(&search(&sid, cat, &["many", "few"], Some(5), None));
+    assert_eq!((r.total, r.total_exact, r.items.len()), (10_000, false, 5));
+}
+
+#[test]
+fn several_keywords_count_their_union_exactly_up_to_ten_thousand() {
+    let (_, _, seller_id) = new_seller();
+    let (mut api, sid, _, _) = new_buyer();
+    let mut db = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    let insert = "INSERT INTO items (seller_id, category, item_name, keywords, condition,
+                                     price_cents, quantity)
+                  SELECT $1, $2, 'bulk', $3, 'New', 100, 1 FROM generate_series(1, $4::int)";
+    // x on 5,000 + 1,000 items, y on 4,000 + 1,000: no keyword over the
+    // cap, and their union is 10,000 exactly, then 10,001.
+    let cat = unique_category();
+    for (words, n) in [
+        (&["x"][..], 5_000i32),
+        (&["y"][..], 4_000),
+        (&["x", "y"][..], 1_000),
+    ] {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        db.execute(insert, &[&seller_id, &(cat as i32), &words, &n])
+            .unwrap();
+    }
+    let union = |api: &mut Api| -> (i64, bool, Vec<i64>) {
+        let r: SearchResults = api.ok(&search(&sid, cat, &["y", "x", "z"], Some(3), None));
+        (
+            r.total,
+            r.total_exact,
+            r.items.iter().map(|i| i.item_id).collect(),
+        )
+    };
+    let (total, exact, page) = union(&mut api);
+    assert_eq!((total, exact), (10_000, true));
+    assert_eq!(page.len(), 3);
+    db.execute(
+        insert,
+        &[&seller_id, &(cat as i32), &vec!["y".to_owned()], &1i32],
+    )
+    .unwrap();
+    let (total, exact, again) = union(&mut api);
+    assert_eq!((total, exact), (10_000, false));
+    assert_eq!(again, page, "the items carrying both come first, unchanged");
 }

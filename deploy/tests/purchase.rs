@@ -141,7 +141,8 @@ fn concurrent_buyers_never_oversell() {
     assert_eq!((bought, short), (10, 10), "{outcomes:?}");
     let rating: SellerRating = seller.ok(&wire::seller::Request::GetSellerRating(session(&ssid)));
     assert_eq!((rating.seller_id, rating.items_sold), (seller_id, 10));
-    let items: wire::response::ItemList =
-        seller.ok(&wire::seller::Request::DisplayItemsForSale(session(&ssid).into()));
+    let items: wire::response::ItemList = seller.ok(&wire::seller::Request::DisplayItemsForSale(
+        session(&ssid).into(),
+    ));
     assert!(items.items.is_empty(), "sold out, not below zero");
 }

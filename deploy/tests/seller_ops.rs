@@ -3,8 +3,8 @@
 
 mod support;
 
-use support::*;
 use simd_json::prelude::*;
+use support::*;
 use wire::request::{ChangePrice, NoFields, OwnItems, UpdateUnits};
 use wire::response::{
     Condition, Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating,
@@ -377,7 +377,11 @@ fn display_items_lists_sold_out_items_too_when_asked_so_they_can_be_restocked() 
         item_id: a,
         quantity_change: 1,
     }));
-    assert_eq!(all(&mut api), vec![(a, 0), (b, 0)], "a sold out stays listed");
+    assert_eq!(
+        all(&mut api),
+        vec![(a, 0), (b, 0)],
+        "a sold out stays listed"
+    );
     let _: UnitsUpdated = api.ok(&UpdateUnitsForSale(UpdateUnits {
         session_id: sid.clone(),
         item_id: b,

@@ -32,6 +32,10 @@ pub fn load(url: &str, n: i64) -> Result<(), String> {
     let mut db = postgres::Client::connect(url, postgres::NoTls)
         .map_err(|e| format!("cannot reach product_db at {url}: {e}"))?;
     let started = Instant::now();
+    // The search counts' delta rows are folded after each batch rather than
+    // now and then inside it (sql/product/0006_page_bounded_search.sql).
+    db.batch_execute("SET marketplace.defer_count_folding = on")
+        .map_err(|e| format!("product_db: {e}"))?;
     let mut done = 0;
     while done < n {
         let batch = BATCH.min(n - done);
@@ -56,6 +60,8 @@ pub fn load(url: &str, n: i64) -> Result<(), String> {
             &[&(done + 1), &(done + batch)],
         )
         .map_err(|e| format!("loading items {}..{}: {e}", done + 1, done + batch))?;
+        db.batch_execute("SELECT fold_search_counts()")
+            .map_err(|e| format!("folding the search counts: {e}"))?;
         done += batch;
         eprintln!(
             "catalogue: {done} of {n} items in {:.1} s",
@@ -64,7 +70,7 @@ pub fn load(url: &str, n: i64) -> Result<(), String> {
     }
     // What autovacuum would do to a catalogue that has settled: statistics,
     // and the visibility map that lets counts read the indexes alone.
-    for table in ["items", "item_keywords"] {
+    for table in ["items", "item_keyword_sets", "search_counts"] {
         // One statement each: VACUUM cannot run inside a transaction.
         db.batch_execute(&format!("VACUUM ANALYZE {table}"))
             .map_err(|e| format!("VACUUM ANALYZE {table}: {e}"))?;

@@ -24,11 +24,23 @@ fn the_catalogue_follows_its_documented_distribution() {
         );
         assert!((1_100..=1_130).contains(&n), "category {c}: {n}");
     }
+    // A keyword's matches: its range of the search index, and its count.
     let keyword = |db: &mut postgres::Client, k: &str| {
-        count(
+        let listed = count(
             db,
-            &format!("SELECT count(*) FROM item_keywords WHERE category = 0 AND keyword = '{k}'"),
-        )
+            &format!(
+                "SELECT count(*) FROM item_keyword_sets WHERE category = 0 AND keys = '{}{k}'",
+                k.len()
+            ),
+        );
+        let counted = count(
+            db,
+            &format!(
+                "SELECT sum(n)::bigint FROM search_counts WHERE category = 0 AND keyword = '{k}'"
+            ),
+        );
+        assert_eq!(listed, counted, "{k}");
+        listed
     };
     assert_eq!(keyword(&mut db, "hot"), 4_000, "40% of category 0");
     assert_eq!(keyword(&mut db, "warm"), 600, "6% of category 0");
@@ -40,21 +52,37 @@ fn the_catalogue_follows_its_documented_distribution() {
         count(&mut db, "SELECT count(*) FROM items WHERE cardinality(keywords) NOT BETWEEN 2 AND 4 OR quantity = 0"),
         0
     );
-    // The keyword index holds every keyword of every item, with its score.
+    // The search index holds every subset of every item's keywords, with
+    // the item's score; the counts were folded to one row per key.
     assert_eq!(
         count(
             &mut db,
-            "SELECT sum(cardinality(keywords))::bigint FROM items"
+            "SELECT sum((1 << cardinality(keywords)) - 1)::bigint FROM items"
         ),
-        count(&mut db, "SELECT count(*) FROM item_keywords")
+        count(&mut db, "SELECT count(*) FROM item_keyword_sets")
     );
     assert_eq!(
         count(
             &mut db,
-            "SELECT count(*) FROM item_keywords k JOIN items i USING (item_id)
+            "SELECT count(*) FROM item_keyword_sets k JOIN items i USING (item_id)
               WHERE k.score <> i.thumbs_up - i.thumbs_down"
         ),
         0
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM (SELECT 1 FROM search_counts
+                                   GROUP BY category, keyword HAVING count(*) > 1) c"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT sum(n)::bigint FROM search_counts WHERE category = 0 AND keyword = ''"
+        ),
+        10_000
     );
 }
 

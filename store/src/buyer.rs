@@ -4,6 +4,7 @@
 use crate::account::Accounts;
 use crate::db::Store;
 use crate::once::{run_once, Keyed};
+use crate::search;
 use crate::seller::{item_at, item_columns, seller_votes, session_uuid};
 use crate::StoreError;
 use postgres::Row;
@@ -40,66 +41,6 @@ fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
     }
     Ok((changed, CartContents { cart_items }))
 }
-
-/// Search without keywords: `$1` category, `$2` limit, `$3` offset. One row with
-/// the total first (counted up to 10,001: over 10,000 is "more than 10,000"), then the page's item columns (NULL when the page is empty).
-pub const SEARCH_CATEGORY_SQL: &str = concat!(
-    "SELECT t.total, ",
-    item_columns!(),
-    " FROM (SELECT count(*) AS total FROM (
-              SELECT 1 FROM items WHERE category = $1 AND quantity > 0 LIMIT 10001) c) t
-      LEFT JOIN LATERAL (
-          SELECT * FROM items
-           WHERE category = $1 AND quantity > 0
-           ORDER BY item_id DESC LIMIT $2 OFFSET $3
-      ) i ON true
-     ORDER BY i.item_id DESC"
-);
-
-/// Search with one keyword: `$1` category, `$2` the lower-cased keyword, `$3`
-/// limit, `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. The keyword's matches
-/// are read from `item_keywords_ranked` in ranking order (score, then item
-/// id), so a page costs its own rows; the count stops at 10,001 index entries.
-pub const SEARCH_KEYWORD_SQL: &str = concat!(
-    "SELECT (SELECT count(*) FROM (
-              SELECT 1 FROM item_keywords WHERE category = $1 AND keyword = $2
-               LIMIT 10001) c), ",
-    item_columns!(),
-    " FROM (SELECT 1) one
-      LEFT JOIN LATERAL (
-          SELECT k.score, i.* FROM (
-              SELECT item_id, score FROM item_keywords
-               WHERE category = $1 AND keyword = $2
-               ORDER BY score DESC, item_id
-               LIMIT $3 OFFSET $4) k
-            JOIN items i ON i.item_id = k.item_id
-      ) i ON true
-     ORDER BY i.score DESC, i.item_id"
-);
-
-/// Search with several keywords: `$1` category, `$2` lower-cased keywords,
-/// `$3` limit, `$4` offset; rows as [`SEARCH_CATEGORY_SQL`]. The matches are
-/// grouped from item_keywords alone (item id and score are in its rows), ranked
-/// by keywords matched, score and item id, and only the page's items are read
-/// from items.
-pub const SEARCH_KEYWORDS_SQL: &str = concat!(
-    "WITH hits AS MATERIALIZED (
-         SELECT item_id, count(*) AS matched, max(score) AS score FROM item_keywords
-          WHERE category = $1 AND keyword = ANY($2)
-          GROUP BY item_id
-     )
-     SELECT (SELECT count(*) FROM (SELECT 1 FROM hits LIMIT 10001) c), ",
-    item_columns!(),
-    " FROM (SELECT 1) one
-      LEFT JOIN LATERAL (
-          SELECT h.matched, h.score, i.* FROM (
-              SELECT * FROM hits
-               ORDER BY matched DESC, score DESC, item_id
-               LIMIT $3 OFFSET $4) h
-            JOIN items i ON i.item_id = h.item_id
-      ) i ON true
-     ORDER BY i.matched DESC, i.score DESC, i.item_id"
-);
 
 impl Store {
     /// Registers a buyer; the password is stored only as an argon2id hash.
@@ -184,13 +125,12 @@ impl Store {
         self.buyer_session(session)?;
         let mut product = self.product()?;
         let rows = if keywords.is_empty() {
-            product.query(SEARCH_CATEGORY_SQL, &[&category, &limit, &offset])?
-        } else if let [keyword] = keywords {
-            product.query(SEARCH_KEYWORD_SQL, &[&category, keyword, &limit, &offset])?
+            product.query(search::CATEGORY_SQL, &[&category, &limit, &offset])?
         } else {
+            let (sorted, keys) = search::keyword_params(keywords);
             product.query(
-                SEARCH_KEYWORDS_SQL,
-                &[&category, &keywords, &limit, &offset],
+                search::keyword_statement(sorted.len()),
+                &[&category, &limit, &offset, &sorted, &keys],
             )?
         };
         let total: i64 = match rows.first() {

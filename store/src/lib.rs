@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod once;
 pub mod password;
 pub mod purchase;
+pub mod search;
 pub mod seller;
 pub mod settings;
 

@@ -67,6 +67,11 @@ pub const PRODUCT: &[Migration] = &[
         name: "ranked_keyword_index",
         sql: include_str!("../../sql/product/0005_ranked_keyword_index.sql"),
     },
+    Migration {
+        version: 6,
+        name: "page_bounded_search",
+        sql: include_str!("../../sql/product/0006_page_bounded_search.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("marketplace" in ASCII).

@@ -1,0 +1,232 @@
+//! Search statements whose cost is bounded by the page, not by the matches
+//! (sql/product/0006_page_bounded_search.sql has the structures).
+//!
+//! With keywords K (|K| = m, at most 5), the ranking's first key is how many of
+//! K an item carries, so the ranking is a sequence of levels: the items
+//! carrying all of K, then those carrying m - 1 of them, down to 1. The items
+//! carrying exactly the subset S of K are those listed under S in
+//! `item_keyword_sets` that carry none of K's other keywords, and each range
+//! of that index is already in the level's order (score, then item id). So a
+//! search is one statement: per level a merge of its subsets' ranges (one
+//! range for the top level, m for the next, ...), the levels appended in
+//! order, and a `LIMIT`/`OFFSET` that stops reading at the end of the page.
+//!
+//! The total comes from `search_counts` (maintained per category and per
+//! keyword): one keyword, or none, reads its count; several read the count of
+//! each, and when one of them is over the cap the union is too. Otherwise the
+//! union is the sum of the counts less the items that carry two or more of
+//! the keywords, read from the ranges of the keyword pairs: what this costs is
+//! what the keywords have in common, nothing when they have nothing.
+
+use std::sync::LazyLock;
+
+/// The most keywords a search carries (PROTOCOL.md).
+pub const MAX_KEYWORDS: usize = 5;
+
+/// Counts stop here: a total above it is reported as "more than 10,000".
+pub const COUNT_LIMIT: i64 = 10_001;
+
+/// The key of a set of distinct keywords sorted in byte order, as
+/// `keyword_key` builds it in SQL: each keyword prefixed by its length in
+/// characters, a single digit since keywords have 1 to 8.
+pub fn keyword_key<S: AsRef<str>>(sorted: &[S]) -> String {
+    let mut key = String::new();
+    for word in sorted {
+        let word = word.as_ref();
+        debug_assert!((1..=9).contains(&word.chars().count()));
+        key.push_str(&word.chars().count().to_string());
+        key.push_str(word);
+    }
+    key
+}
+
+/// The non-empty subsets of `m` keywords as bit masks, in the order the
+/// search statement names them: by level (most keywords first), then by mask.
+fn subsets(m: usize) -> Vec<u32> {
+    let mut masks: Vec<u32> = (1..(1u32 << m)).collect();
+    masks.sort_by_key(|mask| (std::cmp::Reverse(mask.count_ones()), *mask));
+    masks
+}
+
+/// The keywords of a search sorted in byte order (the order of `keyword_key`)
+/// and the keys of their subsets in the order of [`keyword_sql`]'s `$5`.
+pub fn keyword_params(keywords: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut sorted = keywords.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let keys = subsets(sorted.len())
+        .into_iter()
+        .map(|mask| {
+            let words: Vec<&str> = sorted
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, w)| w.as_str())
+                .collect();
+            keyword_key(&words)
+        })
+        .collect();
+    (sorted, keys)
+}
+
+/// `ARRAY[$4[i], ...]` for the keywords in `mask`.
+fn words(mask: u32, m: usize) -> String {
+    let list: Vec<String> = (0..m)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| format!("($4::text[])[{}]", i + 1))
+        .collect();
+    format!("ARRAY[{}]", list.join(", "))
+}
+
+/// One subset's range of the index: `$5[index]`, without the items carrying
+/// any of `others`.
+fn range(columns: &str, index: usize, others: u32, m: usize) -> String {
+    let filter = if others == 0 {
+        String::new()
+    } else {
+        format!(" AND NOT keywords && {}", words(others, m))
+    };
+    format!(
+        "SELECT {columns} FROM item_keyword_sets \
+          WHERE category = $1 AND keys = ($5::text[])[{index}]{filter}"
+    )
+}
+
+/// The search statement for `m` keywords (1 to 5): `$1` category, `$2`
+/// limit, `$3` offset, `$4` the keywords sorted in byte order, `$5` the keys
+/// of their subsets ([`keyword_params`]). One row with the total (capped at
+/// [`COUNT_LIMIT`]) first, then the page's item columns, NULL when the page
+/// is empty.
+pub fn keyword_sql(m: usize) -> String {
+    assert!((1..=MAX_KEYWORDS).contains(&m));
+    let all = (1u32 << m) - 1;
+    let masks = subsets(m);
+    let index = |mask: u32| masks.iter().position(|&x| x == mask).map_or(0, |p| p + 1);
+    let mut levels = Vec::new();
+    for level in (1..=m as u32).rev() {
+        let ranges: Vec<String> = masks
+            .iter()
+            .filter(|mask| mask.count_ones() == level)
+            .map(|&mask| {
+                format!(
+                    "({} ORDER BY score DESC, item_id LIMIT $2::bigint + $3::bigint)",
+                    range("item_id, score", index(mask), all & !mask, m)
+                )
+            })
+            .collect();
+        levels.push(if let [only] = ranges.as_slice() {
+            // The top level: one range, already in order.
+            format!("(SELECT item_id, score, {level} AS matched FROM {only} l)")
+        } else {
+            format!(
+                "(SELECT item_id, score, {level} AS matched FROM ({}) l \
+                  ORDER BY score DESC, item_id LIMIT $2::bigint + $3::bigint)",
+                ranges.join(" UNION ALL ")
+            )
+        });
+    }
+    let total = if m == 1 {
+        "(SELECT coalesce(sum(n), 0)::bigint FROM search_counts \
+           WHERE category = $1 AND keyword = ($4::text[])[1])"
+            .to_owned()
+    } else {
+        // No keyword over the cap: the union is the sum of their counts less
+        // the items counted more than once. Those are found in the ranges of
+        // pairs (typically short, unlike a keyword's own): an item carrying
+        // k_i and an earlier k_j is counted again under k_i, so for each i it
+        // is subtracted once, from the range of (k_j, k_i) with j its first
+        // keyword in K.
+        let mut repeats = Vec::new();
+        for i in 1..m {
+            for j in 0..i {
+                let pair = (1u32 << i) | (1u32 << j);
+                let earlier = (1u32 << j) - 1;
+                repeats.push(format!("({})", range("1", index(pair), earlier, m)));
+            }
+        }
+        format!(
+            "CASE WHEN (SELECT max(n) FROM (SELECT sum(n) AS n FROM search_counts \
+                         WHERE category = $1 AND keyword = ANY ($4::text[]) GROUP BY keyword) c) \
+                       > {cap} \
+                  THEN {COUNT_LIMIT}::bigint \
+                  ELSE (SELECT coalesce(sum(n), 0)::bigint FROM search_counts \
+                         WHERE category = $1 AND keyword = ANY ($4::text[])) \
+                     - (SELECT count(*) FROM ({}) r) END",
+            repeats.join(" UNION ALL "),
+            cap = COUNT_LIMIT - 1,
+        )
+    };
+    format!(
+        "SELECT {total}, {columns} \
+           FROM (SELECT 1) one \
+           LEFT JOIN LATERAL ( \
+               SELECT r.matched, r.score, i.* FROM ( \
+                   SELECT * FROM ({levels}) ranked LIMIT $2 OFFSET $3 \
+               ) r JOIN items i ON i.item_id = r.item_id \
+           ) i ON true \
+          ORDER BY i.matched DESC, i.score DESC, i.item_id",
+        columns = crate::seller::item_columns!(),
+        levels = levels.join(" UNION ALL "),
+    )
+}
+
+/// [`keyword_sql`] for 1 to 5 keywords, built once.
+static KEYWORD_SQL: LazyLock<Vec<String>> =
+    LazyLock::new(|| (1..=MAX_KEYWORDS).map(keyword_sql).collect());
+
+/// The statement for `m` keywords (1 to 5).
+pub fn keyword_statement(m: usize) -> &'static str {
+    &KEYWORD_SQL[m - 1]
+}
+
+/// Search without keywords: `$1` category, `$2` limit, `$3` offset; rows as
+/// [`keyword_sql`]'s. Newest first from the partial index of available items;
+/// the total is the category's count.
+pub const CATEGORY_SQL: &str = concat!(
+    "SELECT (SELECT coalesce(sum(n), 0)::bigint FROM search_counts
+              WHERE category = $1 AND keyword = ''), ",
+    crate::seller::item_columns!(),
+    " FROM (SELECT 1) one
+      LEFT JOIN LATERAL (
+          SELECT * FROM items
+           WHERE category = $1 AND quantity > 0
+           ORDER BY item_id DESC LIMIT $2 OFFSET $3
+      ) i ON true
+     ORDER BY i.item_id DESC"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_length_prefixed_keywords_in_byte_order() {
+        let (sorted, keys) = keyword_params(&["warm".into(), "hot".into(), "Ä".into()]);
+        assert_eq!(sorted, ["hot", "warm", "Ä"]);
+        assert_eq!(
+            keys,
+            [
+                "3hot4warm1Ä",
+                "3hot4warm",
+                "3hot1Ä",
+                "4warm1Ä",
+                "3hot",
+                "4warm",
+                "1Ä"
+            ]
+        );
+        // A keyword that looks like a key cannot collide with a pair.
+        assert_ne!(keyword_key(&["1a1b"]), keyword_key(&["a", "b"]));
+    }
+
+    #[test]
+    fn levels_run_from_all_keywords_down_to_one() {
+        assert_eq!(subsets(3), [7, 3, 5, 6, 1, 2, 4]);
+        assert_eq!(subsets(5).len(), 31);
+        let sql = keyword_sql(3);
+        let top = sql.find("3 AS matched").unwrap();
+        let next = sql.find("2 AS matched").unwrap();
+        let last = sql.find("1 AS matched").unwrap();
+        assert!(top < next && next < last, "{sql}");
+    }
+}
