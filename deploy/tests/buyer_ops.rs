@@ -528,6 +528,30 @@ fn search_counts_exactly_up_to_ten_thousand_then_says_more() {
 }
 
 #[test]
+fn keywords_no_item_shares_rank_and_count_like_any_others() {
+    let (mut seller, ssid, _) = new_seller();
+    let (mut api, sid, _, _) = new_buyer();
+    let cat = unique_category();
+    let p = register(&mut seller, item(&ssid, "p", cat, &["p"], 1.0, 1));
+    let q = register(&mut seller, item(&ssid, "q", cat, &["q", "x"], 1.0, 1));
+    let r = register(&mut seller, item(&ssid, "r", cat, &["r"], 1.0, 1));
+    let _other = register(&mut seller, item(&ssid, "o", cat, &["o"], 1.0, 1));
+    let words = ["r", "q", "p", "z"];
+    let found: SearchResults = api.ok(&search(&sid, cat, &words, None, None));
+    assert_eq!(
+        (ids(&found), found.total, found.total_exact),
+        (vec![p, q, r], 3, true)
+    );
+    // Now one item shares two of them: it leads, and the total still counts
+    // it once.
+    let pq = register(&mut seller, item(&ssid, "pq", cat, &["p", "q"], 1.0, 1));
+    let found: SearchResults = api.ok(&search(&sid, cat, &words, None, None));
+    assert_eq!((ids(&found), found.total), (vec![pq, p, q, r], 4));
+    let page: SearchResults = api.ok(&search(&sid, cat, &words, Some(2), Some(1)));
+    assert_eq!(ids(&page), vec![p, q]);
+}
+
+#[test]
 fn several_keywords_count_their_union_exactly_up_to_ten_thousand() {
     let (_, _, seller_id) = new_seller();
     let (mut api, sid, _, _) = new_buyer();

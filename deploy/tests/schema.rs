@@ -317,12 +317,37 @@ fn search_reads_its_page_from_the_indexes_in_ranking_order() {
         let (sorted, keys) = store::search::keyword_params(&words);
         let plan = generic_plan(
             &url,
-            store::search::keyword_statement(sorted.len()),
+            store::search::keyword_statement(sorted.len(), store::search::Levels::All),
             "int, bigint, bigint, text[], text[]",
             &format!("7, 50, 0, {}, {}", text_array(&sorted), text_array(&keys)),
         );
         plans.push((words.len(), plan));
     }
+    // Keywords no item shares: level one only, and a total of -1 (run the
+    // whole statement) when some item shares two of them after all.
+    let words: Vec<String> = ["a1", "b2", "c3"].iter().map(|w| w.to_string()).collect();
+    let (sorted, keys) = store::search::keyword_params(&words);
+    let one = store::search::keyword_statement(3, store::search::Levels::One);
+    let one_plan = generic_plan(
+        &url,
+        one,
+        "int, bigint, bigint, text[], text[]",
+        &format!("7, 50, 0, {}, {}", text_array(&sorted), text_array(&keys)),
+    );
+    assert!(
+        !one_plan.contains("Seq Scan") && one_plan.contains("Merge Append"),
+        "{one_plan}"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let total = |db: &mut postgres::Client, category: i32| -> i64 {
+        db.query(one, &[&category, &50i64, &0i64, &sorted, &keys])
+            .unwrap()[0]
+            .get(0)
+    };
+    // Category 7 has items carrying a1 and b2 (g = 7 + 200k, g % 7 == 1 and
+    // g % 11 == 2 for some k); category 100,000 has no items.
+    assert_eq!(total(&mut db, 7), -1);
+    assert_eq!(total(&mut db, 100_000), 0);
     let by_category = generic_plan(
         &url,
         store::search::CATEGORY_SQL,

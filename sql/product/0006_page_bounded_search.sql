@@ -62,7 +62,9 @@ END $$;
 
 CREATE TABLE item_keyword_sets (
     category integer NOT NULL,
-    keys     text    NOT NULL,   -- keyword_key of a non-empty subset of the item's keywords
+    -- The key of a non-empty subset of the item's keywords; compared byte by
+    -- byte whatever the database's collation (only equality matters here).
+    keys     text    COLLATE "C" NOT NULL,
     score    bigint  NOT NULL,   -- the item's thumbs_up - thumbs_down
     item_id  bigint  NOT NULL,
     keywords text[]  NOT NULL    -- all the item's keywords
@@ -72,7 +74,7 @@ CREATE INDEX item_keyword_sets_ranked
 
 CREATE TABLE search_counts (
     category integer NOT NULL,
-    keyword  text    NOT NULL,   -- '' counts every available item of the category
+    keyword  text    COLLATE "C" NOT NULL,   -- '' counts every available item of the category
     n        bigint  NOT NULL
 );
 CREATE INDEX search_counts_key ON search_counts (category, keyword) INCLUDE (n);

@@ -4,7 +4,7 @@
 use crate::account::Accounts;
 use crate::db::Store;
 use crate::once::{run_once, Keyed};
-use crate::search;
+use crate::search::{self, Levels};
 use crate::seller::{item_at, item_columns, seller_votes, session_uuid};
 use crate::StoreError;
 use postgres::Row;
@@ -128,10 +128,31 @@ impl Store {
             product.query(search::CATEGORY_SQL, &[&category, &limit, &offset])?
         } else {
             let (sorted, keys) = search::keyword_params(keywords);
-            product.query(
-                search::keyword_statement(sorted.len()),
-                &[&category, &limit, &offset, &sorted, &keys],
-            )?
+            let m = sorted.len();
+            let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+                [&category, &limit, &offset, &sorted, &keys];
+            let mut rows = None;
+            if m >= search::PROBE_FROM {
+                let pairs = search::pair_keys(m, &keys);
+                let shared: bool = product
+                    .query_one(search::PAIRS_SQL, &[&category, &pairs])?
+                    .try_get(0)?;
+                if !shared {
+                    let one = product.query(search::keyword_statement(m, Levels::One), &params)?;
+                    // -1: an item sharing two of them was listed meanwhile.
+                    let raced = match one.first() {
+                        Some(row) => row.try_get::<_, i64>(0)? < 0,
+                        None => false,
+                    };
+                    if !raced {
+                        rows = Some(one);
+                    }
+                }
+            }
+            match rows {
+                Some(rows) => rows,
+                None => product.query(search::keyword_statement(m, Levels::All), &params)?,
+            }
         };
         let total: i64 = match rows.first() {
             Some(row) => row.try_get(0)?,

@@ -92,18 +92,53 @@ fn range(columns: &str, index: usize, others: u32, m: usize) -> String {
     )
 }
 
+/// Whether any item of a category carries two of a search's keywords: `$1`
+/// category, `$2` the keys of the keyword pairs ([`pair_keys`]). One probe of
+/// the index, so that a search of keywords no item shares can skip the
+/// levels above one ([`Levels::One`]).
+pub const PAIRS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM item_keyword_sets \
+                              WHERE category = $1 AND keys = ANY ($2::text[]))";
+
+/// The keys of the keyword pairs among `keys` (as [`keyword_params`] orders
+/// them), for [`PAIRS_SQL`].
+pub fn pair_keys(m: usize, keys: &[String]) -> Vec<String> {
+    subsets(m)
+        .into_iter()
+        .zip(keys)
+        .filter(|(mask, _)| mask.count_ones() == 2)
+        .map(|(_, key)| key.clone())
+        .collect()
+}
+
+/// Which levels of the ranking a search statement reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Levels {
+    /// All of them.
+    All,
+    /// Only single keywords, for keywords no item shares (seen by
+    /// [`PAIRS_SQL`]): what the statement would read above level one is empty,
+    /// and the union is the sum of the counts. The statement checks again in
+    /// its own snapshot and answers a total of -1 when an item sharing two of
+    /// them was listed meanwhile; the caller then runs [`Levels::All`].
+    One,
+}
+
 /// The search statement for `m` keywords (1 to 5): `$1` category, `$2`
 /// limit, `$3` offset, `$4` the keywords sorted in byte order, `$5` the keys
 /// of their subsets ([`keyword_params`]). One row with the total (capped at
 /// [`COUNT_LIMIT`]) first, then the page's item columns, NULL when the page
 /// is empty.
-pub fn keyword_sql(m: usize) -> String {
+pub fn keyword_sql(m: usize, read: Levels) -> String {
     assert!((1..=MAX_KEYWORDS).contains(&m));
     let all = (1u32 << m) - 1;
     let masks = subsets(m);
     let index = |mask: u32| masks.iter().position(|&x| x == mask).map_or(0, |p| p + 1);
     let mut levels = Vec::new();
-    for level in (1..=m as u32).rev() {
+    let top = match read {
+        Levels::All => m as u32,
+        Levels::One => 1,
+    };
+    for level in (1..=top).rev() {
         let ranges: Vec<String> = masks
             .iter()
             .filter(|mask| mask.count_ones() == level)
@@ -125,10 +160,24 @@ pub fn keyword_sql(m: usize) -> String {
             )
         });
     }
+    let pairs: Vec<String> = masks
+        .iter()
+        .filter(|mask| mask.count_ones() == 2)
+        .map(|&mask| format!("($5::text[])[{}]", index(mask)))
+        .collect();
     let total = if m == 1 {
         "(SELECT coalesce(sum(n), 0)::bigint FROM search_counts \
            WHERE category = $1 AND keyword = ($4::text[])[1])"
             .to_owned()
+    } else if read == Levels::One {
+        format!(
+            "CASE WHEN EXISTS (SELECT 1 FROM item_keyword_sets \
+                                WHERE category = $1 AND keys = ANY (ARRAY[{}])) \
+                  THEN -1 \
+                  ELSE (SELECT least(coalesce(sum(n), 0), {COUNT_LIMIT})::bigint FROM search_counts \
+                         WHERE category = $1 AND keyword = ANY ($4::text[])) END",
+            pairs.join(", ")
+        )
     } else {
         // No keyword over the cap: the union is the sum of their counts less
         // the items counted more than once. Those are found in the ranges of
@@ -170,14 +219,21 @@ pub fn keyword_sql(m: usize) -> String {
     )
 }
 
-/// [`keyword_sql`] for 1 to 5 keywords, built once.
-static KEYWORD_SQL: LazyLock<Vec<String>> =
-    LazyLock::new(|| (1..=MAX_KEYWORDS).map(keyword_sql).collect());
+/// [`keyword_sql`] for 1 to 5 keywords and both [`Levels`], built once.
+static KEYWORD_SQL: LazyLock<Vec<[String; 2]>> = LazyLock::new(|| {
+    (1..=MAX_KEYWORDS)
+        .map(|m| [keyword_sql(m, Levels::All), keyword_sql(m, Levels::One)])
+        .collect()
+});
 
 /// The statement for `m` keywords (1 to 5).
-pub fn keyword_statement(m: usize) -> &'static str {
-    &KEYWORD_SQL[m - 1]
+pub fn keyword_statement(m: usize, read: Levels) -> &'static str {
+    &KEYWORD_SQL[m - 1][usize::from(read == Levels::One)]
 }
+
+/// How many keywords a search needs before probing for shared ones pays: with
+/// two, the levels above one are a single range.
+pub const PROBE_FROM: usize = 3;
 
 /// Search without keywords: `$1` category, `$2` limit, `$3` offset; rows as
 /// [`keyword_sql`]'s. Newest first from the partial index of available items;
@@ -223,10 +279,14 @@ mod tests {
     fn levels_run_from_all_keywords_down_to_one() {
         assert_eq!(subsets(3), [7, 3, 5, 6, 1, 2, 4]);
         assert_eq!(subsets(5).len(), 31);
-        let sql = keyword_sql(3);
+        let sql = keyword_sql(3, Levels::All);
         let top = sql.find("3 AS matched").unwrap();
         let next = sql.find("2 AS matched").unwrap();
         let last = sql.find("1 AS matched").unwrap();
         assert!(top < next && next < last, "{sql}");
+        let one = keyword_sql(3, Levels::One);
+        assert!(!one.contains("2 AS matched") && one.contains("1 AS matched"));
+        let keys = keyword_params(&["a".into(), "b".into(), "c".into()]).1;
+        assert_eq!(pair_keys(3, &keys), ["1a1b", "1a1c", "1b1c"]);
     }
 }
