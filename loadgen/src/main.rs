@@ -30,8 +30,9 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
   --think MS          each client pauses before each call of its mix, uniformly
                       0 to 2 x MS (not timed): people between clicks rather
                       than clients calling back to back [default: 0]
-  --mix NAME          default, browse, seed (the course evaluation), or search
-                      (the query shapes of --catalogue, timed per shape)
+  --mix NAME          default, browse, seed (the course evaluation), search
+                      (the query shapes of --catalogue, timed per shape), or
+                      register (sellers only list items, kept on sale)
                       [default: default]
   --catalogue N       first add N items to product_db (in PostgreSQL, through
                       the registration triggers; the distribution is in
@@ -134,7 +135,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     let think = Duration::from_millis(number(value(&mut args, "--think")?, "--think", 0)?);
     let mix = match value(&mut args, "--mix")? {
         Some(m) => Mix::parse(&m).ok_or(format!(
-            "--mix: {m:?} is not default, browse, seed or search"
+            "--mix: {m:?} is not default, browse, seed, search or register"
         ))?,
         None => Mix::Default,
     };

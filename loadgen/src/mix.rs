@@ -57,6 +57,9 @@ pub enum Mix {
     /// (`--catalogue`): the hot keyword (first and later pages), the warm one,
     /// two keywords, five, and none. Sellers as in the default.
     Search,
+    /// Sellers only list items (a catalogue loaded through the API, kept on
+    /// sale); buyers as in the default.
+    Register,
 }
 
 /// The default seller weights.
@@ -68,6 +71,9 @@ pub const SELLER_DEFAULT: &[(SellerOp, u32)] = &[
     (SellerOp::Display, 25),
     (SellerOp::Rating, 15),
 ];
+
+/// Sellers that only list items.
+pub const SELLER_REGISTER: &[(SellerOp, u32)] = &[(SellerOp::Register, 1)];
 
 /// The default buyer weights.
 pub const BUYER_DEFAULT: &[(BuyerOp, u32)] = &[
@@ -101,6 +107,7 @@ impl Mix {
             "browse" => Some(Mix::Browse),
             "seed" => Some(Mix::Seed),
             "search" => Some(Mix::Search),
+            "register" => Some(Mix::Register),
             _ => None,
         }
     }
@@ -112,6 +119,7 @@ impl Mix {
             Mix::Browse => "browse",
             Mix::Seed => "seed",
             Mix::Search => "search",
+            Mix::Register => "register",
         }
     }
 
@@ -119,6 +127,7 @@ impl Mix {
     pub fn seller(self) -> &'static [(SellerOp, u32)] {
         match self {
             Mix::Default | Mix::Browse | Mix::Search => SELLER_DEFAULT,
+            Mix::Register => SELLER_REGISTER,
             Mix::Seed => &[],
         }
     }
@@ -126,7 +135,7 @@ impl Mix {
     /// Buyer weights (empty for the fixed sequences of `seed`).
     pub fn buyer(self) -> &'static [(BuyerOp, u32)] {
         match self {
-            Mix::Default => BUYER_DEFAULT,
+            Mix::Default | Mix::Register => BUYER_DEFAULT,
             Mix::Browse => BUYER_BROWSE,
             Mix::Seed | Mix::Search => &[],
         }
@@ -172,6 +181,12 @@ impl fmt::Display for Mix {
                  (limit 50), each shape in turn: [hot] page 1, [hot] a later page (2-20), \
                  [warm], [warm k3], [k1 k2 k3 k4 k5], no keyword; Logout. Sellers: {}",
                 percent(SELLER_DEFAULT)
+            ),
+            Mix::Register => write!(
+                f,
+                "mix register: sellers CreateAccount, Login, then RegisterItemForSale only \
+                 (1-5 keywords, items kept on sale), Logout; buyers: {}",
+                percent(BUYER_DEFAULT)
             ),
             mix => write!(
                 f,
@@ -238,6 +253,10 @@ mod tests {
         );
         assert!(Mix::Seed.to_string().contains("keyword1"));
         assert_eq!(Mix::parse("browse"), Some(Mix::Browse));
+        assert_eq!(Mix::parse("register"), Some(Mix::Register));
+        assert!(Mix::Register
+            .to_string()
+            .contains("RegisterItemForSale only"));
         assert_eq!(Mix::parse("nope"), None);
     }
 }

@@ -259,7 +259,7 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
     // while the items table keeps every item ever listed.
     let closing = |items: &[Own]| items.iter().filter(|o| o.units > 0).count();
     while c.left
-        > 1 + if plan.mix == Mix::Seed {
+        > 1 + if matches!(plan.mix, Mix::Seed | Mix::Register) {
             0
         } else {
             closing(&items)

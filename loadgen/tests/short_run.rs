@@ -295,3 +295,37 @@ fn think_time_paces_the_clients_outside_the_timed_calls() {
         );
     }
 }
+
+#[test]
+fn the_register_mix_only_lists_items_and_keeps_them_on_sale() {
+    let dir = deploy::testing::scratch_dir("loadgen-register");
+    let out = dir.join("register.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--mix", "register", "--scenario", "2x0", "--ops", "20"])
+        .args(["--runs", "1", "--no-metrics", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run loadgen");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut json = std::fs::read(&out).expect("the report is written");
+    let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
+    let seller = &r["scenarios"][0]["all_runs"]["seller"];
+    let ops: Vec<&str> = seller
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_ref())
+        .filter(|k| *k != "all")
+        .collect();
+    assert_eq!(
+        ops,
+        ["CreateAccount", "Login", "Logout", "RegisterItemForSale"],
+        "nothing but listing: {ops:?}"
+    );
+    // 20 calls each: CreateAccount, Login, 17 listings, Logout.
+    assert_eq!(seller["RegisterItemForSale"]["count"].as_u64(), Some(34));
+}
