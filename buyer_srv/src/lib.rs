@@ -189,14 +189,26 @@ pub fn prepare(
 ) -> Result<net::Server, String> {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
     let sweeper = store.clone();
+    // Every second the search counts are folded; sessions, keys (and, on the
+    // buyer side, interrupted purchases) once per sweep interval.
+    let mut sweep = store::search::Every::new(db.sweep_interval());
     let metrics = settings.metrics("buyer", Request::OPERATIONS);
     let probe = store.clone();
     metrics.watch_databases(move || probe.db_stats());
     settings.serve(
         Arc::new(BuyerService::new(store, settings.trace)),
         metrics,
-        db.sweep_interval(),
+        store::search::FOLD_EVERY,
         move |metrics| {
+            // Counts stay exact unfolded (a read only sums more rows), so a
+            // database that is away now is simply folded at a later tick.
+            match sweeper.fold_search_counts() {
+                Ok(_) | Err(store::StoreError::Unavailable(_)) => {}
+                Err(e) => return Err(format!("search counts: {e}")),
+            }
+            if !sweep.due() {
+                return Ok(());
+            }
             let swept = sweeper.sweep_buyer_sessions().map_err(|e| e.to_string())?;
             metrics.sessions_swept(swept);
             let settled = sweeper

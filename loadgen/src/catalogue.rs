@@ -32,10 +32,6 @@ pub fn load(url: &str, n: i64) -> Result<(), String> {
     let mut db = postgres::Client::connect(url, postgres::NoTls)
         .map_err(|e| format!("cannot reach product_db at {url}: {e}"))?;
     let started = Instant::now();
-    // The search counts' delta rows are folded after each batch rather than
-    // now and then inside it (sql/product/0006_page_bounded_search.sql).
-    db.batch_execute("SET marketplace.defer_count_folding = on")
-        .map_err(|e| format!("product_db: {e}"))?;
     let mut done = 0;
     while done < n {
         let batch = BATCH.min(n - done);
@@ -60,6 +56,8 @@ pub fn load(url: &str, n: i64) -> Result<(), String> {
             &[&(done + 1), &(done + batch)],
         )
         .map_err(|e| format!("loading items {}..{}: {e}", done + 1, done + batch))?;
+        // The batch's search-count deltas, folded (servers fold every second,
+        // but there may be none running).
         db.batch_execute("SELECT fold_search_counts()")
             .map_err(|e| format!("folding the search counts: {e}"))?;
         done += batch;

@@ -221,7 +221,7 @@ impl ServerSettings {
             .with_metrics(metrics.clone())
             .with_housekeeping(every, move || {
                 if let Err(e) = sweep(&metrics) {
-                    crate::log::line(&name, "ERROR", &format!("session sweep failed: {e}"));
+                    crate::log::line(&name, "ERROR", &format!("housekeeping failed: {e}"));
                 }
             }))
     }

@@ -12,12 +12,11 @@
 -- end of its page. What it skips on the way (items of a higher level seen
 -- again under a smaller subset) is bounded by the offset.
 --
--- Counts: search_counts holds signed deltas of the number of available items
--- per (category, keyword), '' standing for the whole category. Writers only
--- insert (no row lock to wait on, no deadlock between two purchases selling
--- out items in different orders); now and then a writer folds a key's rows
--- into one (compact_search_counts), skipping rows another is folding, so a
--- count reads a few dozen rows at most.
+-- Counts: search_counts holds signed deltas of the number of available
+-- items per (category, keyword), '' standing for the whole category. Writers
+-- only insert (no row lock to wait on, no deadlock between two purchases
+-- selling out items in different orders); every second a server folds each
+-- key's rows into one (fold_search_counts), so a count reads a few rows.
 
 -- Every subset is a text key: its keywords in byte order, each prefixed by
 -- its length in characters (1 to 8, one digit): {warm, hot} -> '3hot4warm'.
@@ -79,30 +78,34 @@ CREATE TABLE search_counts (
 );
 CREATE INDEX search_counts_key ON search_counts (category, keyword) INCLUDE (n);
 
--- Folds the delta rows of (category, each of keys) into one row per key.
--- Rows locked by another fold (or by a writer's own fold not yet committed)
--- are skipped, never waited for.
-CREATE FUNCTION compact_search_counts(p_category integer, p_keys text[]) RETURNS void
-LANGUAGE sql AS $$
-    WITH gone AS (
-        DELETE FROM search_counts
-         WHERE ctid = ANY (ARRAY(
-                   SELECT ctid FROM search_counts
-                    WHERE category = p_category AND keyword = ANY (p_keys)
-                      FOR UPDATE SKIP LOCKED))
-        RETURNING keyword, n
+-- Folds each key's delta rows into one; returns how many rows it folded.
+-- The servers call it every second, the catalogue loader after each batch.
+-- One fold at a time (the advisory lock; the others skip their turn), and
+-- writers never touch existing rows, so nothing waits on anything: rows
+-- inserted after the fold's snapshot stay for the next one.
+CREATE FUNCTION fold_search_counts() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    folded bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(7365617263680001) THEN
+        RETURN 0;
+    END IF;
+    WITH many AS (
+        SELECT category, keyword FROM search_counts
+         GROUP BY category, keyword HAVING count(*) > 1
+    ), gone AS (
+        DELETE FROM search_counts s USING many m
+         WHERE s.category = m.category AND s.keyword = m.keyword
+        RETURNING s.category, s.keyword, s.n
+    ), kept AS (
+        INSERT INTO search_counts (category, keyword, n)
+        SELECT category, keyword, sum(n) FROM gone
+         GROUP BY category, keyword HAVING sum(n) <> 0
     )
-    INSERT INTO search_counts (category, keyword, n)
-    SELECT p_category, keyword, sum(n) FROM gone GROUP BY keyword HAVING sum(n) <> 0
-$$;
-
--- Folds every key's rows (after a bulk load).
-CREATE FUNCTION fold_search_counts() RETURNS void
-LANGUAGE sql AS $$
-    WITH gone AS (DELETE FROM search_counts RETURNING category, keyword, n)
-    INSERT INTO search_counts (category, keyword, n)
-    SELECT category, keyword, sum(n) FROM gone GROUP BY category, keyword HAVING sum(n) <> 0
-$$;
+    SELECT count(*) INTO folded FROM gone;
+    RETURN folded;
+END $$;
 
 -- Keeps item_keyword_sets and search_counts in step with items. Invariant:
 -- an item with units for sale has one row per subset of its keywords, each
@@ -140,14 +143,6 @@ BEGIN
         count_keys := ARRAY(SELECT DISTINCT w FROM unnest(NEW.keywords) AS w) || ''::text;
         INSERT INTO search_counts (category, keyword, n)
         SELECT NEW.category, w, delta FROM unnest(count_keys) AS w;
-        -- About one change in 32 folds its keys, so a count reads ~32 rows.
-        -- A bulk load (loadgen --catalogue) defers folding to its end
-        -- (fold_search_counts): within one transaction the rows it folded
-        -- stay in the index and would be read again by every later fold.
-        IF random() < 1.0 / 32
-           AND current_setting('marketplace.defer_count_folding', true) IS DISTINCT FROM 'on' THEN
-            PERFORM compact_search_counts(NEW.category, count_keys);
-        END IF;
     END IF;
     RETURN NULL;
 END $$;

@@ -18,7 +18,9 @@
 //! the keywords, read from the ranges of the keyword pairs: what this costs is
 //! what the keywords have in common, nothing when they have nothing.
 
+use crate::{Store, StoreError};
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 /// The most keywords a search carries (PROTOCOL.md).
 pub const MAX_KEYWORDS: usize = 5;
@@ -251,6 +253,48 @@ pub const CATEGORY_SQL: &str = concat!(
      ORDER BY i.item_id DESC"
 );
 
+/// How often a server folds the search counts' delta rows.
+pub const FOLD_EVERY: Duration = Duration::from_secs(1);
+
+impl Store {
+    /// Folds each search count's delta rows into one (a count then reads one
+    /// row until the next changes); returns how many rows it folded, 0 when
+    /// another server was folding.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn fold_search_counts(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .product()?
+            .query_one("SELECT fold_search_counts()", &[])?
+            .try_get(0)?)
+    }
+}
+
+/// A chore run at most once per period, from a loop that ticks more often.
+#[derive(Debug)]
+pub struct Every {
+    period: Duration,
+    last: Option<Instant>,
+}
+
+impl Every {
+    /// Due at once, then once per `period`.
+    pub fn new(period: Duration) -> Self {
+        Every { period, last: None }
+    }
+
+    /// Whether the chore is due now; if so, the period starts again.
+    pub fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self.last.is_none_or(|last| now - last >= self.period);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +317,16 @@ mod tests {
         );
         // A keyword that looks like a key cannot collide with a pair.
         assert_ne!(keyword_key(&["1a1b"]), keyword_key(&["a", "b"]));
+    }
+
+    #[test]
+    fn a_chore_is_due_at_once_then_once_per_period() {
+        let mut every = Every::new(Duration::from_millis(50));
+        assert!(every.due());
+        assert!(!every.due());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(every.due());
+        assert!(!every.due());
     }
 
     #[test]
