@@ -162,8 +162,13 @@ impl BuyerService {
 }
 
 impl net::Service for BuyerService {
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> net::metrics::Outcome {
-        serve::<Request>(NAME, self.trace, body, out, |request, once, reply| {
+    fn call(
+        &self,
+        peer: std::net::IpAddr,
+        body: &mut [u8],
+        out: &mut BytesMut,
+    ) -> net::metrics::Outcome {
+        serve::<Request>(NAME, self.trace, peer, body, out, |request, once, reply| {
             self.handle(request, once, reply)
         })
     }

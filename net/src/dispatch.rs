@@ -47,6 +47,7 @@ pub fn mentions_operation(body: &[u8], operations: &[&str]) -> bool {
 pub fn serve<R: Operation>(
     component: &str,
     trace: bool,
+    peer: std::net::IpAddr,
     body: &mut [u8],
     out: &mut BytesMut,
     handle: impl FnOnce(R, Option<Idempotency>, &mut Reply<'_>) -> Result<(), Refusal>,
@@ -64,7 +65,7 @@ pub fn serve<R: Operation>(
                 log::line(
                     component,
                     "TRACE",
-                    &format!("rejected: {} {}", r.code, r.message),
+                    &format!("rejected: {} {} peer={peer}", r.code, r.message),
                 );
             }
             return Outcome {
@@ -90,6 +91,7 @@ pub fn serve<R: Operation>(
                 component,
                 operation,
                 request_id.as_ref(),
+                peer,
                 out,
                 Refusal {
                     code: ErrorCode::Internal,
@@ -103,7 +105,14 @@ pub fn serve<R: Operation>(
             out.truncate(start);
             let code = refusal.code;
             if refusal.detail.is_some() {
-                fault(component, operation, request_id.as_ref(), out, refusal);
+                fault(
+                    component,
+                    operation,
+                    request_id.as_ref(),
+                    peer,
+                    out,
+                    refusal,
+                );
             } else {
                 encode_error(out, request_id.as_ref(), code, &refusal.message);
             }
@@ -117,7 +126,7 @@ pub fn serve<R: Operation>(
             component,
             "TRACE",
             &format!(
-                "{operation} request_id={id} -> {shown} in {} µs",
+                "{operation} request_id={id} peer={peer} -> {shown} in {} µs",
                 started.elapsed().as_micros()
             ),
         );
@@ -132,6 +141,7 @@ fn fault(
     component: &str,
     operation: &str,
     request_id: Option<&RequestId>,
+    peer: std::net::IpAddr,
     out: &mut BytesMut,
     refusal: Refusal,
 ) {
@@ -141,7 +151,7 @@ fn fault(
         component,
         "ERROR",
         &format!(
-            "{operation} request_id={id} fault_ref={reference} {}: {}",
+            "{operation} request_id={id} peer={peer} fault_ref={reference} {}: {}",
             refusal.code,
             refusal.detail.as_deref().unwrap_or("")
         ),

@@ -3,7 +3,8 @@
 //! It answers every frame with a frame holding the same bytes, except:
 //! `panic` panics (the reactor must answer `INTERNAL`), `sleep:<ms>...` sleeps
 //! that long before echoing (an in-flight request that takes time), and
-//! `slow:<ms>...` does the same on the slow lane.
+//! `slow:<ms>...` does the same on the slow lane, and `peer` is answered with
+//! the client's address as the reactor knows it (after a PROXY header).
 
 use crate::metrics::Outcome;
 use crate::reactor::Service;
@@ -15,7 +16,14 @@ use std::time::Duration;
 pub struct Echo;
 
 impl Service for Echo {
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> Outcome {
+    fn call(&self, peer: std::net::IpAddr, body: &mut [u8], out: &mut BytesMut) -> Outcome {
+        if body == b"peer" {
+            wire::frame::encode_raw(out, peer.to_string().as_bytes());
+            return Outcome {
+                operation: Some("Echo"),
+                code: None,
+            };
+        }
         if body == b"panic" {
             panic!("the echo service was asked to panic");
         }

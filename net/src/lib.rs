@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod echo;
 pub mod log;
 pub mod metrics;
+pub mod proxy;
 pub mod reactor;
 pub mod settings;
 pub mod signals;

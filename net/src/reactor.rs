@@ -33,6 +33,7 @@
 
 use crate::log;
 use crate::metrics::{FrameRejected, Outcome, Refused, ServerMetrics};
+use crate::proxy;
 use bytes::{Buf, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -66,9 +67,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// append exactly one framed response to `out`. A panic is caught and answered
 /// with `INTERNAL`.
 pub trait Service: Send + Sync + 'static {
-    /// Handles the frame body `body` (which it may decode in place) and says
-    /// what the request came to, for the metrics.
-    fn call(&self, body: &mut [u8], out: &mut BytesMut) -> Outcome;
+    /// Handles the frame body `body` (which it may decode in place) from the
+    /// client at `peer` and says what the request came to, for the metrics.
+    fn call(&self, peer: IpAddr, body: &mut [u8], out: &mut BytesMut) -> Outcome;
 
     /// Whether `body` asks for slow work (e.g. a password hash), served by the
     /// slow lane when the server has one. Runs on the reactor thread: it must
@@ -110,6 +111,11 @@ pub struct Config {
     pub inline: bool,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Every connection starts with a PROXY protocol v2 header (a TCP load
+    /// balancer in front): its client address, not the balancer's, is the
+    /// peer that limits and logs see. Such a listener must be reachable by
+    /// the balancer only, since the header is believed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -127,6 +133,7 @@ impl Default for Config {
             queue_depth: 1024,
             inline: false,
             drain_timeout: Duration::from_secs(30),
+            proxy_protocol: false,
         }
     }
 }
@@ -349,6 +356,8 @@ impl Server {
 struct Job {
     key: usize,
     generation: u64,
+    /// The client (see `Connection::peer`).
+    peer: IpAddr,
     body: BytesMut,
     /// When its whole frame was read.
     arrived: Instant,
@@ -361,9 +370,15 @@ struct Reply {
 }
 
 /// Runs the service on one request, turning a panic into an `INTERNAL` reply.
-fn call_service(service: &dyn Service, body: &mut [u8], out: &mut BytesMut, name: &str) -> Outcome {
+fn call_service(
+    service: &dyn Service,
+    peer: IpAddr,
+    body: &mut [u8],
+    out: &mut BytesMut,
+    name: &str,
+) -> Outcome {
     let start = out.len();
-    let outcome = catch_unwind(AssertUnwindSafe(|| service.call(body, out)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| service.call(peer, body, out)));
     let outcome = outcome.unwrap_or_else(|_| {
         let reference = log::next_fault_ref();
         out.truncate(start);
@@ -407,7 +422,13 @@ impl Worker {
                 self.metrics.busy(1);
             }
             let mut out = BytesMut::with_capacity(256);
-            let outcome = call_service(&*self.service, &mut job.body, &mut out, &self.name);
+            let outcome = call_service(
+                &*self.service,
+                job.peer,
+                &mut job.body,
+                &mut out,
+                &self.name,
+            );
             self.metrics.request(outcome, job.arrived.elapsed());
             if !self.slow {
                 self.metrics.busy(-1);
@@ -434,7 +455,12 @@ impl Worker {
 struct Connection {
     stream: TcpStream,
     generation: u64,
+    /// The client: the socket's peer, or the one a PROXY header named.
     peer: IpAddr,
+    /// Counted in `Reactor::peers` (not while its PROXY header is awaited).
+    counted: bool,
+    /// Its PROXY protocol header has not arrived yet.
+    awaiting_proxy: bool,
     /// When the partial frame in `read_buf` began (None: no partial frame).
     frame_started: Option<Instant>,
     read_buf: BytesMut,
@@ -563,8 +589,10 @@ impl Reactor {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
-        let from_peer = self.peers.get(&peer).copied().unwrap_or(0);
-        if from_peer >= self.config.max_per_peer {
+        // Behind a proxy every connection comes from the proxy's address: the
+        // per-address limit waits for the client's, in the PROXY header.
+        let awaiting_proxy = self.config.proxy_protocol;
+        if !awaiting_proxy && self.over_peer_limit(peer) {
             refuse(
                 stream,
                 "too many connections from your address; retry later",
@@ -596,12 +624,16 @@ impl Reactor {
             return;
         }
         self.next_generation += 1;
-        *self.peers.entry(peer).or_insert(0) += 1;
+        if !awaiting_proxy {
+            *self.peers.entry(peer).or_insert(0) += 1;
+        }
         self.shared.metrics.connection_opened();
         entry.insert(Connection {
             stream,
             generation: self.next_generation,
             peer,
+            counted: !awaiting_proxy,
+            awaiting_proxy,
             frame_started: None,
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
@@ -612,6 +644,69 @@ impl Reactor {
             closing: false,
             writable: false,
         });
+    }
+
+    fn over_peer_limit(&self, peer: IpAddr) -> bool {
+        self.peers.get(&peer).copied().unwrap_or(0) >= self.config.max_per_peer
+    }
+
+    /// Reads a connection's PROXY header: true once it is known (the client
+    /// then counts against its own address, or is refused), false while its
+    /// bytes are still coming.
+    ///
+    /// # Errors
+    /// When the connection must be closed: not a PROXY v2 header (a direct
+    /// client on a port that expects a proxy), or closed before the header.
+    fn read_proxy_header(&mut self, key: usize) -> io::Result<bool> {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return Ok(false);
+        };
+        fill(conn)?;
+        let header = match proxy::parse(&conn.read_buf) {
+            Ok(Some(header)) => header,
+            Ok(None) => {
+                if conn.peer_closed {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                if !conn.read_buf.is_empty() && conn.frame_started.is_none() {
+                    conn.frame_started = Some(Instant::now());
+                }
+                return Ok(false);
+            }
+            Err(e) => {
+                log::line(
+                    &self.config.name,
+                    "WARN",
+                    &format!("closing a connection from {}: {e}", conn.peer),
+                );
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+            }
+        };
+        let (header, used) = header;
+        conn.read_buf.advance(used);
+        conn.frame_started = None;
+        conn.awaiting_proxy = false;
+        conn.last_active = Instant::now();
+        if let proxy::Header::Proxied(client) = header {
+            conn.peer = client.ip();
+        }
+        let peer = conn.peer;
+        if self.over_peer_limit(peer) {
+            let conn = &mut self.connections[key];
+            encode_error(
+                &mut conn.write_buf,
+                None,
+                ErrorCode::Overloaded,
+                "too many connections from your address; retry later",
+            );
+            conn.closing = true;
+            conn.read_buf.clear();
+            self.shared.metrics.refused(Refused::PerPeer);
+        } else {
+            self.connections[key].counted = true;
+            *self.peers.entry(peer).or_insert(0) += 1;
+        }
+        Ok(true)
     }
 
     /// The connection to close for a newcomer at the connection limit: one with
@@ -633,6 +728,16 @@ impl Reactor {
 
     /// Makes all the progress a connection can make now, or closes it.
     fn drive(&mut self, key: usize) {
+        if self.connections.get(key).is_some_and(|c| c.awaiting_proxy) {
+            match self.read_proxy_header(key) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    self.close(key);
+                    return;
+                }
+            }
+        }
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -769,10 +874,12 @@ impl Reactor {
                 // Its frame leaves the queue unserved.
                 self.shared.metrics.queued(lane == SLOW, -1);
             }
-            if let Some(n) = self.peers.get_mut(&conn.peer) {
-                *n -= 1;
-                if *n == 0 {
-                    self.peers.remove(&conn.peer);
+            if conn.counted {
+                if let Some(n) = self.peers.get_mut(&conn.peer) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.peers.remove(&conn.peer);
+                    }
                 }
             }
             // A descriptor is free again: connections left waiting by a failed
@@ -901,7 +1008,13 @@ fn fill(conn: &mut Connection) -> io::Result<bool> {
 fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut Shared) {
     let arrived = conn.last_active;
     if let Some(service) = &shared.inline {
-        let outcome = call_service(&**service, &mut body, &mut conn.write_buf, &shared.name);
+        let outcome = call_service(
+            &**service,
+            conn.peer,
+            &mut body,
+            &mut conn.write_buf,
+            &shared.name,
+        );
         shared.metrics.request(outcome, arrived.elapsed());
         return;
     }
@@ -918,6 +1031,7 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
     let job = Job {
         key,
         generation: conn.generation,
+        peer: conn.peer,
         body,
         arrived,
     };

@@ -26,7 +26,10 @@ pub const ENV: &[(&str, &str)] = &[
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
-pub const SWITCHES: &[(&str, &str)] = &[("--log-requests", "LOG_REQUESTS")];
+pub const SWITCHES: &[(&str, &str)] = &[
+    ("--log-requests", "LOG_REQUESTS"),
+    ("--proxy-protocol", "PROXY_PROTOCOL"),
+];
 
 /// The flags this module reads, for `--help`.
 pub const USAGE: &str = "\
@@ -42,7 +45,11 @@ pub const USAGE: &str = "\
   --log-format text|json   log lines as text or JSON     [LOG_FORMAT] (default text)
   --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics
                            (and /health)                 [METRICS_LISTEN] (default: off)
-  --log-requests           one log line per request      [LOG_REQUESTS=1]";
+  --log-requests           one log line per request      [LOG_REQUESTS=1]
+  --proxy-protocol         every connection starts with a PROXY protocol v2
+                           header (HAProxy's send-proxy-v2): limits and logs
+                           see the client it names. Only for a port that the
+                           proxy alone can reach       [PROXY_PROTOCOL=1]";
 
 /// Builds the argument list from `raw` (the command line after the program
 /// name) plus, for every flag not given there, its environment variable.
@@ -174,6 +181,7 @@ impl ServerSettings {
                 max_per_peer,
                 frame_deadline: Duration::from_secs_f64(frame_deadline),
                 slow_workers: hash_workers,
+                proxy_protocol: args.contains("--proxy-protocol"),
                 ..d
             },
             trace: args.contains("--log-requests"),

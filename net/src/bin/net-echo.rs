@@ -31,6 +31,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .opt_value_from_str("--idle-ms")?
             .map_or(defaults.idle_timeout, Duration::from_millis),
         inline: args.contains("--inline"),
+        proxy_protocol: args.contains("--proxy-protocol"),
         ..defaults
     };
     let rest = args.finish();
