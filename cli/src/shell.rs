@@ -540,8 +540,12 @@ pub fn main(side: &Side) -> ExitCode {
     }
     if args.contains(["-h", "--help"]) {
         println!(
-            "usage: {0}-cli [--server HOST:PORT] [--json] [-c \"cmd; cmd\"]\n\
+            "usage: {0}-cli [--server HOST:PORT] [--tls --ca FILE] [--json] [-c \"cmd; cmd\"]\n\
              \n  --server HOST:PORT   the {0} server [{1}] (default {2})\
+             \n  --tls                speak TLS (to a TLS port of the proxy), checking that\
+             \n                       the server proves the name HOST of --server\
+             \n  --ca FILE            the certificate authorities to trust, PEM; implies\
+             \n                       --tls [TLS_CA_FILE]\
              \n  --json               print each response as one JSON line\
              \n  -c COMMANDS          run these commands (separated by ;) and exit\
              \n\nWithout -c, commands are read from the terminal (with line editing) or,\n\
@@ -559,6 +563,35 @@ pub fn main(side: &Side) -> ExitCode {
         })
         .unwrap_or_else(|| side.default_server.to_owned());
     let json = args.contains("--json");
+    let tls_flag = args.contains("--tls");
+    let ca: Option<std::path::PathBuf> = match args.opt_value_from_str("--ca") {
+        Ok(ca) => ca.or_else(|| {
+            std::env::var_os("TLS_CA_FILE")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        }),
+        Err(e) => {
+            eprintln!("{}-cli: --ca: {e}", side.name);
+            return ExitCode::from(2);
+        }
+    };
+    if tls_flag && ca.is_none() {
+        eprintln!(
+            "{}-cli: --tls needs --ca FILE, the certificate authorities to trust",
+            side.name
+        );
+        return ExitCode::from(2);
+    }
+    let tls = match &ca {
+        Some(ca) => match net::tls::Tls::from_ca_file(ca, net::tls::host_of(&server)) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("{}-cli: {e}", side.name);
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let script: Option<String> = match args.opt_value_from_str("-c") {
         Ok(s) => s,
         Err(e) => {
@@ -593,6 +626,9 @@ pub fn main(side: &Side) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(tls) = tls {
+        client.use_tls(tls);
+    }
     // At a terminal Ctrl-C never ends the CLI: the line editor reads it as a
     // key (cancel the line or the prompt), and while a request waits it only
     // raises this flag, which stops reconnecting.

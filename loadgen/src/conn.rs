@@ -8,23 +8,30 @@
 //! [`net::Retry`]'s backoff; without keys, a write is sent once.
 
 use bytes::BytesMut;
+use net::tls::Tls;
 use net::{ClientConfig, ClientError};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use wire::frame::{self, FrameDecoder};
 use wire::request::Envelope;
 use wire::Operation;
 
+/// A plain or TLS stream.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A connection to one server, reconnected on demand.
 pub struct Conn {
     addr: SocketAddr,
     config: ClientConfig,
-    stream: Option<TcpStream>,
+    /// Speak TLS (to a TLS port of the proxy).
+    tls: Option<Tls>,
+    stream: Option<Box<dyn Io>>,
     decoder: FrameDecoder,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -46,12 +53,19 @@ impl Conn {
         Conn {
             addr,
             config,
+            tls: None,
             stream: None,
             decoder: FrameDecoder::new(config.frame_limit),
             read_buf: BytesMut::with_capacity(4096),
             write_buf: BytesMut::with_capacity(512),
             jitter: (seed ^ u64::from(addr.port())) | 1,
         }
+    }
+
+    /// Speaks TLS on every connection (set before the first).
+    pub fn use_tls(&mut self, tls: Tls) {
+        self.tls = Some(tls);
+        self.stream = None;
     }
 
     /// Connects now, with the retries of the policy.
@@ -74,6 +88,20 @@ impl Conn {
                 .await
                 .map_err(|_| timed_out("connecting"))??;
             stream.set_nodelay(true)?;
+            let stream: Box<dyn Io> = match &self.tls {
+                Some(tls) => {
+                    let connector = tokio_rustls::TlsConnector::from(tls.config());
+                    Box::new(
+                        timeout(
+                            self.config.connect_timeout,
+                            connector.connect(tls.server_name(), stream),
+                        )
+                        .await
+                        .map_err(|_| timed_out("the TLS handshake"))??,
+                    )
+                }
+                None => Box::new(stream),
+            };
             self.read_buf.clear();
             self.stream = Some(stream);
         }

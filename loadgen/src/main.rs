@@ -41,6 +41,9 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
                       given (e.g. marketplace up's)
   --seller ADDR       load this seller server instead of starting a stack
   --buyer ADDR        load this buyer server (with --seller)
+  --tls               speak TLS to --seller and --buyer (a proxy's TLS ports),
+                      checking that each proves the host name of its address
+  --ca FILE           the certificate authorities to trust, PEM (implies --tls)
   --workers N         worker threads (and connections per database) per server of
                       the local stack [default: 4, the lowest p99 measured on 2 cores]
   --commit MODE       the local stack's PostgreSQL commits: sync (acknowledged once
@@ -95,6 +98,8 @@ struct Options {
     /// Metrics endpoints to read; None: the local stack's, if any.
     metrics: Option<Vec<String>>,
     no_metrics: bool,
+    /// TLS to the seller and to the buyer server.
+    tls: Option<(net::tls::Tls, net::tls::Tls)>,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -201,11 +206,25 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         .ok()
         .filter(|n| *n >= 1)
         .ok_or("--retry-attempts must be 1 to 4294967295")?;
+    let tls_flag = args.contains("--tls");
+    let ca: Option<PathBuf> = value(&mut args, "--ca")?.map(PathBuf::from);
+    let tls = match (&ca, &target) {
+        (None, _) if tls_flag => return Err("--tls needs --ca FILE".into()),
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err("--tls and --ca are for --seller/--buyer (a proxy's TLS ports)".into())
+        }
+        (Some(ca), Some((seller, buyer))) => {
+            let tls = |addr: &str| net::tls::Tls::from_ca_file(ca, net::tls::host_of(addr));
+            Some((tls(seller)?, tls(buyer)?))
+        }
+    };
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unexpected arguments {rest:?}"));
     }
     Ok(Options {
+        tls,
         scenarios,
         ops,
         runs,
@@ -287,6 +306,10 @@ fn one_run(
             } else {
                 (Side::Buyer, k - sellers, addrs.1)
             };
+            let tls = o.tls.as_ref().map(|(seller, buyer)| match side {
+                Side::Seller => seller.clone(),
+                Side::Buyer => buyer.clone(),
+            });
             let plan = Plan {
                 side,
                 index,
@@ -300,6 +323,7 @@ fn one_run(
                 tolerate: o.tolerate,
                 start_line: start_line.clone(),
                 think: o.think,
+                tls,
             };
             let progress = progress.clone();
             runtime.spawn(async move {

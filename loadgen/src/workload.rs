@@ -57,6 +57,8 @@ pub struct Plan {
     /// Mean pause before each mix call (uniform in 0 to twice this), never
     /// timed: a person between clicks.
     pub think: Duration,
+    /// Speak TLS to the server (a TLS port of the proxy).
+    pub tls: Option<net::tls::Tls>,
 }
 
 impl Plan {
@@ -168,6 +170,9 @@ pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> Clie
     let mut stats = ClientStats::new(plan.side);
     let tolerate = plan.tolerate;
     let mut client = Conn::new(addr, config);
+    if let Some(tls) = &plan.tls {
+        client.use_tls(tls.clone());
+    }
     if let Err(e) = client.connect().await {
         stats.record(
             "Connect",

@@ -12,6 +12,7 @@
 //! operations change state comes from the operation list itself
 //! ([`wire::Operation::changes_state`]), so no caller can forget the key.
 
+use crate::tls::Tls;
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -100,9 +101,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether reconnecting and resending may help.
+    /// Whether reconnecting and resending may help. Not for a TLS failure
+    /// (an untrusted certificate, a wrong name: `InvalidData`), which would
+    /// fail the same way again.
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, ClientError::Io(_) | ClientError::Closed)
+        match self {
+            ClientError::Io(e) => e.kind() != io::ErrorKind::InvalidData,
+            ClientError::Closed => true,
+            _ => false,
+        }
     }
 }
 
@@ -132,11 +139,44 @@ impl From<io::Error> for ClientError {
 /// Told about each retry before it waits; returns whether to go on retrying.
 type RetryHook = Box<dyn FnMut(&RetryEvent<'_>) -> bool + Send>;
 
+/// A plain or TLS connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A connection to one server.
 pub struct Client {
     addr: SocketAddr,
     config: ClientConfig,
-    stream: Option<TcpStream>,
+    /// TLS settings, when the server (or the proxy before it) speaks TLS.
+    tls: Option<Tls>,
+    stream: Option<Stream>,
     decoder: FrameDecoder,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -173,6 +213,7 @@ impl Client {
         Ok(Client {
             addr,
             config,
+            tls: None,
             stream: None,
             decoder: FrameDecoder::new(config.frame_limit),
             read_buf: BytesMut::with_capacity(4096),
@@ -188,6 +229,13 @@ impl Client {
         self.on_retry = Some(Box::new(hook));
     }
 
+    /// Speaks TLS on every connection from now on (set it before the first
+    /// call): the server must prove the name `tls` expects.
+    pub fn use_tls(&mut self, tls: Tls) {
+        self.tls = Some(tls);
+        self.disconnect();
+    }
+
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -195,10 +243,14 @@ impl Client {
 
     fn ensure_connected(&mut self) -> Result<(), ClientError> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect_timeout(&self.addr, self.config.connect_timeout)?;
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(self.config.io_timeout))?;
-            stream.set_write_timeout(Some(self.config.io_timeout))?;
+            let tcp = TcpStream::connect_timeout(&self.addr, self.config.connect_timeout)?;
+            tcp.set_nodelay(true)?;
+            tcp.set_read_timeout(Some(self.config.io_timeout))?;
+            tcp.set_write_timeout(Some(self.config.io_timeout))?;
+            let stream = match &self.tls {
+                Some(tls) => Stream::Tls(Box::new(tls.connect(tcp)?)),
+                None => Stream::Plain(tcp),
+            };
             self.read_buf.clear();
             self.stream = Some(stream);
         }

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod reactor;
 pub mod settings;
 pub mod signals;
+pub mod tls;
 
 pub use client::{Client, ClientConfig, ClientError, Retry, RetryEvent};
 pub use reactor::{Config, Server, Service, ShutdownHandle};
