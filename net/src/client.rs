@@ -472,6 +472,7 @@ mod tests {
                 retry,
                 ..ClientConfig::default()
             },
+            tls: None,
             stream: None,
             decoder: FrameDecoder::default(),
             read_buf: BytesMut::new(),
