@@ -135,6 +135,7 @@ impl Stack {
         let settings = |name: &str, listen: SocketAddr| -> Result<ServerSettings, String> {
             Ok(ServerSettings {
                 listen,
+                proxy_listen: None,
                 reactor: net::Config {
                     name: name.to_owned(),
                     workers: config.workers,
@@ -204,6 +205,7 @@ impl Stack {
     pub fn attach(seller: SocketAddr, buyer: SocketAddr, db: DbSettings) -> Stack {
         let settings = |name: &str, listen: SocketAddr| ServerSettings {
             listen,
+            proxy_listen: None,
             reactor: net::Config {
                 name: name.to_owned(),
                 ..net::Config::default()

@@ -51,6 +51,8 @@ use wire::{ErrorCode, FrameDecoder};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// The listener whose connections start with a PROXY protocol v2 header.
+const PROXY_LISTENER: Token = Token(usize::MAX - 3);
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 4096;
@@ -111,11 +113,6 @@ pub struct Config {
     pub inline: bool,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// Every connection starts with a PROXY protocol v2 header (a TCP load
-    /// balancer in front): its client address, not the balancer's, is the
-    /// peer that limits and logs see. Such a listener must be reachable by
-    /// the balancer only, since the header is believed.
-    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -133,7 +130,6 @@ impl Default for Config {
             queue_depth: 1024,
             inline: false,
             drain_timeout: Duration::from_secs(30),
-            proxy_protocol: false,
         }
     }
 }
@@ -162,6 +158,9 @@ type Housekeeping = (Duration, Box<dyn FnMut() + Send>);
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
+    /// The listener for a TCP load balancer, if any (see
+    /// [`Server::with_proxy_listener`]).
+    proxy_listener: Option<TcpListener>,
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
     config: Config,
@@ -186,6 +185,7 @@ impl Server {
         Ok(Server {
             poll,
             listener,
+            proxy_listener: None,
             waker,
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
@@ -194,6 +194,24 @@ impl Server {
             housekeeping: None,
             metrics: Arc::new(ServerMetrics::new("server", &[])),
         })
+    }
+
+    /// Also listens on `addr` for a TCP load balancer: every connection there
+    /// starts with a PROXY protocol v2 header, and the client it names, not
+    /// the balancer, is the peer that the per-address limit, the service and
+    /// the logs see. Since the header is believed, only the balancer may be
+    /// able to reach `addr`. Returns the address bound.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn with_proxy_listener(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        self.poll
+            .registry()
+            .register(&mut listener, PROXY_LISTENER, Interest::READABLE)?;
+        self.proxy_listener = Some(listener);
+        Ok(bound)
     }
 
     /// Sets the service [`Server::run_prepared`] runs.
@@ -257,6 +275,7 @@ impl Server {
         let Server {
             poll,
             listener,
+            proxy_listener,
             waker,
             shutdown,
             config,
@@ -320,6 +339,7 @@ impl Server {
         let mut reactor = Reactor {
             poll,
             listener: Some(listener),
+            proxy_listener,
             connections: Slab::new(),
             shared: Shared {
                 decoder: FrameDecoder::new(config.frame_limit),
@@ -502,6 +522,7 @@ struct Shared {
 struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
+    proxy_listener: Option<TcpListener>,
     connections: Slab<Connection>,
     shared: Shared,
     replies: flume::Receiver<Reply>,
@@ -533,7 +554,8 @@ impl Reactor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    PROXY_LISTENER => self.accept(true),
                     // A wake only says "replies are queued"; they are taken below.
                     WAKER => {}
                     Token(key) => self.drive(key),
@@ -542,7 +564,8 @@ impl Reactor {
             self.take_replies();
             if self.accept_retry.is_some_and(|at| Instant::now() >= at) {
                 self.accept_retry = None;
-                self.accept();
+                self.accept(false);
+                self.accept(true);
             }
             if drain_deadline.is_none() && self.shutdown.load(Ordering::SeqCst) {
                 self.begin_drain();
@@ -565,13 +588,19 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts what waits on the plain listener, or on the PROXY one.
+    fn accept(&mut self, proxied: bool) {
         loop {
-            let Some(listener) = &self.listener else {
+            let listener = if proxied {
+                &self.proxy_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer.ip()),
+                Ok((stream, peer)) => self.admit(stream, peer.ip(), proxied),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -588,10 +617,9 @@ impl Reactor {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
+    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr, awaiting_proxy: bool) {
         // Behind a proxy every connection comes from the proxy's address: the
         // per-address limit waits for the client's, in the PROXY header.
-        let awaiting_proxy = self.config.proxy_protocol;
         if !awaiting_proxy && self.over_peer_limit(peer) {
             refuse(
                 stream,
@@ -830,7 +858,10 @@ impl Reactor {
             ),
         );
         self.shared.draining = true;
-        if let Some(mut listener) = self.listener.take() {
+        for mut listener in [self.listener.take(), self.proxy_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let idle: Vec<usize> = self

@@ -23,13 +23,11 @@ pub const ENV: &[(&str, &str)] = &[
     ("--hash-workers", "HASH_WORKERS"),
     ("--log-format", "LOG_FORMAT"),
     ("--metrics-listen", "METRICS_LISTEN"),
+    ("--proxy-listen", "PROXY_LISTEN_ADDR"),
 ];
 
 /// Switches and their environment variables (`1` or `true` turns them on).
-pub const SWITCHES: &[(&str, &str)] = &[
-    ("--log-requests", "LOG_REQUESTS"),
-    ("--proxy-protocol", "PROXY_PROTOCOL"),
-];
+pub const SWITCHES: &[(&str, &str)] = &[("--log-requests", "LOG_REQUESTS")];
 
 /// The flags this module reads, for `--help`.
 pub const USAGE: &str = "\
@@ -46,10 +44,11 @@ pub const USAGE: &str = "\
   --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics
                            (and /health)                 [METRICS_LISTEN] (default: off)
   --log-requests           one log line per request      [LOG_REQUESTS=1]
-  --proxy-protocol         every connection starts with a PROXY protocol v2
-                           header (HAProxy's send-proxy-v2): limits and logs
-                           see the client it names. Only for a port that the
-                           proxy alone can reach       [PROXY_PROTOCOL=1]";
+  --proxy-listen ADDR      also listen here for a TCP load balancer: each
+                           connection starts with a PROXY protocol v2 header
+                           (HAProxy's send-proxy-v2), and limits and logs see
+                           the client it names. Only the proxy may reach it
+                                                         [PROXY_LISTEN_ADDR]";
 
 /// Builds the argument list from `raw` (the command line after the program
 /// name) plus, for every flag not given there, its environment variable.
@@ -112,6 +111,8 @@ pub fn hash_lane() -> usize {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// A second listener whose connections start with a PROXY v2 header.
+    pub proxy_listen: Option<SocketAddr>,
     pub reactor: Config,
     /// Log one line per request.
     pub trace: bool,
@@ -148,6 +149,12 @@ impl ServerSettings {
         let frame_deadline: f64 =
             value(args, "--frame-deadline")?.unwrap_or(d.frame_deadline.as_secs_f64());
         let hash_workers: usize = value(args, "--hash-workers")?.unwrap_or_else(hash_lane);
+        let proxy_listen = match value::<String>(args, "--proxy-listen")? {
+            Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                format!("--proxy-listen: {addr:?} is not an address like 0.0.0.0:5002")
+            })?),
+            None => None,
+        };
         let metrics_listen = match value::<String>(args, "--metrics-listen")? {
             Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
                 format!("--metrics-listen: {addr:?} is not an address like 0.0.0.0:9101")
@@ -172,6 +179,7 @@ impl ServerSettings {
         }
         Ok(ServerSettings {
             listen,
+            proxy_listen,
             reactor: Config {
                 name: name.to_owned(),
                 workers,
@@ -181,7 +189,6 @@ impl ServerSettings {
                 max_per_peer,
                 frame_deadline: Duration::from_secs_f64(frame_deadline),
                 slow_workers: hash_workers,
-                proxy_protocol: args.contains("--proxy-protocol"),
                 ..d
             },
             trace: args.contains("--log-requests"),
@@ -204,7 +211,11 @@ impl ServerSettings {
     /// # Errors
     /// When the address cannot be bound.
     pub fn bind(&self) -> std::io::Result<Server> {
-        Server::bind(self.listen, self.reactor.clone())
+        let mut server = Server::bind(self.listen, self.reactor.clone())?;
+        if let Some(addr) = self.proxy_listen {
+            server.with_proxy_listener(addr)?;
+        }
+        Ok(server)
     }
 
     /// Binds the listener and returns the server ready to run `service`,

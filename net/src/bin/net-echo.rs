@@ -31,14 +31,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .opt_value_from_str("--idle-ms")?
             .map_or(defaults.idle_timeout, Duration::from_millis),
         inline: args.contains("--inline"),
-        proxy_protocol: args.contains("--proxy-protocol"),
         ..defaults
     };
+    let proxy_listen: Option<std::net::SocketAddr> = args.opt_value_from_str("--proxy-listen")?;
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {rest:?}").into());
     }
-    let server = Server::bind(listen, config)?;
+    let mut server = Server::bind(listen, config)?;
+    if let Some(addr) = proxy_listen {
+        println!("proxy listening {}", server.with_proxy_listener(addr)?);
+    }
     net::signals::shutdown_on_signals(vec![server.shutdown_handle()])?;
     println!("listening {}", server.local_addr());
     server.run(Arc::new(Echo))?;

@@ -14,6 +14,8 @@ use std::time::Duration;
 /// An echo server on a thread of this process, stopped on drop.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The PROXY protocol listener, when started with one.
+    pub proxy_addr: Option<SocketAddr>,
     pub handle: ShutdownHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -38,12 +40,27 @@ impl Drop for Running {
 }
 
 pub fn start(config: Config) -> Running {
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind");
+    start_with(config, false)
+}
+
+/// A server with a PROXY protocol listener beside its plain one.
+pub fn start_behind_proxy(config: Config) -> Running {
+    start_with(config, true)
+}
+
+fn start_with(config: Config, proxied: bool) -> Running {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind");
+    let proxy_addr = proxied.then(|| {
+        server
+            .with_proxy_listener("127.0.0.1:0".parse().unwrap())
+            .expect("bind the proxy listener")
+    });
     let addr = server.local_addr();
     let handle = server.shutdown_handle();
     let thread = std::thread::spawn(move || server.run(Arc::new(Echo)));
     Running {
         addr,
+        proxy_addr,
         handle,
         thread: Some(thread),
     }
