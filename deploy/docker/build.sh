@@ -4,6 +4,7 @@
 #   marketplace:latest           every binary of ours on a slim Debian base
 #   marketplace-postgres:latest  PostgreSQL 15 with our settings
 #   marketplace-prometheus:latest  Prometheus (the compose `monitoring` profile)
+#   marketplace-haproxy:latest   HAProxy (the scale-out topology, compose.scale.yaml)
 # The base images are debian:bookworm-slim when it can be pulled; otherwise
 # they are made from Debian packages (debootstrap into a folder, then docker
 # import) and cached, so a second build only copies the new binaries.
@@ -72,14 +73,17 @@ if docker image inspect debian:bookworm-slim >/dev/null 2>&1 ||
     base=debian:bookworm-slim
     pg_base=debian:bookworm-slim
     prom_base=debian:bookworm-slim
+    haproxy_base=debian:bookworm-slim
 else
     say "no registry answers: making the base images from Debian packages"
     base=marketplace-base:$suite
     pg_base=marketplace-postgres-base:$suite
     prom_base=marketplace-prometheus-base:$suite
+    haproxy_base=marketplace-haproxy-base:$suite
     debootstrap_image "$base" ca-certificates
     debootstrap_image "$pg_base" ca-certificates,postgresql-15
     debootstrap_image "$prom_base" ca-certificates,prometheus
+    debootstrap_image "$haproxy_base" ca-certificates,haproxy
 fi
 
 say "building the release binaries"
@@ -101,6 +105,12 @@ docker build -q --build-arg BASE="$pg_base" -f deploy/docker/Dockerfile.postgres
 say "building marketplace-prometheus:$tag"
 docker build -q --build-arg BASE="$prom_base" -f deploy/docker/Dockerfile.prometheus \
     -t "marketplace-prometheus:$tag" deploy/docker >/dev/null
+say "building marketplace-haproxy:$tag"
+docker build -q --build-arg BASE="$haproxy_base" -f deploy/docker/Dockerfile.haproxy \
+    -t "marketplace-haproxy:$tag" deploy/docker >/dev/null
+# The TLS certificate of the scale-out topology's HAProxy (made once, here,
+# never committed).
+deploy/docker/tls/make.sh
 
 env_file=deploy/docker/.env
 if [ ! -s "$env_file" ]; then
@@ -114,4 +124,4 @@ if [ ! -s "$env_file" ]; then
     say "using the database password in $env_file"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
-    grep -E "^marketplace(-postgres|-prometheus)?:$tag " >&2
+    grep -E "^marketplace(-postgres|-prometheus|-haproxy)?:$tag " >&2

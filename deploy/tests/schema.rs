@@ -397,3 +397,58 @@ fn search_reads_its_page_from_the_indexes_in_ranking_order() {
     );
     assert!(by_category.contains("search_counts_key"), "{by_category}");
 }
+
+/// A store whose product_db "standby" is `replica` (the primary itself: not in
+/// recovery, so always usable; or an address nothing answers on).
+fn store_with_replica(tag: &str, replica: impl FnOnce(&str) -> String) -> Store {
+    let stack = stack();
+    let customer = stack.create_database(&format!("{tag}_customer")).unwrap();
+    let product = stack.create_database(&format!("{tag}_product")).unwrap();
+    let store = Store::open(&DbSettings {
+        customer_url: customer,
+        product_url: product.clone(),
+        pool_size: 4,
+        product_replica_url: Some(replica(&product)),
+        ..DbSettings::default()
+    })
+    .unwrap();
+    store.migrate().unwrap();
+    store
+}
+
+fn searches_answer(store: &Store) {
+    store.create_buyer("reader", "pw", None).unwrap();
+    let (session, _) = store.login_buyer("reader", "pw", None).unwrap();
+    for keywords in [
+        vec![],
+        vec!["a".to_owned()],
+        vec!["a".into(), "b".into(), "c".into()],
+    ] {
+        let (items, total) = store.search(&session, 1, &keywords, 10, 0).unwrap();
+        assert_eq!((items.len(), total), (0, 0));
+    }
+}
+
+#[test]
+fn searches_go_to_a_standby_that_keeps_up_and_to_the_primary_without_one() {
+    let store = store_with_replica("replica_ok", |product| product.to_owned());
+    // The watcher looks every 250 ms.
+    std::thread::sleep(store::CHECK_EVERY * 3);
+    searches_answer(&store);
+    assert_eq!(store.replica_reads(), 3, "all three read the standby");
+    let stats = store.db_stats();
+    assert!(
+        stats.iter().any(|s| s.db == "product_replica"),
+        "its pool is watched"
+    );
+
+    let port = deploy::pg::free_port().unwrap();
+    let dead = store_with_replica("replica_dead", |product| {
+        let (head, tail) = product.rsplit_once('/').unwrap();
+        let (host, _) = head.rsplit_once(':').unwrap();
+        format!("{host}:{port}/{tail}")
+    });
+    std::thread::sleep(store::CHECK_EVERY * 3);
+    searches_answer(&dead);
+    assert_eq!(dead.replica_reads(), 0, "the primary answered them all");
+}

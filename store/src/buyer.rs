@@ -123,15 +123,16 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<Item>, i64), StoreError> {
         self.buyer_session(session)?;
-        let mut product = self.product()?;
-        let rows = if keywords.is_empty() {
-            product.query(search::CATEGORY_SQL, &[&category, &limit, &offset])?
-        } else {
+        // Searches may lag the primary a little: the standby serves them
+        // while it keeps up.
+        let rows = self.read_product(|product| {
+            if keywords.is_empty() {
+                return product.query(search::CATEGORY_SQL, &[&category, &limit, &offset]);
+            }
             let (sorted, keys) = search::keyword_params(keywords);
             let m = sorted.len();
             let params: [&(dyn postgres::types::ToSql + Sync); 5] =
                 [&category, &limit, &offset, &sorted, &keys];
-            let mut rows = None;
             if m >= search::PROBE_FROM {
                 let pairs = search::pair_keys(m, &keys);
                 let shared: bool = product
@@ -145,15 +146,12 @@ impl Store {
                         None => false,
                     };
                     if !raced {
-                        rows = Some(one);
+                        return Ok(one);
                     }
                 }
             }
-            match rows {
-                Some(rows) => rows,
-                None => product.query(search::keyword_statement(m, Levels::All), &params)?,
-            }
-        };
+            product.query(search::keyword_statement(m, Levels::All), &params)
+        })?;
         let total: i64 = match rows.first() {
             Some(row) => row.try_get(0)?,
             None => 0,
@@ -173,14 +171,16 @@ impl Store {
     /// `SessionExpired`, `NotFound`, `Unavailable`.
     pub fn get_item(&self, session: &str, item_id: i64) -> Result<Item, StoreError> {
         self.buyer_session(session)?;
-        let row = self.product()?.query_opt(
-            concat!(
-                "SELECT ",
-                item_columns!(),
-                " FROM items i WHERE i.item_id = $1"
-            ),
-            &[&item_id],
-        )?;
+        let row = self.read_product(|product| {
+            product.query_opt(
+                concat!(
+                    "SELECT ",
+                    item_columns!(),
+                    " FROM items i WHERE i.item_id = $1"
+                ),
+                &[&item_id],
+            )
+        })?;
         match row {
             Some(row) => item_at(&row, 0),
             None => Err(no_item(item_id)),

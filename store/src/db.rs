@@ -169,7 +169,7 @@ pub type Pooled = PooledConnection<Manager>;
 
 /// A pool and the count of connection failures seen on it.
 #[derive(Clone)]
-struct Db {
+pub(crate) struct Db {
     pool: Pool<Manager>,
     failures: Arc<AtomicU64>,
     /// Errors met on this database (see [`Store::db_stats`]).
@@ -188,7 +188,7 @@ impl Db {
     /// next connection; once checking has taken a second (a silent network:
     /// each check waits for the TCP user timeout), the request gets
     /// `UNAVAILABLE` instead of waiting through every pooled connection.
-    fn get(&self) -> Result<Pooled, StoreError> {
+    pub(crate) fn get(&self) -> Result<Pooled, StoreError> {
         let got = self.checked_out();
         if got.is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +220,7 @@ impl Db {
     }
 }
 
-fn pool(
+pub(crate) fn pool(
     url: &str,
     settings: &DbSettings,
     failures: &Arc<AtomicU64>,
@@ -274,6 +274,8 @@ fn pool(
 pub struct Store {
     customer: Db,
     product: Db,
+    /// product_db's streaming standby, for reads that may lag a little.
+    replica: Option<crate::replica::Replica>,
     session_timeout_secs: f64,
 }
 
@@ -298,8 +300,36 @@ impl Store {
                 &failures,
                 Some("-c plan_cache_mode=force_generic_plan"),
             )?,
+            replica: settings
+                .product_replica_url
+                .as_deref()
+                .map(|url| crate::replica::Replica::open(url, settings))
+                .transpose()?,
             session_timeout_secs: settings.session_timeout.as_secs_f64(),
         })
+    }
+
+    /// Runs `read` on product_db's standby when there is one that keeps up,
+    /// else (or when it fails there) on the primary. Only for reads that may
+    /// lag the primary by the standby's bound.
+    ///
+    /// # Errors
+    /// As `read`; `Unavailable` when the primary cannot be reached either.
+    pub(crate) fn read_product<T>(
+        &self,
+        read: impl Fn(&mut Pooled) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(result) = self.replica.as_ref().and_then(|r| r.read(&read)) {
+            return result;
+        }
+        read(&mut self.product()?)
+    }
+
+    /// Reads served by product_db's standby so far (0 without one).
+    pub fn replica_reads(&self) -> u64 {
+        self.replica
+            .as_ref()
+            .map_or(0, |r| r.reads.load(Ordering::Relaxed))
     }
 
     /// A customer_db connection.
@@ -329,6 +359,7 @@ impl Store {
     pub fn db_stats(&self) -> Vec<net::metrics::DbStats> {
         [("customer", &self.customer), ("product", &self.product)]
             .into_iter()
+            .chain(self.replica.as_ref().map(|r| ("product_replica", r.db())))
             .map(|(db, d)| {
                 let state = d.pool.state();
                 net::metrics::DbStats {

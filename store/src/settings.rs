@@ -17,6 +17,11 @@ pub struct DbSettings {
     pub session_timeout: Duration,
     /// How long a request waits for a database connection before `UNAVAILABLE`.
     pub connect_timeout: Duration,
+    /// A streaming standby of product_db for the buyer server's searches and
+    /// item reads (store/src/replica.rs); None: the primary serves them.
+    pub product_replica_url: Option<String>,
+    /// The standby serves only while it is this close behind the primary.
+    pub replica_max_lag: Duration,
 }
 
 impl Default for DbSettings {
@@ -27,6 +32,8 @@ impl Default for DbSettings {
             pool_size: 16,
             session_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_millis(500),
+            product_replica_url: None,
+            replica_max_lag: Duration::from_secs(5),
         }
     }
 }
@@ -38,6 +45,8 @@ impl DbSettings {
         ("--product-db", "PRODUCT_DB_URL"),
         ("--pool-size", "POOL_SIZE"),
         ("--session-timeout", "SESSION_TIMEOUT_SECS"),
+        ("--product-db-replica", "PRODUCT_DB_REPLICA_URL"),
+        ("--replica-max-lag", "REPLICA_MAX_LAG_SECS"),
     ];
 
     /// The flags this module reads, for `--help`.
@@ -45,7 +54,11 @@ impl DbSettings {
   --customer-db URL        customer_db connection URL   [CUSTOMER_DB_URL]
   --product-db URL         product_db connection URL    [PRODUCT_DB_URL]
   --pool-size N            connections per database     [POOL_SIZE] (default: workers)
-  --session-timeout SECS   session inactivity limit     [SESSION_TIMEOUT_SECS] (default 300)";
+  --session-timeout SECS   session inactivity limit     [SESSION_TIMEOUT_SECS] (default 300)
+  --product-db-replica URL a streaming standby of product_db for searches and
+                           GetItem (buyer server)       [PRODUCT_DB_REPLICA_URL]
+  --replica-max-lag SECS   read the standby only while it is at most this far
+                           behind                       [REPLICA_MAX_LAG_SECS] (default 5)";
 
     /// How often expired sessions are swept: half the timeout, between 1 s and
     /// 60 s. Expiry itself is judged on every access; the sweep only removes
@@ -73,7 +86,14 @@ impl DbSettings {
         if !(timeout.is_finite() && timeout > 0.0) {
             return Err("--session-timeout must be a positive number of seconds".into());
         }
+        let max_lag: f64 =
+            value(args, "--replica-max-lag")?.unwrap_or(d.replica_max_lag.as_secs_f64());
+        if !(max_lag.is_finite() && max_lag >= 0.0) {
+            return Err("--replica-max-lag must be a number of seconds, 0 or more".into());
+        }
         Ok(DbSettings {
+            product_replica_url: value(args, "--product-db-replica")?,
+            replica_max_lag: Duration::from_secs_f64(max_lag),
             customer_url: value(args, "--customer-db")?.unwrap_or(d.customer_url),
             product_url: value(args, "--product-db")?.unwrap_or(d.product_url),
             pool_size,
