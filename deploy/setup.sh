@@ -59,3 +59,14 @@ marketplace_promtool() {
 }
 
 marketplace_setup
+
+# tshark, for the container test that captures the TLS port
+# (deploy/tests/scale.rs); only where the container tests run.
+marketplace_tshark() {
+    command -v tshark >/dev/null 2>&1 && return
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing tshark" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends tshark >&2
+}

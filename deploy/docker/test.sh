@@ -53,3 +53,46 @@ echo "containers: the end-to-end suite through the published ports"
 cargo test --locked -p deploy --test seller_ops --test buyer_ops --test retries
 echo "containers: CLIs, faults between hosts, persistence"
 cargo test --locked -p deploy --test containers -- --ignored --test-threads=1 --nocapture
+
+# Scale-out (compose.scale.yaml on top): HAProxy with two servers a side, a
+# product_db standby, TLS at the proxy. The six containers go first, to leave
+# this machine's cores to the new project.
+cleanup
+scale_started=$(date +%s)
+# shellcheck source=deploy/setup.sh
+. deploy/setup.sh
+marketplace_tshark
+export MARKETPLACE_SCALE_PROJECT="mkt-scale-$$"
+export SELLER_PORT=$(free_port) BUYER_PORT=$(free_port)
+export SELLER_TLS_PORT=$(free_port) BUYER_TLS_PORT=$(free_port) HAPROXY_STATS_PORT=$(free_port)
+export CUSTOMER_DB_PUBLISH=$(free_port) PRODUCT_DB_PUBLISH=$(free_port)
+# Every request logged with the client it came from (what PROXY v2 is for).
+export LOG_REQUESTS=1
+scale() {
+    deploy/docker/compose.sh -f deploy/docker/compose.scale.yaml -p "$MARKETPLACE_SCALE_PROJECT" "$@"
+}
+cleanup() {
+    scale down -v --remove-orphans >/dev/null 2>&1 || true
+}
+scale up -d --wait
+# HAProxy takes a server in after two good health checks.
+for _ in $(seq 1 60); do
+    up=$(curl -fs "http://127.0.0.1:$HAPROXY_STATS_PORT/stats;csv" | grep -c ',UP,' || true)
+    [ "$up" -ge 4 ] && break
+    sleep 0.5
+done
+echo "containers: scale-out up, with 4 servers in HAProxy, in $(($(date +%s) - scale_started)) s"
+export MARKETPLACE_TEST_STACK="127.0.0.1:$SELLER_PORT 127.0.0.1:$BUYER_PORT \
+$(db_url "$CUSTOMER_DB_PUBLISH" customer_db) $(db_url "$PRODUCT_DB_PUBLISH" product_db)"
+echo "containers: the end-to-end suite through HAProxy (searches read the standby)"
+MARKETPLACE_TEST_REPLICA=1 cargo test --locked -p deploy --test seller_ops --test buyer_ops --test retries
+echo "containers: the end-to-end suite through HAProxy's TLS ports"
+MARKETPLACE_TEST_REPLICA=1 MARKETPLACE_TEST_CA="$PWD/deploy/docker/tls/ca.pem" \
+MARKETPLACE_TEST_STACK="127.0.0.1:$SELLER_TLS_PORT 127.0.0.1:$BUYER_TLS_PORT \
+$(db_url "$CUSTOMER_DB_PUBLISH" customer_db) $(db_url "$PRODUCT_DB_PUBLISH" product_db)" \
+    cargo test --locked -p deploy --test seller_ops --test buyer_ops
+echo "containers: failover, the standby, TLS on the wire"
+cargo build --locked -p cli
+export MARKETPLACE_BUYER_CLI="$PWD/target/debug/buyer-cli"
+export MARKETPLACE_TEST_CA_FILE="$PWD/deploy/docker/tls/ca.pem"
+cargo test --locked -p deploy --test scale -- --ignored --test-threads=1 --nocapture

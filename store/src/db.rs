@@ -255,9 +255,14 @@ pub(crate) fn pool(
     // Built unchecked: a server starts (and answers UNAVAILABLE) while a database
     // is down, and recovers when it comes back. Connections are not tested on
     // checkout (a round trip per request); a failed one is marked broken instead.
+    // Every connection is opened ahead of need (min_idle = max_size) and
+    // replaced in the background: a server just started (or restarted under
+    // load, behind a proxy) would otherwise open them on demand, and under a
+    // loaded database a connection (a backend forked, SCRAM) can take longer
+    // than the checkout timeout, which a request would get as UNAVAILABLE.
     let pool = Pool::builder()
         .max_size(settings.pool_size)
-        .min_idle(Some(0))
+        .min_idle(None)
         .connection_timeout(settings.connect_timeout)
         .test_on_check_out(false)
         .error_handler(Box::new(r2d2::NopErrorHandler))

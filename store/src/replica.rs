@@ -81,9 +81,23 @@ impl Replica {
 
     fn watch(&self, max_lag: f64) {
         let mut was = None;
+        let mut behind = 0u32;
         loop {
             let health = self.check(max_lag);
-            let usable = matches!(health, Health::Usable { .. });
+            // The lag is the age of the last replayed transaction while WAL
+            // waits to be replayed: after a quiet minute the first new
+            // transaction reads as a minute behind for the few milliseconds
+            // before it is replayed. So "behind" counts when two looks in a
+            // row say so; "down" counts at once.
+            behind = match health {
+                Health::Behind { .. } => behind + 1,
+                _ => 0,
+            };
+            let usable = match health {
+                Health::Usable { .. } => true,
+                Health::Behind { .. } => behind < 2 && was == Some(true),
+                Health::Down => false,
+            };
             self.usable.store(usable, Ordering::SeqCst);
             if was != Some(usable) {
                 let line = match health {

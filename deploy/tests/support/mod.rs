@@ -60,9 +60,15 @@ impl Api {
             },
             ..ClientConfig::default()
         };
-        Api {
-            client: Client::connect(&addr.to_string(), config).expect("connect"),
+        let mut client = Client::lazy(&addr.to_string(), config).expect("address");
+        // MARKETPLACE_TEST_CA: the stack is a TLS port of the proxy (see
+        // deploy/docker/test.sh), whose certificate names 127.0.0.1.
+        if let Some(ca) = std::env::var_os("MARKETPLACE_TEST_CA") {
+            let tls = net::tls::Tls::from_ca_file(ca.as_ref(), &addr.ip().to_string())
+                .expect("the test CA");
+            client.use_tls(tls);
         }
+        Api { client }
     }
 
     pub fn seller() -> Api {
@@ -77,6 +83,9 @@ impl Api {
         &mut self,
         request: &R,
     ) -> Response<B> {
+        if matches!(request.name(), "SearchItemsForSale" | "GetItem") {
+            replica_caught_up();
+        }
         self.client.call(request).expect("a response")
     }
 
@@ -110,6 +119,40 @@ impl Api {
         let code = response.code.expect("an error code");
         assert_eq!(response.status, code.status(), "status of {code}");
         code
+    }
+}
+
+/// With `MARKETPLACE_TEST_REPLICA=1` the buyer server reads searches and
+/// items from product_db's streaming standby, which may lag the primary by a
+/// few milliseconds (PROTOCOL.md allows it): a test that reads right after it
+/// wrote first waits until every standby has replayed what the primary has.
+fn replica_caught_up() {
+    static PRIMARY: std::sync::OnceLock<Option<std::sync::Mutex<postgres::Client>>> =
+        std::sync::OnceLock::new();
+    let primary = PRIMARY.get_or_init(|| {
+        std::env::var_os("MARKETPLACE_TEST_REPLICA")?;
+        let url = &stack().db().product_url;
+        let client = postgres::Client::connect(url, postgres::NoTls).expect("product_db");
+        Some(std::sync::Mutex::new(client))
+    });
+    let Some(primary) = primary else {
+        return;
+    };
+    let mut primary = primary.lock().unwrap_or_else(|e| e.into_inner());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let caught_up: bool = primary
+            .query_one(
+                "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), true)
+                   FROM pg_stat_replication",
+                &[],
+            )
+            .expect("pg_stat_replication")
+            .get(0);
+        if caught_up || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
