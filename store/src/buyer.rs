@@ -171,16 +171,19 @@ impl Store {
     /// `SessionExpired`, `NotFound`, `Unavailable`.
     pub fn get_item(&self, session: &str, item_id: i64) -> Result<Item, StoreError> {
         self.buyer_session(session)?;
-        let row = self.read_product(|product| {
-            product.query_opt(
-                concat!(
-                    "SELECT ",
-                    item_columns!(),
-                    " FROM items i WHERE i.item_id = $1"
-                ),
-                &[&item_id],
-            )
-        })?;
+        let row = self.read_product_unless(
+            |product| {
+                product.query_opt(
+                    concat!(
+                        "SELECT ",
+                        item_columns!(),
+                        " FROM items i WHERE i.item_id = $1"
+                    ),
+                    &[&item_id],
+                )
+            },
+            Option::is_none,
+        )?;
         match row {
             Some(row) => item_at(&row, 0),
             None => Err(no_item(item_id)),

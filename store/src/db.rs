@@ -324,8 +324,21 @@ impl Store {
         &self,
         read: impl Fn(&mut Pooled) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(result) = self.replica.as_ref().and_then(|r| r.read(&read)) {
-            return result;
+        self.read_product_unless(read, |_| false)
+    }
+
+    /// [`Store::read_product`], asking the primary again when the standby's
+    /// answer is `stale` (e.g. no such item: it may be too new for the
+    /// standby, and a buyer who just saw it in a search must find it).
+    pub(crate) fn read_product_unless<T>(
+        &self,
+        read: impl Fn(&mut Pooled) -> Result<T, StoreError>,
+        stale: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        match self.replica.as_ref().and_then(|r| r.read(&read)) {
+            Some(Ok(value)) if stale(&value) => {}
+            Some(result) => return result,
+            None => {}
         }
         read(&mut self.product()?)
     }
