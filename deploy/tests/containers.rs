@@ -26,17 +26,6 @@ fn project() -> String {
     std::env::var("MARKETPLACE_PROJECT").expect("MARKETPLACE_PROJECT (run deploy/docker/test.sh)")
 }
 
-fn run(command: &mut Command) -> Output {
-    let out = command.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// `deploy/docker/compose.sh -p PROJECT args` (from the repository root).
 fn compose(project: &str, args: &[&str]) -> Output {
     compose_with(project, &[], args)
@@ -51,10 +40,6 @@ fn compose_with(project: &str, env: &[(&str, String)], args: &[&str]) -> Output 
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     )
-}
-
-fn docker(args: &[&str]) -> Output {
-    run(Command::new("docker").args(args))
 }
 
 /// The container id of a service of the test project.

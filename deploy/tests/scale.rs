@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::Value;
 use std::io::Read;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 use wire::buyer::Request as B;
@@ -21,21 +21,6 @@ fn env(name: &str) -> String {
 
 fn project() -> String {
     env("MARKETPLACE_SCALE_PROJECT")
-}
-
-fn run(command: &mut Command) -> Output {
-    let out = command.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn docker(args: &[&str]) -> Output {
-    run(Command::new("docker").args(args))
 }
 
 /// The container of a service of the scale project (one replica per service).

@@ -14,6 +14,12 @@ fn fresh_store(tag: &str) -> Store {
 
 /// A store on two new databases, and the product_db URL.
 fn fresh_store_at(tag: &str) -> (Store, String) {
+    fresh_store_with(tag, |_| None)
+}
+
+/// [`fresh_store_at`] with the product_db standby `replica` makes of the
+/// product_db URL, if any.
+fn fresh_store_with(tag: &str, replica: impl FnOnce(&str) -> Option<String>) -> (Store, String) {
     let stack = stack();
     let customer = stack.create_database(&format!("{tag}_customer")).unwrap();
     let product = stack.create_database(&format!("{tag}_product")).unwrap();
@@ -21,6 +27,7 @@ fn fresh_store_at(tag: &str) -> (Store, String) {
         customer_url: customer,
         product_url: product.clone(),
         pool_size: 4,
+        product_replica_url: replica(&product),
         ..DbSettings::default()
     })
     .unwrap();
@@ -401,17 +408,7 @@ fn search_reads_its_page_from_the_indexes_in_ranking_order() {
 /// A store whose product_db "standby" is `replica` (the primary itself: not in
 /// recovery, so always usable; or an address nothing answers on).
 fn store_with_replica(tag: &str, replica: impl FnOnce(&str) -> String) -> Store {
-    let stack = stack();
-    let customer = stack.create_database(&format!("{tag}_customer")).unwrap();
-    let product = stack.create_database(&format!("{tag}_product")).unwrap();
-    let store = Store::open(&DbSettings {
-        customer_url: customer,
-        product_url: product.clone(),
-        pool_size: 4,
-        product_replica_url: Some(replica(&product)),
-        ..DbSettings::default()
-    })
-    .unwrap();
+    let (store, _) = fresh_store_with(tag, |product| Some(replica(product)));
     store.migrate().unwrap();
     store
 }

@@ -257,13 +257,14 @@ fn hundreds_of_clients_run_on_a_few_threads() {
     assert!(most > 0 && most < 24, "loadgen ran {most} threads");
 }
 
-#[test]
-fn think_time_paces_the_clients_outside_the_timed_calls() {
-    let dir = deploy::testing::scratch_dir("loadgen-think");
-    let out = dir.join("think.json");
+/// Runs loadgen with `args` (and its own local stack) and returns the JSON
+/// report.
+fn report_of(tag: &str, args: &[&str]) -> simd_json::OwnedValue {
+    let dir = deploy::testing::scratch_dir(tag);
+    let out = dir.join("report.json");
     let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--scenario", "1x1", "--ops", "23", "--runs", "1"])
-        .args(["--think", "100", "--no-metrics", "--out"])
+        .args(args)
+        .args(["--runs", "1", "--no-metrics", "--out"])
         .arg(&out)
         .output()
         .expect("run loadgen");
@@ -273,7 +274,15 @@ fn think_time_paces_the_clients_outside_the_timed_calls() {
         String::from_utf8_lossy(&run.stderr)
     );
     let mut json = std::fs::read(&out).expect("the report is written");
-    let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
+    simd_json::to_owned_value(&mut json).expect("the report is JSON")
+}
+
+#[test]
+fn think_time_paces_the_clients_outside_the_timed_calls() {
+    let r = report_of(
+        "loadgen-think",
+        &["--scenario", "1x1", "--ops", "23", "--think", "100"],
+    );
     assert_eq!(r["conditions"]["think_ms"].as_u64(), Some(100));
     let first = &r["scenarios"][0]["runs"][0];
     // 20 mix calls per client, each after a pause of 0-200 ms (2 s
@@ -298,21 +307,10 @@ fn think_time_paces_the_clients_outside_the_timed_calls() {
 
 #[test]
 fn the_register_mix_only_lists_items_and_keeps_them_on_sale() {
-    let dir = deploy::testing::scratch_dir("loadgen-register");
-    let out = dir.join("register.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--mix", "register", "--scenario", "2x0", "--ops", "20"])
-        .args(["--runs", "1", "--no-metrics", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let r = report_of(
+        "loadgen-register",
+        &["--mix", "register", "--scenario", "2x0", "--ops", "20"],
     );
-    let mut json = std::fs::read(&out).expect("the report is written");
-    let r = simd_json::to_owned_value(&mut json).expect("the report is JSON");
     let seller = &r["scenarios"][0]["all_runs"]["seller"];
     let ops: Vec<&str> = seller
         .as_object()

@@ -11,29 +11,32 @@ fn a_run_over_tls_completes_without_an_unexpected_error() {
     let sellers = net::tls::testing::front(stack.seller_addr(), &["localhost"], &dir.join("s"));
     let buyers = net::tls::testing::front(stack.buyer_addr(), &["localhost"], &dir.join("b"));
     let out = dir.join("tls.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--seller")
-        .arg(format!("localhost:{}", sellers.addr.port()))
-        .arg("--buyer")
-        .arg(format!("localhost:{}", buyers.addr.port()))
-        .arg("--ca")
-        .arg(&sellers.ca)
-        .args([
-            "--scenario",
-            "2x2",
-            "--ops",
-            "30",
-            "--runs",
-            "1",
-            "--no-metrics",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
+    let run = |ca: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .arg("--seller")
+            .arg(format!("localhost:{}", sellers.addr.port()))
+            .arg("--buyer")
+            .arg(format!("localhost:{}", buyers.addr.port()))
+            .arg("--ca")
+            .arg(ca)
+            .args([
+                "--scenario",
+                "2x2",
+                "--ops",
+                "30",
+                "--runs",
+                "1",
+                "--no-metrics",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .expect("run loadgen")
+    };
     // Both fronts were made with their own CA: the buyers' is not trusted.
-    assert!(!run.status.success());
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let untrusted = run(&sellers.ca);
+    assert!(!untrusted.status.success());
+    let stdout = String::from_utf8_lossy(&untrusted.stdout);
     assert!(stdout.contains("certificate"), "{stdout}");
     let both = dir.join("both.pem");
     let pem = [
@@ -42,26 +45,7 @@ fn a_run_over_tls_completes_without_an_unexpected_error() {
     ]
     .concat();
     std::fs::write(&both, pem).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--seller")
-        .arg(format!("localhost:{}", sellers.addr.port()))
-        .arg("--buyer")
-        .arg(format!("localhost:{}", buyers.addr.port()))
-        .arg("--ca")
-        .arg(&both)
-        .args([
-            "--scenario",
-            "2x2",
-            "--ops",
-            "30",
-            "--runs",
-            "1",
-            "--no-metrics",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .expect("run loadgen");
+    let run = run(&both);
     assert!(
         run.status.success(),
         "{}\n{}",

@@ -156,6 +156,24 @@ fn replica_caught_up() {
     }
 }
 
+/// Runs `command` and returns its output; panics with what it printed when
+/// it fails (for the container tests' docker and compose commands).
+pub fn run(command: &mut std::process::Command) -> std::process::Output {
+    let out = command.output().expect("run a command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `docker ARGS`, which must succeed.
+pub fn docker(args: &[&str]) -> std::process::Output {
+    run(std::process::Command::new("docker").args(args))
+}
+
 pub fn creds(username: &str, password: &str) -> Credentials {
     Credentials {
         username: username.into(),
