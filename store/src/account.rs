@@ -2,7 +2,7 @@
 //! ending a session. Each side passes its own statements.
 
 use crate::db::Store;
-use crate::once::{run_once, Keyed};
+use crate::once::{run_once_on, Keyed};
 use crate::seller::session_uuid;
 use crate::{password, StoreError};
 use uuid::Uuid;
@@ -58,13 +58,15 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let hash = password::hash(password)?;
         let keyed = side.keyed_by_name(once, username);
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            match c.query_one(side.insert, &[&username, &hash]) {
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| match c.query_one(side.insert, &[&username, &hash]) {
                 Ok(row) => Ok(row.try_get(0)?),
                 Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
                 Err(e) => Err(e),
-            }
-        })
+            },
+        )
     }
 
     /// The account id when `password` is right; `AuthFailed` for an unknown
@@ -120,8 +122,10 @@ impl Store {
             },
             None => None,
         };
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            c.execute(side.end_session, &[&id]).map(|_| ())
-        })
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| c.execute(side.end_session, &[&id]).map(|_| ()),
+        )
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::account::Accounts;
 use crate::db::Store;
-use crate::once::{run_once, Keyed};
+use crate::once::{run_once_on, Keyed};
 use crate::search::{self, Levels};
 use crate::seller::{item_at, item_columns, seller_votes, session_uuid};
 use crate::StoreError;
@@ -82,9 +82,7 @@ impl Store {
     ) -> Result<(String, i64), StoreError> {
         let buyer_id = self.check_password(&BUYERS, username, password)?;
         let keyed = BUYERS.keyed_by_name(once, username);
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            login(c, buyer_id)
-        })
+        run_once_on(|| self.customer(), keyed.as_ref(), |c| login(c, buyer_id))
     }
 
     /// Ends a session and discards its active cart; succeeds also for an
@@ -214,9 +212,12 @@ impl Store {
             return Err(no_item(item_id));
         };
         let keyed = self.buyer_keyed(session, once)?;
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            let rows = c.query(
-                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let rows = c.query(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              up AS (
                  INSERT INTO active_carts AS c (session_id, item_id, quantity)
                  SELECT $1, $3::bigint, $4::bigint FROM s
@@ -232,21 +233,22 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM up
                ) l ON s.buyer_id IS NOT NULL",
-                &[&id, &self.timeout(), &item_id, &quantity, &available],
-            );
-            // The session checked out live but ended before its cart row went in.
-            let rows = match rows {
-                Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
-                other => other?,
-            };
-            let (changed, cart) = cart_rows(&rows)?;
-            if changed == 0 {
-                return Err(StoreError::InsufficientStock(format!(
-                    "item {item_id} has only {available} units available"
-                )));
-            }
-            Ok(cart)
-        })
+                    &[&id, &self.timeout(), &item_id, &quantity, &available],
+                );
+                // The session checked out live but ended before its cart row went in.
+                let rows = match rows {
+                    Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
+                    other => other?,
+                };
+                let (changed, cart) = cart_rows(&rows)?;
+                if changed == 0 {
+                    return Err(StoreError::InsufficientStock(format!(
+                        "item {item_id} has only {available} units available"
+                    )));
+                }
+                Ok(cart)
+            },
+        )
     }
 
     /// Removes units from the session's active cart (the line goes when none are
@@ -263,9 +265,12 @@ impl Store {
     ) -> Result<CartContents, StoreError> {
         let id = session_uuid(session)?;
         let keyed = self.buyer_keyed(session, once)?;
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            let rows = c.query(
-                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let rows = c.query(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              cut AS (
                  UPDATE active_carts c SET quantity = c.quantity - $4 FROM s
                   WHERE s.buyer_id IS NOT NULL AND c.session_id = $1 AND c.item_id = $3
@@ -285,16 +290,17 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM cut
                ) l ON s.buyer_id IS NOT NULL",
-                &[&id, &self.timeout(), &item_id, &quantity],
-            )?;
-            let (changed, cart) = cart_rows(&rows)?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "item {item_id} is not in your cart"
-                )));
-            }
-            Ok(cart)
-        })
+                    &[&id, &self.timeout(), &item_id, &quantity],
+                )?;
+                let (changed, cart) = cart_rows(&rows)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "item {item_id} is not in your cart"
+                    )));
+                }
+                Ok(cart)
+            },
+        )
     }
 
     /// The session's active cart.
@@ -320,12 +326,16 @@ impl Store {
     pub fn save_cart(&self, session: &str, once: Option<&Idempotency>) -> Result<(), StoreError> {
         let id = session_uuid(session)?;
         let keyed = self.buyer_keyed(session, once)?;
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            let row = c.query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
-            row.try_get::<_, Option<i64>>(0)?
-                .map(|_| ())
-                .ok_or(StoreError::SessionExpired)
-        })
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
+                row.try_get::<_, Option<i64>>(0)?
+                    .map(|_| ())
+                    .ok_or(StoreError::SessionExpired)
+            },
+        )
     }
 
     /// Empties the session's active cart and the buyer's saved cart.
@@ -335,19 +345,23 @@ impl Store {
     pub fn clear_cart(&self, session: &str, once: Option<&Idempotency>) -> Result<(), StoreError> {
         let id = session_uuid(session)?;
         let keyed = self.buyer_keyed(session, once)?;
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            let row = c.query_one(
-                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_one(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              a AS (DELETE FROM active_carts c USING s
                     WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
              b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
              SELECT buyer_id FROM s",
-                &[&id, &self.timeout()],
-            )?;
-            row.try_get::<_, Option<i64>>(0)?
-                .map(|_| ())
-                .ok_or(StoreError::SessionExpired)
-        })
+                    &[&id, &self.timeout()],
+                )?;
+                row.try_get::<_, Option<i64>>(0)?
+                    .map(|_| ())
+                    .ok_or(StoreError::SessionExpired)
+            },
+        )
     }
 
     /// Records the caller's vote on an item (replacing an earlier one) and
@@ -364,16 +378,20 @@ impl Store {
     ) -> Result<(i64, i64), StoreError> {
         let buyer_id = self.buyer_session(session)?;
         let keyed = BUYERS.keyed(once, buyer_id);
-        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
-            let row = c.query_opt(
-                "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
-                &[&item_id, &buyer_id, &up],
-            )?;
-            match row {
-                Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
-                None => Err(no_item(item_id)),
-            }
-        })
+        run_once_on(
+            || self.product(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_opt(
+                    "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
+                    &[&item_id, &buyer_id, &up],
+                )?;
+                match row {
+                    Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                    None => Err(no_item(item_id)),
+                }
+            },
+        )
     }
 
     /// Any seller's rating.

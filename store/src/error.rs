@@ -20,6 +20,10 @@ pub enum StoreError {
     /// A database failed after a purchase began: it is neither done nor
     /// undone yet; recovery finishes or cancels it shortly.
     InDoubt(String),
+    /// A keyed write's COMMIT was sent and the database went away before it
+    /// answered, and stayed away long enough that the store could not learn
+    /// whether it committed: a resend with the same key will tell.
+    CommitUnknown(String),
     /// A unique constraint refused a write; use cases that expect one (a taken
     /// username) turn it into their own error, anywhere else it is a bug.
     Conflict(String),
@@ -42,7 +46,9 @@ impl StoreError {
             StoreError::InsufficientStock(_) => ErrorCode::InsufficientStock,
             StoreError::CartEmpty => ErrorCode::CartEmpty,
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-            StoreError::Unavailable(_) | StoreError::InDoubt(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable(_) | StoreError::InDoubt(_) | StoreError::CommitUnknown(_) => {
+                ErrorCode::Unavailable
+            }
             StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
                 ErrorCode::Internal
             }
@@ -66,6 +72,9 @@ impl StoreError {
                 completed or cancelled automatically within a minute: check your purchase \
                 history before buying again"
                 .into(),
+            StoreError::CommitUnknown(_) => "a database went away while this was being saved; \
+                resend it with the same idempotency_key to learn whether it was applied"
+                .into(),
             StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
                 "internal error".into()
             }
@@ -78,6 +87,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
             StoreError::InDoubt(detail) => write!(f, "purchase in doubt: {detail}"),
+            StoreError::CommitUnknown(detail) => write!(f, "commit outcome unknown: {detail}"),
             StoreError::Internal(detail) => write!(f, "internal: {detail}"),
             StoreError::Conflict(detail) => write!(f, "conflict: {detail}"),
             StoreError::Orphan(detail) => write!(f, "orphan: {detail}"),
@@ -142,6 +152,7 @@ impl From<StoreError> for wire::Refusal {
         let detail = match &e {
             StoreError::Unavailable(d)
             | StoreError::InDoubt(d)
+            | StoreError::CommitUnknown(d)
             | StoreError::Internal(d)
             | StoreError::Conflict(d)
             | StoreError::Orphan(d) => Some(d.clone()),
@@ -179,6 +190,10 @@ mod tests {
             (StoreError::Invalid("x".into()), ErrorCode::InvalidArgument),
             (StoreError::Unavailable("x".into()), ErrorCode::Unavailable),
             (StoreError::InDoubt("x".into()), ErrorCode::Unavailable),
+            (
+                StoreError::CommitUnknown("x".into()),
+                ErrorCode::Unavailable,
+            ),
             (StoreError::CartEmpty, ErrorCode::CartEmpty),
             (StoreError::Conflict("x".into()), ErrorCode::Internal),
             (StoreError::Orphan("x".into()), ErrorCode::Internal),

@@ -13,10 +13,11 @@
 //!
 //! MakePurchase records its key on the purchase itself (see `purchase.rs`).
 
-use crate::db::{Conn, Store};
+use crate::db::{Conn, Pooled, Store};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 use wire::request::Idempotency;
 
 /// How long a key is remembered, in hours (PROTOCOL.md: 24 hours).
@@ -37,13 +38,55 @@ const CLAIM: &str = "INSERT INTO idempotency_keys (scope, key, operation, finger
 const RECORDED: &str = "SELECT operation, fingerprint, response FROM idempotency_keys
                          WHERE scope = $1 AND key = $2";
 
+/// How long a keyed write whose COMMIT went unanswered keeps asking the
+/// database whether it committed (a restart takes a second or two).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// [`run_once`] on a connection from `connect`; when the connection broke
+/// while COMMIT was on its way, the outcome is learned from the key on a fresh
+/// connection: recorded, the write happened (its result is returned); absent
+/// while the database answers, it did not (`Unavailable`, nothing changed).
+/// Only when the database stays away for [`SETTLE`] is the answer
+/// `CommitUnknown`.
+///
+/// # Errors
+/// As [`run_once`], and `CommitUnknown`.
+pub(crate) fn run_once_on<T: Serialize + DeserializeOwned>(
+    connect: impl Fn() -> Result<Pooled, StoreError>,
+    keyed: Option<&Keyed<'_>>,
+    effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let result = run_once(&mut *connect()?, keyed, effect);
+    let (Err(StoreError::CommitUnknown(detail)), Some(keyed)) = (&result, keyed) else {
+        return result;
+    };
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match connect().and_then(|mut c| recorded(&mut c, keyed)) {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{detail}; the key is not recorded, so it did not commit"
+                )))
+            }
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(StoreError::Unavailable(_)) => return result,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs `effect` on `conn` at most once per key: with `keyed`, in a transaction
 /// that also records the key and the result; without, as it is.
 ///
 /// # Errors
 /// The effect's error when nothing was recorded under the key;
-/// `Invalid` when the key was used for a different request.
-pub(crate) fn run_once<T: Serialize + DeserializeOwned>(
+/// `Invalid` when the key was used for a different request; `CommitUnknown`
+/// when the connection broke while COMMIT was on its way (see
+/// [`run_once_on`]).
+fn run_once<T: Serialize + DeserializeOwned>(
     conn: &mut Conn,
     keyed: Option<&Keyed<'_>>,
     effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
@@ -68,10 +111,11 @@ pub(crate) fn run_once<T: Serialize + DeserializeOwned>(
                 ],
             );
             match claimed {
-                Ok(Some(_)) => {
-                    conn.batch("COMMIT")?;
-                    Ok(value)
-                }
+                Ok(Some(_)) => match conn.batch("COMMIT") {
+                    Ok(()) => Ok(value),
+                    Err(StoreError::Unavailable(e)) => Err(StoreError::CommitUnknown(e)),
+                    Err(e) => Err(e),
+                },
                 Ok(None) => {
                     conn.batch("ROLLBACK")?;
                     recorded(conn, keyed)?.ok_or_else(|| {

@@ -3,7 +3,7 @@
 
 use crate::account::Accounts;
 use crate::db::{Conn, Store};
-use crate::once::run_once;
+use crate::once::run_once_on;
 use crate::StoreError;
 use postgres::Row;
 use uuid::Uuid;
@@ -103,14 +103,18 @@ impl Store {
     ) -> Result<(String, i64), StoreError> {
         let seller_id = self.check_password(&SELLERS, username, password)?;
         let keyed = SELLERS.keyed_by_name(once, username);
-        run_once(&mut *self.customer()?, keyed.as_ref(), |c| {
-            let session = Uuid::new_v4();
-            c.execute(
-                "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
-                &[&session, &seller_id],
-            )?;
-            Ok((session.to_string(), seller_id))
-        })
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let session = Uuid::new_v4();
+                c.execute(
+                    "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
+                    &[&session, &seller_id],
+                )?;
+                Ok((session.to_string(), seller_id))
+            },
+        )
     }
 
     /// Ends a session; succeeds also for an unknown or ended one.
@@ -169,9 +173,11 @@ impl Store {
     ) -> Result<(i64, i64), StoreError> {
         let seller_id = self.seller_session(session)?;
         let keyed = SELLERS.keyed(once, seller_id);
-        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
-            register(c, seller_id, item)
-        })
+        run_once_on(
+            || self.product(),
+            keyed.as_ref(),
+            |c| register(c, seller_id, item),
+        )
     }
 
     /// Sets the price of one of the caller's items; returns the price in cents.
@@ -187,17 +193,21 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let seller_id = self.seller_session(session)?;
         let keyed = SELLERS.keyed(once, seller_id);
-        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
-            let row = c.query_opt(
-                "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
+        run_once_on(
+            || self.product(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_opt(
+                    "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
                  RETURNING price_cents",
-                &[&item_id, &seller_id, &cents],
-            )?;
-            match row {
-                Some(row) => Ok(row.try_get(0)?),
-                None => Err(not_yours(item_id)),
-            }
-        })
+                    &[&item_id, &seller_id, &cents],
+                )?;
+                match row {
+                    Some(row) => Ok(row.try_get(0)?),
+                    None => Err(not_yours(item_id)),
+                }
+            },
+        )
     }
 
     /// Removes `change` units of one of the caller's items (negative adds them
@@ -214,9 +224,11 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let seller_id = self.seller_session(session)?;
         let keyed = SELLERS.keyed(once, seller_id);
-        run_once(&mut *self.product()?, keyed.as_ref(), |c| {
-            update_units(c, seller_id, item_id, change)
-        })
+        run_once_on(
+            || self.product(),
+            keyed.as_ref(),
+            |c| update_units(c, seller_id, item_id, change),
+        )
     }
 
     /// The caller's items with units for sale, by id; with `sold_out`, also
