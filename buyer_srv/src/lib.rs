@@ -4,18 +4,21 @@
 
 use bytes::BytesMut;
 use chrono::Datelike;
-use net::dispatch::{serve, Reply};
+use net::dispatch::serve;
 use net::settings::ServerSettings;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DbSettings, Store};
-use wire::buyer::Request;
-use wire::request::Idempotency;
-use wire::response::{
-    BuyerCreated, BuyerSession, Empty, ItemDetail, Pong, PurchaseHistory, SearchResults, Votes,
-    SEARCH_COUNT_CAP,
+use wire::buyer::{self, op, Request};
+use wire::request::{
+    CartChange, Checkout, Credentials, Feedback, Idempotency, ItemRef, NoFields, Search, SellerRef,
+    SessionOnly,
 };
-use wire::{validate, Refusal, PROTOCOL_VERSION};
+use wire::response::{
+    BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, Pong, PurchaseHistory,
+    PurchaseReceipt, SearchResults, SellerRating, Votes, SEARCH_COUNT_CAP,
+};
+use wire::{validate, Answer, Op, Refusal, PROTOCOL_VERSION};
 
 /// The name in logs.
 pub const NAME: &str = "buyer_srv";
@@ -37,127 +40,190 @@ impl BuyerService {
     pub fn new(store: Store, trace: bool) -> Self {
         BuyerService { store, trace }
     }
+}
 
-    fn handle(
+/// Each buyer operation: validation, then one store call.
+impl buyer::Handler for BuyerService {
+    fn create_account(
         &self,
-        request: Request,
-        once: Option<Idempotency>,
-        reply: &mut Reply<'_>,
-    ) -> Result<(), Refusal> {
-        let store = &self.store;
-        let once = once.as_ref();
-        match request {
-            Request::CreateAccount(c) => {
-                validate::username(&c.username)?;
-                validate::password(&c.password)?;
-                let buyer_id = store.create_buyer(&c.username, &c.password, once)?;
-                reply.ok("buyer account created", &BuyerCreated { buyer_id });
-            }
-            Request::Login(c) => {
-                let (session_id, buyer_id) = store.login_buyer(&c.username, &c.password, once)?;
-                reply.ok(
-                    "logged in",
-                    &BuyerSession {
-                        session_id,
-                        buyer_id,
-                    },
-                );
-            }
-            Request::Logout(s) => {
-                store.logout_buyer(&s.session_id, once)?;
-                reply.ok("logged out", &Empty {});
-            }
-            Request::SearchItemsForSale(r) => {
-                let category = validate::category(r.category)?;
-                let keywords = validate::keywords(&r.keywords)?;
-                let (limit, offset) = validate::page(r.limit, r.offset)?;
-                let (items, total) =
-                    store.search(&r.session_id, category, &keywords, limit, offset)?;
-                let total_exact = total <= SEARCH_COUNT_CAP;
-                let total = total.min(SEARCH_COUNT_CAP);
-                let shown = if total_exact {
-                    total.to_string()
-                } else {
-                    format!("more than {total}")
-                };
-                reply.ok(
-                    &format!("{} of {shown} matching items", items.len()),
-                    &SearchResults {
-                        items,
-                        total,
-                        total_exact,
-                    },
-                );
-            }
-            Request::GetItem(r) => {
-                let item = store.get_item(&r.session_id, r.item_id)?;
-                reply.ok("item", &ItemDetail { item });
-            }
-            Request::AddItemToCart(r) => {
-                let quantity = validate::quantity(r.quantity)?;
-                let cart = store.add_to_cart(&r.session_id, r.item_id, quantity, once)?;
-                reply.ok("added to cart", &cart);
-            }
-            Request::RemoveItemFromCart(r) => {
-                let quantity = validate::quantity(r.quantity)?;
-                let cart = store.remove_from_cart(&r.session_id, r.item_id, quantity, once)?;
-                reply.ok("removed from cart", &cart);
-            }
-            Request::SaveCart(s) => {
-                store.save_cart(&s.session_id, once)?;
-                reply.ok("cart saved", &Empty {});
-            }
-            Request::ClearCart(s) => {
-                store.clear_cart(&s.session_id, once)?;
-                reply.ok("cart cleared", &Empty {});
-            }
-            Request::DisplayCart(s) => {
-                let cart = store.display_cart(&s.session_id)?;
-                reply.ok("your cart", &cart);
-            }
-            Request::MakePurchase(checkout) => {
-                // The card is judged before anything is reserved; it is never
-                // stored or logged.
-                let today = chrono::Utc::now();
-                validate::card(&checkout, (today.year(), today.month()))?;
-                let receipt = store.make_purchase(&checkout.session_id, once)?;
-                reply.ok(
-                    &format!("purchase {} complete", receipt.purchase_id),
-                    &receipt,
-                );
-            }
-            Request::ProvideFeedback(r) => {
-                let up = validate::vote(&r.feedback)?;
-                let (thumbs_up, thumbs_down) = store.vote(&r.session_id, r.item_id, up, once)?;
-                reply.ok(
-                    "feedback recorded",
-                    &Votes {
-                        item_id: r.item_id,
-                        thumbs_up,
-                        thumbs_down,
-                    },
-                );
-            }
-            Request::GetSellerRating(r) => {
-                let rating = store.seller_rating(&r.session_id, r.seller_id)?;
-                reply.ok("seller rating", &rating);
-            }
-            Request::GetBuyerPurchases(s) => {
-                let purchases = store.purchases(&s.session_id)?;
-                reply.ok(
-                    &format!("{} purchase lines", purchases.len()),
-                    &PurchaseHistory { purchases },
-                );
-            }
-            Request::Ping(_) => reply.ok(
-                "pong",
-                &Pong {
-                    server: "buyer".into(),
-                    version: PROTOCOL_VERSION,
-                },
-            ),
-        }
-        Ok(())
+        c: Credentials,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<BuyerCreated>, Refusal> {
+        validate::username(&c.username)?;
+        validate::password(&c.password)?;
+        let buyer_id = self.store.create_buyer(&c.username, &c.password, once)?;
+        Ok(Answer::new(
+            "buyer account created",
+            BuyerCreated { buyer_id },
+        ))
+    }
+
+    fn login(
+        &self,
+        c: Credentials,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<BuyerSession>, Refusal> {
+        let (session_id, buyer_id) = self.store.login_buyer(&c.username, &c.password, once)?;
+        Ok(Answer::new(
+            "logged in",
+            BuyerSession {
+                session_id,
+                buyer_id,
+            },
+        ))
+    }
+
+    fn logout(&self, s: SessionOnly, once: Option<&Idempotency>) -> Result<Answer<Empty>, Refusal> {
+        self.store.logout_buyer(&s.session_id, once)?;
+        Ok(Answer::new("logged out", Empty {}))
+    }
+
+    fn search_items_for_sale(
+        &self,
+        r: Search,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<SearchResults>, Refusal> {
+        let category = validate::category(r.category)?;
+        let keywords = validate::keywords(&r.keywords)?;
+        let (limit, offset) = validate::page(r.limit, r.offset)?;
+        let (items, total) =
+            self.store
+                .search(&r.session_id, category, &keywords, limit, offset)?;
+        let total_exact = total <= SEARCH_COUNT_CAP;
+        let total = total.min(SEARCH_COUNT_CAP);
+        let shown = if total_exact {
+            total.to_string()
+        } else {
+            format!("more than {total}")
+        };
+        Ok(Answer::new(
+            format!("{} of {shown} matching items", items.len()),
+            SearchResults {
+                items,
+                total,
+                total_exact,
+            },
+        ))
+    }
+
+    fn get_item(&self, r: ItemRef, _: Option<&Idempotency>) -> Result<Answer<ItemDetail>, Refusal> {
+        let item = self.store.get_item(&r.session_id, r.item_id)?;
+        Ok(Answer::new("item", ItemDetail { item }))
+    }
+
+    fn add_item_to_cart(
+        &self,
+        r: CartChange,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<CartContents>, Refusal> {
+        let quantity = validate::quantity(r.quantity)?;
+        let cart = self
+            .store
+            .add_to_cart(&r.session_id, r.item_id, quantity, once)?;
+        Ok(Answer::new("added to cart", cart))
+    }
+
+    fn remove_item_from_cart(
+        &self,
+        r: CartChange,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<CartContents>, Refusal> {
+        let quantity = validate::quantity(r.quantity)?;
+        let cart = self
+            .store
+            .remove_from_cart(&r.session_id, r.item_id, quantity, once)?;
+        Ok(Answer::new("removed from cart", cart))
+    }
+
+    fn save_cart(
+        &self,
+        s: SessionOnly,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<Empty>, Refusal> {
+        self.store.save_cart(&s.session_id, once)?;
+        Ok(Answer::new("cart saved", Empty {}))
+    }
+
+    fn clear_cart(
+        &self,
+        s: SessionOnly,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<Empty>, Refusal> {
+        self.store.clear_cart(&s.session_id, once)?;
+        Ok(Answer::new("cart cleared", Empty {}))
+    }
+
+    fn display_cart(
+        &self,
+        s: SessionOnly,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<CartContents>, Refusal> {
+        let cart = self.store.display_cart(&s.session_id)?;
+        Ok(Answer::new("your cart", cart))
+    }
+
+    fn make_purchase(
+        &self,
+        checkout: Checkout,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<PurchaseReceipt>, Refusal> {
+        // The card is judged before anything is reserved; it is never stored
+        // or logged.
+        let today = chrono::Utc::now();
+        validate::card(&checkout, (today.year(), today.month()))?;
+        let receipt = self.store.make_purchase(&checkout.session_id, once)?;
+        Ok(Answer::new(
+            format!("purchase {} complete", receipt.purchase_id),
+            receipt,
+        ))
+    }
+
+    fn provide_feedback(
+        &self,
+        r: Feedback,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<Votes>, Refusal> {
+        let up = validate::vote(&r.feedback)?;
+        let (thumbs_up, thumbs_down) = self.store.vote(&r.session_id, r.item_id, up, once)?;
+        Ok(Answer::new(
+            "feedback recorded",
+            Votes {
+                item_id: r.item_id,
+                thumbs_up,
+                thumbs_down,
+            },
+        ))
+    }
+
+    fn get_seller_rating(
+        &self,
+        r: SellerRef,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<SellerRating>, Refusal> {
+        let rating = self.store.seller_rating(&r.session_id, r.seller_id)?;
+        Ok(Answer::new("seller rating", rating))
+    }
+
+    fn get_buyer_purchases(
+        &self,
+        s: SessionOnly,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<PurchaseHistory>, Refusal> {
+        let purchases = self.store.purchases(&s.session_id)?;
+        Ok(Answer::new(
+            format!("{} purchase lines", purchases.len()),
+            PurchaseHistory { purchases },
+        ))
+    }
+
+    fn ping(&self, _: NoFields, _: Option<&Idempotency>) -> Result<Answer<Pong>, Refusal> {
+        Ok(Answer::new(
+            "pong",
+            Pong {
+                server: "buyer".into(),
+                version: PROTOCOL_VERSION,
+            },
+        ))
     }
 }
 
@@ -168,16 +234,14 @@ impl net::Service for BuyerService {
         body: &mut [u8],
         out: &mut BytesMut,
     ) -> net::metrics::Outcome {
-        serve::<Request>(NAME, self.trace, peer, body, out, |request, once, reply| {
-            self.handle(request, once, reply)
-        })
+        serve::<Request>(NAME, self.trace, peer, body, out, self)
     }
 
     /// Account operations hash a password (about 15 ms of CPU each): they go
     /// to the slow lane, so a login storm never holds the workers that serve
     /// everyone else.
     fn is_slow(&self, body: &[u8]) -> bool {
-        net::dispatch::mentions_operation(body, &["CreateAccount", "Login"])
+        net::dispatch::mentions_operation(body, &[op::CreateAccount::NAME, op::Login::NAME])
     }
 }
 

@@ -1,12 +1,11 @@
-//! The account commands both CLIs share; each side passes its own request
-//! constructors and reads its own result type.
+//! The account commands both CLIs share; each side names its own operations
+//! (whose result types differ).
 
 use crate::args::Args;
 use crate::shell::{CliError, Ctx, Login};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use wire::request::{Credentials, SessionOnly};
 use wire::response::Empty;
+use wire::Op;
 
 /// USER and PASSWORD; the password is asked for without echo when not given
 /// (twice when `confirm`, as for a new account).
@@ -28,15 +27,14 @@ fn credentials(ctx: &Ctx, mut args: Args, confirm: bool) -> Result<Credentials, 
 ///
 /// # Errors
 /// Bad arguments, or the server's refusal.
-pub fn create<R: wire::Operation + Serialize, B: DeserializeOwned>(
+pub fn create<C: Op<Fields = Credentials>>(
     ctx: &mut Ctx,
     args: Args,
     side: &str,
-    request: fn(Credentials) -> R,
-    id: fn(&B) -> i64,
+    id: fn(&C::Reply) -> i64,
 ) -> Result<(), CliError> {
     let creds = credentials(ctx, args, true)?;
-    let r: B = ctx.call(&request(creds))?;
+    let r = ctx.call::<C>(creds)?;
     ctx.show(&format!("{side} account {} created", id(&r)));
     Ok(())
 }
@@ -47,30 +45,24 @@ pub fn create<R: wire::Operation + Serialize, B: DeserializeOwned>(
 ///
 /// # Errors
 /// Bad arguments, or the server's refusal.
-pub fn login<
-    R: wire::Operation + Serialize,
-    L: wire::Operation + Serialize,
-    B: DeserializeOwned,
->(
+pub fn login<L: Op<Fields = Credentials>, X: Op<Fields = SessionOnly, Reply = Empty>>(
     ctx: &mut Ctx,
     args: Args,
     side: &str,
-    request: fn(Credentials) -> R,
-    logout: fn(SessionOnly) -> L,
-    ids: fn(B) -> (String, i64),
+    ids: fn(L::Reply) -> (String, i64),
 ) -> Result<(), CliError> {
     let creds = credentials(ctx, args, false)?;
     let username = creds.username.clone();
-    let (session_id, account_id) = ids(ctx.call(&request(creds))?);
+    let (session_id, account_id) = ids(ctx.call::<L>(creds)?);
     let previous = ctx.login.replace(Login {
         session_id,
         username: username.clone(),
     });
     let mut said = format!("logged in as {username} ({side} {account_id})");
     if let Some(previous) = previous {
-        let ended: Result<Empty, CliError> = ctx.call(&logout(SessionOnly {
+        let ended = ctx.call::<X>(SessionOnly {
             session_id: previous.session_id,
-        }));
+        });
         said.push_str(&match ended {
             Ok(_) => format!("; {} is logged out", previous.username),
             Err(_) => format!("; {}'s session is left to expire", previous.username),
@@ -84,14 +76,13 @@ pub fn login<
 ///
 /// # Errors
 /// Not logged in, or the server cannot be reached.
-pub fn end_session<R: wire::Operation + Serialize>(
+pub fn end_session<X: Op<Fields = SessionOnly, Reply = Empty>>(
     ctx: &mut Ctx,
-    request: fn(SessionOnly) -> R,
 ) -> Result<(), CliError> {
     let session = SessionOnly {
         session_id: ctx.session()?,
     };
-    let _: Empty = ctx.call(&request(session))?;
+    ctx.call::<X>(session)?;
     ctx.login = None;
     Ok(())
 }
@@ -100,13 +91,12 @@ pub fn end_session<R: wire::Operation + Serialize>(
 ///
 /// # Errors
 /// Extra arguments, not logged in, or the server cannot be reached.
-pub fn logout<R: wire::Operation + Serialize>(
+pub fn logout<X: Op<Fields = SessionOnly, Reply = Empty>>(
     ctx: &mut Ctx,
     args: Args,
-    request: fn(SessionOnly) -> R,
 ) -> Result<(), CliError> {
     args.done()?;
-    end_session(ctx, request)?;
+    end_session::<X>(ctx)?;
     ctx.show("logged out");
     Ok(())
 }

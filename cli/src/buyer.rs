@@ -4,14 +4,11 @@ use crate::account;
 use crate::args::{Args, Usage};
 use crate::shell::{CliError, Command, Ctx, Side};
 use crate::table::{self, money, Table};
-use wire::buyer::Request;
+use wire::buyer::op;
 use wire::request::{
     CartChange, Checkout, Feedback, ItemRef, NoFields, Scalar, Search, SellerRef, SessionOnly,
 };
-use wire::response::{
-    BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, Pong, PurchaseHistory,
-    PurchaseReceipt, SearchResults, SellerRating, Votes,
-};
+use wire::response::CartContents;
 
 fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
     Ok(SessionOnly {
@@ -20,29 +17,16 @@ fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
 }
 
 fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::create(
-        ctx,
-        args,
-        "buyer",
-        Request::CreateAccount,
-        |r: &BuyerCreated| r.buyer_id,
-    )
+    account::create::<op::CreateAccount>(ctx, args, "buyer", |r| r.buyer_id)
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     warn_unsaved_cart(ctx);
-    account::login(
-        ctx,
-        args,
-        "buyer",
-        Request::Login,
-        Request::Logout,
-        |r: BuyerSession| (r.session_id, r.buyer_id),
-    )?;
+    account::login::<op::Login, op::Logout>(ctx, args, "buyer", |r| (r.session_id, r.buyer_id))?;
     ctx.cart_unsaved = false;
     if !ctx.json {
         // The new session's cart starts as the saved cart: say what came back.
-        let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+        let cart = ctx.call::<op::DisplayCart>(session(ctx)?)?;
         let units: i64 = cart.cart_items.values().sum();
         if units > 0 {
             ctx.show(&format!(
@@ -68,12 +52,12 @@ fn warn_unsaved_cart(ctx: &mut Ctx) {
 /// When the server cannot be reached.
 pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
     warn_unsaved_cart(ctx);
-    account::end_session(ctx, Request::Logout)
+    account::end_session::<op::Logout>(ctx)
 }
 
 fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     warn_unsaved_cart(ctx);
-    account::logout(ctx, args, Request::Logout)
+    account::logout::<op::Logout>(ctx, args)
 }
 
 fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
@@ -94,13 +78,13 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         ))
         .into());
     }
-    let r: SearchResults = ctx.call(&Request::SearchItemsForSale(Search {
+    let r = ctx.call::<op::SearchItemsForSale>(Search {
         session_id: ctx.session()?,
         category,
         keywords,
         limit,
         offset,
-    }))?;
+    })?;
     let first = offset.unwrap_or(0);
     let total = if r.total_exact {
         r.total.to_string()
@@ -126,10 +110,10 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
 fn item(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
     args.done()?;
-    let r: ItemDetail = ctx.call(&Request::GetItem(ItemRef {
+    let r = ctx.call::<op::GetItem>(ItemRef {
         session_id: ctx.session()?,
         item_id,
-    }))?;
+    })?;
     ctx.show(&table::items(&[r.item], true));
     Ok(())
 }
@@ -154,10 +138,10 @@ fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
     let mut t = Table::new(&[">ITEM", "NAME", ">QTY", ">PRICE", ">SUBTOTAL"]);
     let mut total = 0.0;
     for (item_id, quantity) in lines {
-        let detail: Result<ItemDetail, CliError> = ctx.call(&Request::GetItem(ItemRef {
+        let detail = ctx.call::<op::GetItem>(ItemRef {
             session_id: ctx.session()?,
             item_id,
-        }));
+        });
         let (name, price) = match detail {
             Ok(d) if d.item.quantity == 0 => (
                 format!("{} (sold out)", d.item.item_name),
@@ -198,10 +182,10 @@ fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
         let Ok(item_id) = id.parse::<i64>() else {
             continue;
         };
-        let detail: Result<ItemDetail, CliError> = ctx.call_quietly(&Request::GetItem(ItemRef {
+        let detail = ctx.call_quietly::<op::GetItem>(ItemRef {
             session_id: ctx.session()?,
             item_id,
-        }));
+        });
         lines.push(match detail {
             Ok(d) => {
                 let subtotal = d.item.sale_price * quantity as f64;
@@ -240,25 +224,24 @@ fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
         item_id,
         quantity,
     };
-    let request = if add {
-        Request::AddItemToCart(change)
+    let cart = if add {
+        ctx.call_quietly::<op::AddItemToCart>(change)?
     } else {
-        Request::RemoveItemFromCart(change)
+        ctx.call_quietly::<op::RemoveItemFromCart>(change)?
     };
-    let cart: CartContents = ctx.call_quietly(&request)?;
     ctx.cart_unsaved = true;
     show_cart(ctx, &cart).map(|_| ())
 }
 
 fn cart(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let cart: CartContents = ctx.call_quietly(&Request::DisplayCart(session(ctx)?))?;
+    let cart = ctx.call_quietly::<op::DisplayCart>(session(ctx)?)?;
     show_cart(ctx, &cart).map(|_| ())
 }
 
 fn save(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let _: Empty = ctx.call(&Request::SaveCart(session(ctx)?))?;
+    let _ = ctx.call::<op::SaveCart>(session(ctx)?)?;
     ctx.cart_unsaved = false;
     ctx.show("cart saved: it will be there at your next login");
     Ok(())
@@ -266,7 +249,7 @@ fn save(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 
 fn clear(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let _: Empty = ctx.call(&Request::ClearCart(session(ctx)?))?;
+    let _ = ctx.call::<op::ClearCart>(session(ctx)?)?;
     ctx.cart_unsaved = false;
     ctx.show("cart cleared (and the saved cart too)");
     Ok(())
@@ -281,7 +264,7 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     args.done()?;
     let session_id = ctx.session()?;
     if ctx.interactive && !confirmed {
-        let cart: CartContents = ctx.call(&Request::DisplayCart(session(ctx)?))?;
+        let cart = ctx.call::<op::DisplayCart>(session(ctx)?)?;
         if cart.cart_items.is_empty() {
             return Err(CliError::Other("the cart is empty; nothing to buy".into()));
         }
@@ -304,14 +287,14 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let expiry = ctx.ask(expiry, "Expiry (MM/YYYY): ")?;
     let (month, year) = parse_expiry(&expiry)?;
     let security_code = ctx.secret(cvc, "Security code: ")?;
-    let r: PurchaseReceipt = ctx.call(&Request::MakePurchase(Checkout {
+    let r = ctx.call::<op::MakePurchase>(Checkout {
         session_id,
         cardholder_name,
         card_number: Scalar::Text(card_number),
         expiry_month: Scalar::Int(month),
         expiry_year: Scalar::Int(year),
         security_code: Scalar::Text(security_code),
-    }))?;
+    })?;
     ctx.cart_unsaved = false;
     let mut t = Table::new(&[">ITEM", "NAME", ">QTY", ">UNIT PRICE"]);
     for line in &r.lines {
@@ -364,11 +347,11 @@ fn vote(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     if verdict != "up" && verdict != "down" {
         return Err(Usage(format!("the vote is up or down, got {verdict:?}")).into());
     }
-    let r: Votes = ctx.call(&Request::ProvideFeedback(Feedback {
+    let r = ctx.call::<op::ProvideFeedback>(Feedback {
         session_id: ctx.session()?,
         item_id,
         feedback: Scalar::Text(verdict),
-    }))?;
+    })?;
     ctx.show(&format!(
         "item {}: {} up, {} down",
         r.item_id, r.thumbs_up, r.thumbs_down
@@ -379,17 +362,17 @@ fn vote(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
 fn rating(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let seller_id = args.number("SELLER")?;
     args.done()?;
-    let r: SellerRating = ctx.call(&Request::GetSellerRating(SellerRef {
+    let r = ctx.call::<op::GetSellerRating>(SellerRef {
         session_id: ctx.session()?,
         seller_id,
-    }))?;
+    })?;
     ctx.show(&table::rating(&r));
     Ok(())
 }
 
 fn history(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: PurchaseHistory = ctx.call(&Request::GetBuyerPurchases(session(ctx)?))?;
+    let r = ctx.call::<op::GetBuyerPurchases>(session(ctx)?)?;
     if r.purchases.is_empty() {
         ctx.show("(no purchases yet)");
         return Ok(());
@@ -442,7 +425,7 @@ fn history(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 
 fn ping(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: Pong = ctx.call(&Request::Ping(NoFields {}))?;
+    let r = ctx.call::<op::Ping>(NoFields {})?;
     ctx.show(&format!("{} server, protocol {}", r.server, r.version));
     Ok(())
 }

@@ -5,11 +5,7 @@ use crate::args::{Args, Usage};
 use crate::shell::{CliError, Command, Ctx, Side};
 use crate::table;
 use wire::request::{ChangePrice, NoFields, OwnItems, RegisterItem, SessionOnly, UpdateUnits};
-use wire::response::{
-    ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating, SellerSession,
-    UnitsUpdated,
-};
-use wire::seller::Request;
+use wire::seller::op;
 
 fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
     Ok(SessionOnly {
@@ -18,24 +14,11 @@ fn session(ctx: &Ctx) -> Result<SessionOnly, CliError> {
 }
 
 fn create_account(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::create(
-        ctx,
-        args,
-        "seller",
-        Request::CreateAccount,
-        |r: &SellerCreated| r.seller_id,
-    )
+    account::create::<op::CreateAccount>(ctx, args, "seller", |r| r.seller_id)
 }
 
 fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::login(
-        ctx,
-        args,
-        "seller",
-        Request::Login,
-        Request::Logout,
-        |r: SellerSession| (r.session_id, r.seller_id),
-    )
+    account::login::<op::Login, op::Logout>(ctx, args, "seller", |r| (r.session_id, r.seller_id))
 }
 
 /// Ends the session on the server and forgets it.
@@ -43,16 +26,16 @@ fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 /// # Errors
 /// When the server cannot be reached.
 pub fn logout_session(ctx: &mut Ctx) -> Result<(), CliError> {
-    account::end_session(ctx, Request::Logout)
+    account::end_session::<op::Logout>(ctx)
 }
 
 fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
-    account::logout(ctx, args, Request::Logout)
+    account::logout::<op::Logout>(ctx, args)
 }
 
 fn rating(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: SellerRating = ctx.call(&Request::GetSellerRating(session(ctx)?))?;
+    let r = ctx.call::<op::GetSellerRating>(session(ctx)?)?;
     ctx.show(&table::rating(&r));
     Ok(())
 }
@@ -99,7 +82,7 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         .into());
     }
     let sale_price = table::to_the_cent(sale_price, "--price")?;
-    let r: ItemRegistered = ctx.call(&Request::RegisterItemForSale(RegisterItem {
+    let r = ctx.call::<op::RegisterItemForSale>(RegisterItem {
         session_id: ctx.session()?,
         item_name,
         category,
@@ -107,7 +90,7 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         condition,
         sale_price,
         quantity,
-    }))?;
+    })?;
     ctx.show(&format!(
         "item {} registered in category {}",
         r.item_id, r.category
@@ -119,11 +102,11 @@ fn price(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
     let new_price = table::to_the_cent(args.number("PRICE")?, "PRICE")?;
     args.done()?;
-    let r: PriceChanged = ctx.call(&Request::ChangeItemPrice(ChangePrice {
+    let r = ctx.call::<op::ChangeItemPrice>(ChangePrice {
         session_id: ctx.session()?,
         item_id,
         new_price,
-    }))?;
+    })?;
     ctx.show(&format!(
         "item {} now costs {}",
         r.item_id,
@@ -140,21 +123,21 @@ fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
     if !(1..=1_000_000_000).contains(&count) {
         return Err(Usage(format!("COUNT must be 1 to 1000000000, got {count}")).into());
     }
-    let r: UnitsUpdated = ctx.call(&Request::UpdateUnitsForSale(UpdateUnits {
+    let r = ctx.call::<op::UpdateUnitsForSale>(UpdateUnits {
         session_id: ctx.session()?,
         item_id,
         quantity_change: sign * count,
-    }))?;
+    })?;
     ctx.show(&format!("item {} has {} units", r.item_id, r.quantity));
     Ok(())
 }
 
 fn items(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: ItemList = ctx.call(&Request::DisplayItemsForSale(OwnItems {
+    let r = ctx.call::<op::DisplayItemsForSale>(OwnItems {
         session_id: ctx.session()?,
         include_sold_out: true,
-    }))?;
+    })?;
     ctx.show(&table::items(&r.items, false));
     if r.items.iter().any(|i| i.quantity == 0) {
         ctx.show("(sold out: put units back on sale with add-units ITEM_ID COUNT)");
@@ -164,7 +147,7 @@ fn items(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 
 fn ping(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
     args.done()?;
-    let r: Pong = ctx.call(&Request::Ping(NoFields {}))?;
+    let r = ctx.call::<op::Ping>(NoFields {})?;
     ctx.show(&format!("{} server, protocol {}", r.server, r.version));
     Ok(())
 }

@@ -108,12 +108,9 @@ impl Ctx {
     ///
     /// # Errors
     /// The server's refusal, or a connection failure after the retries.
-    pub fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
-        &mut self,
-        request: &R,
-    ) -> Result<B, CliError> {
+    pub fn call<O: wire::Op>(&mut self, fields: O::Fields) -> Result<O::Reply, CliError> {
         let print = self.json && !self.quiet;
-        self.call_printing(request, print)
+        self.call_printing(&O::request(fields), print)
     }
 
     /// Like [`Ctx::call`], never printing the raw response (for a command that
@@ -121,11 +118,8 @@ impl Ctx {
     ///
     /// # Errors
     /// As [`Ctx::call`].
-    pub fn call_quietly<R: wire::Operation + Serialize, B: DeserializeOwned>(
-        &mut self,
-        request: &R,
-    ) -> Result<B, CliError> {
-        self.call_printing(request, false)
+    pub fn call_quietly<O: wire::Op>(&mut self, fields: O::Fields) -> Result<O::Reply, CliError> {
+        self.call_printing(&O::request(fields), false)
     }
 
     fn call_printing<R: wire::Operation + Serialize, B: DeserializeOwned>(

@@ -174,7 +174,7 @@ fn searcher() -> (Api, String) {
 fn search(api: &mut Api, session: &str) -> Result<SearchResults, String> {
     let response: wire::Response<SearchResults> = api
         .client
-        .call(&B::SearchItemsForSale(Search {
+        .call_request(&B::SearchItemsForSale(Search {
             session_id: session.to_owned(),
             category: 1,
             keywords: vec!["mug".into()],

@@ -11,7 +11,7 @@ use wire::response::Pong;
 fn ping(addr: &str, request: &(impl wire::Operation + serde::Serialize)) -> Pong {
     let mut client = net::Client::connect(addr, net::ClientConfig::default()).expect("connect");
     client
-        .call(request)
+        .call_request(request)
         .expect("a response")
         .into_result()
         .expect("pong")

@@ -4,6 +4,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use wire::{seller, Op};
 
 /// Which kind of client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -91,7 +92,15 @@ pub enum Outcome {
 
 /// What a client does before and after its mix (and a failed connect): never
 /// part of the steady phase.
-pub const ACCOUNT_OPERATIONS: [&str; 4] = ["Connect", "CreateAccount", "Login", "Logout"];
+pub const ACCOUNT_OPERATIONS: [&str; 4] = [
+    CONNECT,
+    <seller::op::CreateAccount as Op>::NAME,
+    <seller::op::Login as Op>::NAME,
+    <seller::op::Logout as Op>::NAME,
+];
+
+/// Where a client that could not connect at all is counted.
+pub const CONNECT: &str = "Connect";
 
 /// Everything one client measured in one run.
 #[derive(Debug, Clone)]

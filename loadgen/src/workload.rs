@@ -3,12 +3,10 @@
 
 use crate::conn::Conn;
 use crate::mix::{self, BuyerOp, Mix, SellerOp, CATEGORIES, VOCABULARY};
-use crate::stats::{ClientStats, Outcome, Side, ACCOUNT_OPERATIONS};
+use crate::stats::{ClientStats, Outcome, Side, ACCOUNT_OPERATIONS, CONNECT};
 use net::{ClientConfig, Retry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,12 +16,7 @@ use wire::request::{
     CartChange, ChangePrice, Credentials, Feedback, ItemRef, RegisterItem, Scalar, Search,
     SellerRef, SessionOnly, UpdateUnits,
 };
-use wire::response::{
-    BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, ItemList, ItemRegistered,
-    PriceChanged, PurchaseHistory, SearchResults, SellerCreated, SellerRating, SellerSession,
-    UnitsUpdated, Votes,
-};
-use wire::{buyer, seller, ErrorCode, Response};
+use wire::{buyer, seller, ErrorCode, Op, Response};
 
 /// Set when the load test is interrupted: every client stops before its next
 /// call.
@@ -82,17 +75,25 @@ struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    /// Sends `request`, times it, records the outcome. `expected` error codes
-    /// are counted; any other failure is unexpected and fails the run. A reply
-    /// that is not a well-formed response is counted by its kind (`NO_CODE`,
-    /// `MISSING_FIELD`, ...), as expected with `tolerate`; the client goes on
-    /// either way.
-    async fn call<R: wire::Operation + Serialize, B: DeserializeOwned>(
+    /// Calls operation `O` with `fields`, timed and counted under its name
+    /// (see [`Caller::call_as`]).
+    async fn call<O: Op>(&mut self, fields: O::Fields, expected: &[ErrorCode]) -> Option<O::Reply> {
+        self.call_as::<O>(O::NAME, fields, expected).await
+    }
+
+    /// Calls operation `O` with `fields`, times it, and records the outcome
+    /// under `op` (its name, or a query shape of the search mix). `expected`
+    /// error codes are counted; any other failure is unexpected and fails the
+    /// run. A reply that is not a well-formed response is counted by its kind
+    /// (`NO_CODE`, `MISSING_FIELD`, ...), as expected with `tolerate`; the
+    /// client goes on either way.
+    async fn call_as<O: Op>(
         &mut self,
         op: &'static str,
-        request: &R,
+        fields: O::Fields,
         expected: &[ErrorCode],
-    ) -> Option<B> {
+    ) -> Option<O::Reply> {
+        let request = O::request(fields);
         if ABORT.load(Ordering::Relaxed) {
             self.left = 0;
             return None;
@@ -106,14 +107,14 @@ impl Caller<'_> {
         }
         self.left = self.left.saturating_sub(1);
         let started = Instant::now();
-        if op == "Logout" {
+        if op == <seller::op::Logout as Op>::NAME {
             self.stats.logging_out = Some(started);
         }
-        let result = self.client.call_raw(request).await;
+        let result = self.client.call_raw(&request).await;
         let ended = Instant::now();
         let took = ended - started;
         self.progress.fetch_add(1, Ordering::Relaxed);
-        let (outcome, body) = match result.map(|mut raw| Response::<B>::decode(&mut raw)) {
+        let (outcome, body) = match result.map(|mut raw| Response::<O::Reply>::decode(&mut raw)) {
             Ok(Err(malformed)) if self.tolerate => {
                 (Outcome::Expected(malformed.kind().to_owned()), None)
             }
@@ -137,7 +138,7 @@ impl Caller<'_> {
             ),
             Err(e) => (Outcome::Unexpected(format!("CONNECTION: {e}")), None),
         };
-        if op == "Login" && outcome == Outcome::Ok {
+        if op == <seller::op::Login as Op>::NAME && outcome == Outcome::Ok {
             self.stats.logged_in = Some(ended);
         }
         self.stats.record_at(op, ended, took, outcome);
@@ -175,7 +176,7 @@ pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> Clie
     }
     if let Err(e) = client.connect().await {
         stats.record(
-            "Connect",
+            CONNECT,
             Duration::ZERO,
             Outcome::Unexpected(format!("CONNECTION: {e}")),
         );
@@ -242,16 +243,10 @@ fn price(rng: &mut SmallRng) -> f64 {
 }
 
 async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
-    let _: Option<SellerCreated> = c
-        .call(
-            "CreateAccount",
-            &seller::Request::CreateAccount(creds.clone()),
-            &[],
-        )
+    let _ = c
+        .call::<seller::op::CreateAccount>(creds.clone(), &[])
         .await;
-    let login = c
-        .call::<_, SellerSession>("Login", &seller::Request::Login(creds), &[])
-        .await;
+    let login = c.call::<seller::op::Login>(creds, &[]).await;
     plan.logged_in().await;
     let Some(login) = login else {
         return;
@@ -293,7 +288,7 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
         match op {
             SellerOp::Register => {
                 let units = rng.gen_range(1..=10);
-                let request = seller::Request::RegisterItemForSale(RegisterItem {
+                let request = RegisterItem {
                     session_id: sid.clone(),
                     item_name: format!("item {}", rng.gen_range(0..1_000_000)),
                     category: category(rng),
@@ -301,9 +296,9 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
                     condition: if rng.gen_bool(0.7) { "New" } else { "Used" }.into(),
                     sale_price: price(rng),
                     quantity: units,
-                });
+                };
                 if let Some(r) = c
-                    .call::<_, ItemRegistered>("RegisterItemForSale", &request, &[])
+                    .call::<seller::op::RegisterItemForSale>(request, &[])
                     .await
                 {
                     items.push(Own {
@@ -314,12 +309,12 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
             }
             SellerOp::ChangePrice => {
                 let item_id = items[rng.gen_range(0..items.len())].id;
-                let request = seller::Request::ChangeItemPrice(ChangePrice {
+                let request = ChangePrice {
                     session_id: sid.clone(),
                     item_id,
                     new_price: price(rng),
-                });
-                let _: Option<PriceChanged> = c.call("ChangeItemPrice", &request, &[]).await;
+                };
+                let _ = c.call::<seller::op::ChangeItemPrice>(request, &[]).await;
             }
             SellerOp::RemoveUnits | SellerOp::Restock => {
                 // A seller keeps at most MAX_ON_SALE items on sale: with more, it
@@ -335,15 +330,14 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
                     let k = on_sale[rng.gen_range(0..on_sale.len())];
                     (k, rng.gen_range(1..=items[k].units))
                 };
-                let request = seller::Request::UpdateUnitsForSale(UpdateUnits {
+                let request = UpdateUnits {
                     session_id: sid.clone(),
                     item_id: items[k].id,
                     quantity_change: change,
-                });
+                };
                 if let Some(r) = c
-                    .call::<_, UnitsUpdated>(
-                        "UpdateUnitsForSale",
-                        &request,
+                    .call::<seller::op::UpdateUnitsForSale>(
+                        request,
                         &[ErrorCode::InsufficientStock],
                     )
                     .await
@@ -352,21 +346,13 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
                 }
             }
             SellerOp::Display => {
-                let _: Option<ItemList> = c
-                    .call(
-                        "DisplayItemsForSale",
-                        &seller::Request::DisplayItemsForSale(session(&sid).into()),
-                        &[],
-                    )
+                let _ = c
+                    .call::<seller::op::DisplayItemsForSale>(session(&sid).into(), &[])
                     .await;
             }
             SellerOp::Rating => {
-                let _: Option<SellerRating> = c
-                    .call(
-                        "GetSellerRating",
-                        &seller::Request::GetSellerRating(session(&sid)),
-                        &[],
-                    )
+                let _ = c
+                    .call::<seller::op::GetSellerRating>(session(&sid), &[])
                     .await;
             }
         }
@@ -375,27 +361,21 @@ async fn seller_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, cred
         if c.left <= 1 {
             break;
         }
-        let request = seller::Request::UpdateUnitsForSale(UpdateUnits {
+        let request = UpdateUnits {
             session_id: sid.clone(),
             item_id: own.id,
             quantity_change: own.units,
-        });
-        let _: Option<UnitsUpdated> = c
-            .call(
-                "UpdateUnitsForSale",
-                &request,
-                &[ErrorCode::InsufficientStock],
-            )
+        };
+        let _ = c
+            .call::<seller::op::UpdateUnitsForSale>(request, &[ErrorCode::InsufficientStock])
             .await;
     }
-    let _: Option<Empty> = c
-        .call("Logout", &seller::Request::Logout(session(&sid)), &[])
-        .await;
+    let _ = c.call::<seller::op::Logout>(session(&sid), &[]).await;
 }
 
 /// One step of the course evaluation's seller loop (three calls).
 async fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
-    let request = seller::Request::RegisterItemForSale(RegisterItem {
+    let request = RegisterItem {
         session_id: sid.to_owned(),
         item_name: format!("item{i}"),
         category: (i % 5) as i64,
@@ -403,9 +383,9 @@ async fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
         condition: "New".into(),
         sale_price: 10.0,
         quantity: 10,
-    });
+    };
     let Some(item) = c
-        .call::<_, ItemRegistered>("RegisterItemForSale", &request, &[])
+        .call::<seller::op::RegisterItemForSale>(request, &[])
         .await
     else {
         return;
@@ -413,21 +393,21 @@ async fn seed_seller_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     if c.left <= 1 {
         return;
     }
-    let change = seller::Request::ChangeItemPrice(ChangePrice {
+    let change = ChangePrice {
         session_id: sid.to_owned(),
         item_id: item.item_id,
         new_price: 12.5,
-    });
-    let _: Option<PriceChanged> = c.call("ChangeItemPrice", &change, &[]).await;
+    };
+    let _ = c.call::<seller::op::ChangeItemPrice>(change, &[]).await;
     if c.left <= 1 {
         return;
     }
-    let units = seller::Request::UpdateUnitsForSale(UpdateUnits {
+    let units = UpdateUnits {
         session_id: sid.to_owned(),
         item_id: item.item_id,
         quantity_change: 5,
-    });
-    let _: Option<UnitsUpdated> = c.call("UpdateUnitsForSale", &units, &[]).await;
+    };
+    let _ = c.call::<seller::op::UpdateUnitsForSale>(units, &[]).await;
 }
 
 /// One search of the search mix: the shapes in turn, starting at a shape of
@@ -443,27 +423,21 @@ async fn search_step(c: &mut Caller<'_>, sid: &str, rng: &mut SmallRng, i: usize
         4 => ("Search five", words(&["k1", "k2", "k3", "k4", "k5"]), 0),
         _ => ("Search none", Vec::new(), 0),
     };
-    let request = buyer::Request::SearchItemsForSale(Search {
+    let request = Search {
         session_id: sid.to_owned(),
         category: CATEGORY,
         keywords,
         limit: Some(50),
         offset: Some(offset),
-    });
-    let _: Option<SearchResults> = c.call(name, &request, &[]).await;
+    };
+    let _ = c
+        .call_as::<buyer::op::SearchItemsForSale>(name, request, &[])
+        .await;
 }
 
 async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds: Credentials) {
-    let _: Option<BuyerCreated> = c
-        .call(
-            "CreateAccount",
-            &buyer::Request::CreateAccount(creds.clone()),
-            &[],
-        )
-        .await;
-    let login = c
-        .call::<_, BuyerSession>("Login", &buyer::Request::Login(creds), &[])
-        .await;
+    let _ = c.call::<buyer::op::CreateAccount>(creds.clone(), &[]).await;
+    let login = c.call::<buyer::op::Login>(creds, &[]).await;
     plan.logged_in().await;
     let Some(login) = login else {
         return;
@@ -544,17 +518,14 @@ async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds
                 let words: Vec<String> = (0..n)
                     .map(|_| VOCABULARY[mix::skewed(rng, VOCABULARY.len())].to_owned())
                     .collect();
-                let request = buyer::Request::SearchItemsForSale(Search {
+                let request = Search {
                     session_id: sid.clone(),
                     category,
                     keywords: words,
                     limit: Some(20),
                     offset: rng.gen_bool(0.1).then(|| 20 * rng.gen_range(1..=3)),
-                });
-                if let Some(r) = c
-                    .call::<_, SearchResults>("SearchItemsForSale", &request, &[])
-                    .await
-                {
+                };
+                if let Some(r) = c.call::<buyer::op::SearchItemsForSale>(request, &[]).await {
                     if !r.items.is_empty() {
                         found_any = true;
                         seen = r
@@ -567,64 +538,51 @@ async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds
             }
             BuyerOp::GetItem => {
                 let (item_id, _) = any_seen(rng, &seen);
-                let request = buyer::Request::GetItem(ItemRef {
+                let request = ItemRef {
                     session_id: sid.clone(),
                     item_id,
-                });
-                let _: Option<ItemDetail> = c.call("GetItem", &request, &[]).await;
+                };
+                let _ = c.call::<buyer::op::GetItem>(request, &[]).await;
             }
             BuyerOp::AddToCart | BuyerOp::RemoveFromCart => {
-                let (name, item_id, request_of): (
-                    &'static str,
-                    i64,
-                    fn(CartChange) -> buyer::Request,
-                ) = if op == BuyerOp::AddToCart {
-                    (
-                        "AddItemToCart",
-                        any_seen(rng, &seen).0,
-                        buyer::Request::AddItemToCart,
-                    )
+                let add = op == BuyerOp::AddToCart;
+                let item_id = if add {
+                    any_seen(rng, &seen).0
                 } else {
                     let keys: Vec<&String> = cart.keys().collect();
-                    let id = keys[rng.gen_range(0..keys.len())].parse().unwrap_or(0);
-                    ("RemoveItemFromCart", id, buyer::Request::RemoveItemFromCart)
+                    keys[rng.gen_range(0..keys.len())].parse().unwrap_or(0)
                 };
-                let request = request_of(CartChange {
+                let change = CartChange {
                     session_id: sid.clone(),
                     item_id,
                     quantity: rng.gen_range(1..=2),
-                });
+                };
                 // Stock moves under the buyer's feet: sellers sell out items.
                 // A sold-out item is forgotten (no buyer retries it forever);
                 // with nothing left in mind, the buyer browses again.
-                match c
-                    .call::<_, CartContents>(name, &request, &[ErrorCode::InsufficientStock])
-                    .await
-                {
+                let expected = [ErrorCode::InsufficientStock];
+                let changed = if add {
+                    c.call::<buyer::op::AddItemToCart>(change, &expected).await
+                } else {
+                    c.call::<buyer::op::RemoveItemFromCart>(change, &expected)
+                        .await
+                };
+                match changed {
                     Some(r) => cart = r.cart_items,
                     None if op == BuyerOp::AddToCart => seen.retain(|(id, _)| *id != item_id),
                     None => {}
                 }
             }
             BuyerOp::DisplayCart => {
-                if let Some(r) = c
-                    .call::<_, CartContents>(
-                        "DisplayCart",
-                        &buyer::Request::DisplayCart(session(&sid)),
-                        &[],
-                    )
-                    .await
-                {
+                if let Some(r) = c.call::<buyer::op::DisplayCart>(session(&sid), &[]).await {
                     cart = r.cart_items;
                 }
             }
             BuyerOp::SaveCart => {
-                let _: Option<Empty> = c
-                    .call("SaveCart", &buyer::Request::SaveCart(session(&sid)), &[])
-                    .await;
+                let _ = c.call::<buyer::op::SaveCart>(session(&sid), &[]).await;
             }
             BuyerOp::ClearCart => {
-                if c.call::<_, Empty>("ClearCart", &buyer::Request::ClearCart(session(&sid)), &[])
+                if c.call::<buyer::op::ClearCart>(session(&sid), &[])
                     .await
                     .is_some()
                 {
@@ -633,89 +591,77 @@ async fn buyer_client(c: &mut Caller<'_>, plan: &Plan, rng: &mut SmallRng, creds
             }
             BuyerOp::Vote => {
                 let (item_id, _) = any_seen(rng, &seen);
-                let request = buyer::Request::ProvideFeedback(Feedback {
+                let request = Feedback {
                     session_id: sid.clone(),
                     item_id,
                     feedback: Scalar::Int(i64::from(rng.gen_bool(0.7))),
-                });
-                let _: Option<Votes> = c.call("ProvideFeedback", &request, &[]).await;
+                };
+                let _ = c.call::<buyer::op::ProvideFeedback>(request, &[]).await;
             }
             BuyerOp::SellerRating => {
                 let (_, seller_id) = any_seen(rng, &seen);
-                let request = buyer::Request::GetSellerRating(SellerRef {
+                let request = SellerRef {
                     session_id: sid.clone(),
                     seller_id,
-                });
-                let _: Option<SellerRating> = c.call("GetSellerRating", &request, &[]).await;
+                };
+                let _ = c.call::<buyer::op::GetSellerRating>(request, &[]).await;
             }
             BuyerOp::History => {
-                let _: Option<PurchaseHistory> = c
-                    .call(
-                        "GetBuyerPurchases",
-                        &buyer::Request::GetBuyerPurchases(session(&sid)),
-                        &[],
-                    )
+                let _ = c
+                    .call::<buyer::op::GetBuyerPurchases>(session(&sid), &[])
                     .await;
             }
         }
     }
-    let _: Option<Empty> = c
-        .call("Logout", &buyer::Request::Logout(session(&sid)), &[])
-        .await;
+    let _ = c.call::<buyer::op::Logout>(session(&sid), &[]).await;
 }
 
 /// One step of the course evaluation's buyer loop (five calls). Items 1-5 may
 /// not exist yet early in a first run: NOT_FOUND is expected there.
 async fn seed_buyer_step(c: &mut Caller<'_>, sid: &str, i: usize) {
     let item_id = (i % 5) as i64 + 1;
-    let search = buyer::Request::SearchItemsForSale(Search {
+    let search = Search {
         session_id: sid.to_owned(),
         category: (i % 5) as i64,
         keywords: vec!["keyword1".into()],
         limit: None,
         offset: None,
-    });
-    let _: Option<SearchResults> = c.call("SearchItemsForSale", &search, &[]).await;
+    };
+    let _ = c.call::<buyer::op::SearchItemsForSale>(search, &[]).await;
     if c.left <= 1 {
         return;
     }
-    let get = buyer::Request::GetItem(ItemRef {
+    let get = ItemRef {
         session_id: sid.to_owned(),
         item_id,
-    });
+    };
     let seller_id = c
-        .call::<_, ItemDetail>("GetItem", &get, &[ErrorCode::NotFound])
+        .call::<buyer::op::GetItem>(get, &[ErrorCode::NotFound])
         .await
         .map_or(1, |d| d.item.seller_id);
     if c.left <= 1 {
         return;
     }
-    let vote = buyer::Request::ProvideFeedback(Feedback {
+    let vote = Feedback {
         session_id: sid.to_owned(),
         item_id,
         feedback: Scalar::Int(1),
-    });
-    let _: Option<Votes> = c
-        .call("ProvideFeedback", &vote, &[ErrorCode::NotFound])
+    };
+    let _ = c
+        .call::<buyer::op::ProvideFeedback>(vote, &[ErrorCode::NotFound])
         .await;
     if c.left <= 1 {
         return;
     }
-    let rating = buyer::Request::GetSellerRating(SellerRef {
+    let rating = SellerRef {
         session_id: sid.to_owned(),
         seller_id,
-    });
-    let _: Option<SellerRating> = c
-        .call("GetSellerRating", &rating, &[ErrorCode::NotFound])
+    };
+    let _ = c
+        .call::<buyer::op::GetSellerRating>(rating, &[ErrorCode::NotFound])
         .await;
     if c.left <= 1 {
         return;
     }
-    let _: Option<CartContents> = c
-        .call(
-            "DisplayCart",
-            &buyer::Request::DisplayCart(session(sid)),
-            &[],
-        )
-        .await;
+    let _ = c.call::<buyer::op::DisplayCart>(session(sid), &[]).await;
 }

@@ -22,7 +22,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wire::frame::{self, FrameDecoder, FrameError};
 use wire::request::Envelope;
-use wire::{Operation, RequestId, Response};
+use wire::{Op, Operation, RequestId, Response};
 
 /// Reconnect policy: `attempts` tries in all, waiting `base * 2^n` (at most `max`),
 /// each wait jittered to between half and all of it.
@@ -387,11 +387,21 @@ impl Client {
         })
     }
 
-    /// Like [`Client::call_raw`], decoding the reply as a response with result `B`.
+    /// Calls operation `O` with its `fields` (as [`Client::call_raw`]); the
+    /// result is `O`'s own reply type.
     ///
     /// # Errors
     /// As `call_raw`, plus [`ClientError::Decode`] for a malformed reply.
-    pub fn call<R: Operation + Serialize, B: DeserializeOwned>(
+    pub fn call<O: Op>(&mut self, fields: O::Fields) -> Result<Response<O::Reply>, ClientError> {
+        self.call_request(&O::request(fields))
+    }
+
+    /// Like [`Client::call_raw`] for a request built by hand, decoding the
+    /// reply as a response with result `B` (for tests of the protocol itself).
+    ///
+    /// # Errors
+    /// As `call_raw`, plus [`ClientError::Decode`] for a malformed reply.
+    pub fn call_request<R: Operation + Serialize, B: DeserializeOwned>(
         &mut self,
         request: &R,
     ) -> Result<Response<B>, ClientError> {

@@ -4,27 +4,9 @@
 use crate::log;
 use crate::metrics::Outcome;
 use bytes::BytesMut;
-use serde::Serialize;
 use std::time::Instant;
-use wire::request::Idempotency;
-use wire::response::{encode_error, encode_ok};
+use wire::response::encode_error;
 use wire::{Decoded, ErrorCode, Operation, Refusal, RequestId};
-
-/// Where a handler writes its OK answer.
-pub struct Reply<'a> {
-    out: &'a mut BytesMut,
-    request_id: Option<&'a RequestId>,
-    written: bool,
-}
-
-impl Reply<'_> {
-    /// Answers `OK` with `body`'s fields.
-    pub fn ok<B: Serialize>(&mut self, message: &str, body: &B) {
-        debug_assert!(!self.written, "a request answered twice");
-        encode_ok(self.out, self.request_id, message, body);
-        self.written = true;
-    }
-}
 
 /// Whether the frame `body` names one of `operations` as a JSON string
 /// (`"Login"`): the cheap look at the bytes that sorts password-hashing
@@ -38,19 +20,20 @@ pub fn mentions_operation(body: &[u8], operations: &[&str]) -> bool {
     })
 }
 
-/// Decodes one request of type `R` from `body`, runs `handle` with what applying it
-/// at most once takes (for a state-changing request that carries an
-/// `idempotency_key`), and appends exactly one response to `out`. A refusal
-/// is answered with its code; one with a detail (a server-side fault) is
-/// logged with a fault reference that the client's message also carries, and
-/// the client's request id. Returns what the request came to.
+/// Decodes one request of type `R` from `body`, hands it to its method of
+/// `handler` with what applying it at most once takes (for a state-changing
+/// request that carries an `idempotency_key`), and appends exactly one
+/// response to `out`. A refusal is answered with its code; one with a detail
+/// (a server-side fault) is logged with a fault reference that the client's
+/// message also carries, and the client's request id. Returns what the
+/// request came to.
 pub fn serve<R: Operation>(
     component: &str,
     trace: bool,
     peer: std::net::IpAddr,
     body: &mut [u8],
     out: &mut BytesMut,
-    handle: impl FnOnce(R, Option<Idempotency>, &mut Reply<'_>) -> Result<(), Refusal>,
+    handler: &R::Handler,
 ) -> Outcome {
     let started = Instant::now();
     let Decoded {
@@ -77,30 +60,8 @@ pub fn serve<R: Operation>(
     let operation = request.name();
     let once = request.idempotency(idempotency_key.as_deref());
     let start = out.len();
-    let mut reply = Reply {
-        out,
-        request_id: request_id.as_ref(),
-        written: false,
-    };
-    let result = handle(request, once, &mut reply);
-    let written = reply.written;
-    let code = match result {
-        Ok(()) if written => None,
-        Ok(()) => {
-            fault(
-                component,
-                operation,
-                request_id.as_ref(),
-                peer,
-                out,
-                Refusal {
-                    code: ErrorCode::Internal,
-                    message: "internal error".into(),
-                    detail: Some("the handler wrote no reply".into()),
-                },
-            );
-            Some(ErrorCode::Internal)
-        }
+    let code = match request.answer(handler, once.as_ref(), out, request_id.as_ref()) {
+        Ok(()) => None,
         Err(refusal) => {
             out.truncate(start);
             let code = refusal.code;
@@ -119,6 +80,7 @@ pub fn serve<R: Operation>(
             Some(code)
         }
     };
+    debug_assert!(out.len() > start, "a request answered with nothing");
     if trace {
         let id = request_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
         let shown = code.map_or("OK", ErrorCode::as_str);

@@ -3,19 +3,22 @@
 //! the databases, so any number of instances can serve the same sellers.
 
 use bytes::BytesMut;
-use net::dispatch::{serve, Reply};
+use net::dispatch::serve;
 use net::settings::ServerSettings;
 use std::sync::Arc;
 use std::time::Duration;
 use store::seller::NewItem;
 use store::{DbSettings, Store};
-use wire::request::Idempotency;
+use wire::request::{
+    ChangePrice, Credentials, Idempotency, NoFields, OwnItems, RegisterItem, SessionOnly,
+    UpdateUnits,
+};
 use wire::response::{
     cents_to_price, Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated,
-    SellerSession, UnitsUpdated,
+    SellerRating, SellerSession, UnitsUpdated,
 };
-use wire::seller::Request;
-use wire::{validate, Refusal, PROTOCOL_VERSION};
+use wire::seller::{self, op, Request};
+use wire::{validate, Answer, Op, Refusal, PROTOCOL_VERSION};
 
 /// The name in logs.
 pub const NAME: &str = "seller_srv";
@@ -33,94 +36,133 @@ impl SellerService {
     pub fn new(store: Store, trace: bool) -> Self {
         SellerService { store, trace }
     }
+}
 
-    fn handle(
+/// Each seller operation: validation, then one store call.
+impl seller::Handler for SellerService {
+    fn create_account(
         &self,
-        request: Request,
-        once: Option<Idempotency>,
-        reply: &mut Reply<'_>,
-    ) -> Result<(), Refusal> {
-        let store = &self.store;
-        let once = once.as_ref();
-        match request {
-            Request::CreateAccount(c) => {
-                validate::username(&c.username)?;
-                validate::password(&c.password)?;
-                let seller_id = store.create_seller(&c.username, &c.password, once)?;
-                reply.ok("seller account created", &SellerCreated { seller_id });
-            }
-            Request::Login(c) => {
-                let (session_id, seller_id) = store.login_seller(&c.username, &c.password, once)?;
-                reply.ok(
-                    "logged in",
-                    &SellerSession {
-                        session_id,
-                        seller_id,
-                    },
-                );
-            }
-            Request::Logout(s) => {
-                store.logout_seller(&s.session_id, once)?;
-                reply.ok("logged out", &Empty {});
-            }
-            Request::GetSellerRating(s) => {
-                let rating = store.own_seller_rating(&s.session_id)?;
-                reply.ok("your rating", &rating);
-            }
-            Request::RegisterItemForSale(r) => {
-                validate::item_name(&r.item_name)?;
-                let item = NewItem {
-                    item_name: &r.item_name,
-                    category: validate::category(r.category)?,
-                    keywords: &validate::keywords(&r.keywords)?,
-                    condition: validate::condition(&r.condition)?,
-                    price_cents: validate::price(r.sale_price)?,
-                    quantity: validate::stock(r.quantity)?,
-                };
-                let (item_id, category) = store.register_item(&r.session_id, &item, once)?;
-                reply.ok("item registered", &ItemRegistered { item_id, category });
-            }
-            Request::ChangeItemPrice(r) => {
-                let cents = validate::price(r.new_price)?;
-                let cents = store.change_price(&r.session_id, r.item_id, cents, once)?;
-                reply.ok(
-                    "price changed",
-                    &PriceChanged {
-                        item_id: r.item_id,
-                        sale_price: cents_to_price(cents),
-                    },
-                );
-            }
-            Request::UpdateUnitsForSale(r) => {
-                let change = validate::quantity_change(r.quantity_change)?;
-                let quantity = store.update_units(&r.session_id, r.item_id, change, once)?;
-                reply.ok(
-                    "units updated",
-                    &UnitsUpdated {
-                        item_id: r.item_id,
-                        quantity,
-                    },
-                );
-            }
-            Request::DisplayItemsForSale(s) => {
-                let items = store.seller_items(&s.session_id, s.include_sold_out)?;
-                let message = if s.include_sold_out {
-                    let sold_out = items.iter().filter(|i| i.quantity == 0).count();
-                    format!("{} items, {sold_out} of them sold out", items.len())
-                } else {
-                    format!("{} items for sale", items.len())
-                };
-                reply.ok(&message, &ItemList { items });
-            }
-            Request::Ping(_) => reply.ok(
-                "pong",
-                &Pong {
-                    server: "seller".into(),
-                    version: PROTOCOL_VERSION,
-                },
-            ),
-        }
-        Ok(())
+        c: Credentials,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<SellerCreated>, Refusal> {
+        validate::username(&c.username)?;
+        validate::password(&c.password)?;
+        let seller_id = self.store.create_seller(&c.username, &c.password, once)?;
+        Ok(Answer::new(
+            "seller account created",
+            SellerCreated { seller_id },
+        ))
+    }
+
+    fn login(
+        &self,
+        c: Credentials,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<SellerSession>, Refusal> {
+        let (session_id, seller_id) = self.store.login_seller(&c.username, &c.password, once)?;
+        Ok(Answer::new(
+            "logged in",
+            SellerSession {
+                session_id,
+                seller_id,
+            },
+        ))
+    }
+
+    fn logout(&self, s: SessionOnly, once: Option<&Idempotency>) -> Result<Answer<Empty>, Refusal> {
+        self.store.logout_seller(&s.session_id, once)?;
+        Ok(Answer::new("logged out", Empty {}))
+    }
+
+    fn get_seller_rating(
+        &self,
+        s: SessionOnly,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<SellerRating>, Refusal> {
+        let rating = self.store.own_seller_rating(&s.session_id)?;
+        Ok(Answer::new("your rating", rating))
+    }
+
+    fn register_item_for_sale(
+        &self,
+        r: RegisterItem,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<ItemRegistered>, Refusal> {
+        validate::item_name(&r.item_name)?;
+        let item = NewItem {
+            item_name: &r.item_name,
+            category: validate::category(r.category)?,
+            keywords: &validate::keywords(&r.keywords)?,
+            condition: validate::condition(&r.condition)?,
+            price_cents: validate::price(r.sale_price)?,
+            quantity: validate::stock(r.quantity)?,
+        };
+        let (item_id, category) = self.store.register_item(&r.session_id, &item, once)?;
+        Ok(Answer::new(
+            "item registered",
+            ItemRegistered { item_id, category },
+        ))
+    }
+
+    fn change_item_price(
+        &self,
+        r: ChangePrice,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<PriceChanged>, Refusal> {
+        let cents = validate::price(r.new_price)?;
+        let cents = self
+            .store
+            .change_price(&r.session_id, r.item_id, cents, once)?;
+        Ok(Answer::new(
+            "price changed",
+            PriceChanged {
+                item_id: r.item_id,
+                sale_price: cents_to_price(cents),
+            },
+        ))
+    }
+
+    fn update_units_for_sale(
+        &self,
+        r: UpdateUnits,
+        once: Option<&Idempotency>,
+    ) -> Result<Answer<UnitsUpdated>, Refusal> {
+        let change = validate::quantity_change(r.quantity_change)?;
+        let quantity = self
+            .store
+            .update_units(&r.session_id, r.item_id, change, once)?;
+        Ok(Answer::new(
+            "units updated",
+            UnitsUpdated {
+                item_id: r.item_id,
+                quantity,
+            },
+        ))
+    }
+
+    fn display_items_for_sale(
+        &self,
+        s: OwnItems,
+        _: Option<&Idempotency>,
+    ) -> Result<Answer<ItemList>, Refusal> {
+        let items = self.store.seller_items(&s.session_id, s.include_sold_out)?;
+        let message = if s.include_sold_out {
+            let sold_out = items.iter().filter(|i| i.quantity == 0).count();
+            format!("{} items, {sold_out} of them sold out", items.len())
+        } else {
+            format!("{} items for sale", items.len())
+        };
+        Ok(Answer::new(message, ItemList { items }))
+    }
+
+    fn ping(&self, _: NoFields, _: Option<&Idempotency>) -> Result<Answer<Pong>, Refusal> {
+        Ok(Answer::new(
+            "pong",
+            Pong {
+                server: "seller".into(),
+                version: PROTOCOL_VERSION,
+            },
+        ))
     }
 }
 
@@ -131,16 +173,14 @@ impl net::Service for SellerService {
         body: &mut [u8],
         out: &mut BytesMut,
     ) -> net::metrics::Outcome {
-        serve::<Request>(NAME, self.trace, peer, body, out, |request, once, reply| {
-            self.handle(request, once, reply)
-        })
+        serve::<Request>(NAME, self.trace, peer, body, out, self)
     }
 
     /// Account operations hash a password (about 15 ms of CPU each): they go
     /// to the slow lane, so a login storm never holds the workers that serve
     /// everyone else.
     fn is_slow(&self, body: &[u8]) -> bool {
-        net::dispatch::mentions_operation(body, &["CreateAccount", "Login"])
+        net::dispatch::mentions_operation(body, &[op::CreateAccount::NAME, op::Login::NAME])
     }
 }
 

@@ -16,7 +16,7 @@ pub mod validate;
 
 pub use code::{ErrorCode, Status};
 pub use frame::{FrameDecoder, FrameError, DEFAULT_FRAME_LIMIT};
-pub use request::{buyer, seller, Decoded, Operation, Rejection, RequestId};
+pub use request::{buyer, seller, Answer, Decoded, Op, Operation, Rejection, RequestId};
 pub use response::{Refusal, Response};
 
 /// The protocol version both servers report from `Ping`.

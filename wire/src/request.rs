@@ -98,6 +98,9 @@ impl Rejection {
 
 /// What both servers' `Request` enums offer to generic server code.
 pub trait Operation: Sized {
+    /// What serves the side (its generated `Handler` trait).
+    type Handler: ?Sized;
+
     /// Decodes a frame body in place.
     ///
     /// # Errors
@@ -114,6 +117,19 @@ pub trait Operation: Sized {
     /// See [`Fingerprint`].
     fn fingerprint(&self) -> String;
 
+    /// Hands the request to its method of `handler` and appends the `OK`
+    /// answer to `out`.
+    ///
+    /// # Errors
+    /// The handler's refusal; nothing is appended then.
+    fn answer(
+        self,
+        handler: &Self::Handler,
+        once: Option<&Idempotency>,
+        out: &mut bytes::BytesMut,
+        request_id: Option<&RequestId>,
+    ) -> Result<(), crate::Refusal>;
+
     /// What applying this request at most once under `key` takes; `None` for
     /// an operation that changes nothing.
     fn idempotency(&self, key: Option<&str>) -> Option<Idempotency> {
@@ -124,6 +140,42 @@ pub trait Operation: Sized {
                 fingerprint: self.fingerprint(),
             }),
             _ => None,
+        }
+    }
+}
+
+/// One operation of the protocol as a type (`wire::buyer::op::AddItemToCart`):
+/// its name on the wire, its request fields, its result fields, and whether it
+/// changes state. Generated for every operation from its side's list, so a
+/// client's call is typed by the operation alone.
+pub trait Op {
+    /// The operation name on the wire.
+    const NAME: &'static str;
+    /// Whether it changes state (`write` in the list): a resend must carry the
+    /// first attempt's `idempotency_key`.
+    const CHANGES_STATE: bool;
+    /// The request's own fields.
+    type Fields: Serialize + fmt::Debug;
+    /// The result fields of an `OK` response.
+    type Reply: Serialize + serde::de::DeserializeOwned + fmt::Debug;
+    /// The side's request enum.
+    type Request: Operation + Serialize;
+    /// The request carrying `fields`.
+    fn request(fields: Self::Fields) -> Self::Request;
+}
+
+/// What a handler answers `OK` with: the sentence and the result fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    pub message: String,
+    pub result: T,
+}
+
+impl<T> Answer<T> {
+    pub fn new(message: impl Into<String>, result: T) -> Self {
+        Answer {
+            message: message.into(),
+            result,
         }
     }
 }
@@ -226,16 +278,57 @@ fn decode_with<R>(
     }
 }
 
-/// Defines a side's `Request` enum, its operation names, which of them change
-/// state, and its decoder, from one list of `write|read Operation(Body)`
-/// entries, so they can never disagree.
+/// Defines a side from one list of `write|read Operation(Fields) -> Reply,
+/// handler_method` entries, so they can never disagree: the `Request` enum and
+/// its decoder, an [`Op`] type per operation (in `op`), the side's `Handler`
+/// trait (one method per operation, answering its own reply type), and the
+/// dispatch from a decoded request to its handler method and encoded answer.
 macro_rules! requests {
-    ($side:literal; $( $(#[$doc:meta])* $kind:ident $op:ident($body:ty) ),+ $(,)?) => {
+    ($side:literal; $( $(#[$doc:meta])* $kind:ident $op:ident($body:ty) -> $reply:ty, $method:ident ),+ $(,)?) => {
         /// A request to this server, tagged by `operation` on the wire.
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "operation")]
         pub enum Request {
             $( $(#[$doc])* $op($body), )+
+        }
+
+        /// Each operation as a type, for typed calls
+        /// (`client.call::<op::Login>(fields)`).
+        pub mod op {
+            use super::*;
+            $(
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $op;
+
+                impl $crate::request::Op for $op {
+                    const NAME: &'static str = stringify!($op);
+                    const CHANGES_STATE: bool = is_write(stringify!($kind));
+                    type Fields = $body;
+                    type Reply = $reply;
+                    type Request = Request;
+                    fn request(fields: $body) -> Request {
+                        Request::$op(fields)
+                    }
+                }
+            )+
+        }
+
+        /// What serves this side: one method per operation, taking its fields
+        /// and (for a state-changing request with a key) what applying it at
+        /// most once takes, answering its own result type or a refusal.
+        pub trait Handler: Send + Sync {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                /// The refusal to answer with.
+                fn $method(
+                    &self,
+                    fields: $body,
+                    once: Option<&Idempotency>,
+                ) -> Result<Answer<$reply>, $crate::Refusal>;
+            )+
         }
 
         impl Request {
@@ -252,7 +345,7 @@ macro_rules! requests {
             /// Whether the operation changes state (`write` in the list).
             pub fn changes_state(&self) -> bool {
                 match self {
-                    $( Request::$op(_) => stringify!($kind) == "write", )+
+                    $( Request::$op(_) => is_write(stringify!($kind)), )+
                 }
             }
 
@@ -270,6 +363,8 @@ macro_rules! requests {
         }
 
         impl Operation for Request {
+            type Handler = dyn Handler;
+
             fn decode_frame(buf: &mut [u8]) -> Result<Decoded<Self>, Rejection> {
                 Request::decode(buf)
             }
@@ -287,8 +382,31 @@ macro_rules! requests {
                     $( Request::$op(body) => Fingerprint::fingerprint(body), )+
                 }
             }
+
+            fn answer(
+                self,
+                handler: &dyn Handler,
+                once: Option<&Idempotency>,
+                out: &mut bytes::BytesMut,
+                request_id: Option<&RequestId>,
+            ) -> Result<(), $crate::Refusal> {
+                match self {
+                    $(
+                        Request::$op(fields) => {
+                            let answer = handler.$method(fields, once)?;
+                            $crate::response::encode_ok(out, request_id, &answer.message, &answer.result);
+                        }
+                    )+
+                }
+                Ok(())
+            }
         }
     };
+}
+
+/// Whether an entry's kind is `write` (the other is `read`).
+const fn is_write(kind: &str) -> bool {
+    matches!(kind.as_bytes(), b"write")
 }
 
 /// `username` and `password`, for CreateAccount and Login on both sides.
@@ -520,66 +638,74 @@ impl Fingerprint for SellerRef {
 /// Requests of the seller server.
 pub mod seller {
     use super::*;
+    use crate::response::{
+        Empty, ItemList, ItemRegistered, Pong, PriceChanged, SellerCreated, SellerRating,
+        SellerSession, UnitsUpdated,
+    };
 
     requests! {
         "seller";
         /// Creates a seller account.
-        write CreateAccount(Credentials),
+        write CreateAccount(Credentials) -> SellerCreated, create_account,
         /// Starts a session.
-        write Login(Credentials),
+        write Login(Credentials) -> SellerSession, login,
         /// Ends a session; OK also when it already ended.
-        write Logout(SessionOnly),
+        write Logout(SessionOnly) -> Empty, logout,
         /// The caller's own rating.
-        read GetSellerRating(SessionOnly),
+        read GetSellerRating(SessionOnly) -> SellerRating, get_seller_rating,
         /// Lists a new item.
-        write RegisterItemForSale(RegisterItem),
+        write RegisterItemForSale(RegisterItem) -> ItemRegistered, register_item_for_sale,
         /// Changes the price of one of the caller's items.
-        write ChangeItemPrice(ChangePrice),
+        write ChangeItemPrice(ChangePrice) -> PriceChanged, change_item_price,
         /// Removes (or adds back) units of one of the caller's items.
-        write UpdateUnitsForSale(UpdateUnits),
+        write UpdateUnitsForSale(UpdateUnits) -> UnitsUpdated, update_units_for_sale,
         /// The caller's items with units left (and, when asked, those without).
-        read DisplayItemsForSale(OwnItems),
+        read DisplayItemsForSale(OwnItems) -> ItemList, display_items_for_sale,
         /// Liveness check; needs no session.
-        read Ping(NoFields),
+        read Ping(NoFields) -> Pong, ping,
     }
 }
 
 /// Requests of the buyer server.
 pub mod buyer {
     use super::*;
+    use crate::response::{
+        BuyerCreated, BuyerSession, CartContents, Empty, ItemDetail, Pong, PurchaseHistory,
+        PurchaseReceipt, SearchResults, SellerRating, Votes,
+    };
 
     requests! {
         "buyer";
         /// Creates a buyer account.
-        write CreateAccount(Credentials),
+        write CreateAccount(Credentials) -> BuyerCreated, create_account,
         /// Starts a session with an active cart filled from the saved cart.
-        write Login(Credentials),
+        write Login(Credentials) -> BuyerSession, login,
         /// Ends a session, discarding its active cart.
-        write Logout(SessionOnly),
+        write Logout(SessionOnly) -> Empty, logout,
         /// Ranked search in one category.
-        read SearchItemsForSale(Search),
+        read SearchItemsForSale(Search) -> SearchResults, search_items_for_sale,
         /// One item by id.
-        read GetItem(ItemRef),
+        read GetItem(ItemRef) -> ItemDetail, get_item,
         /// Adds units of an item to the active cart.
-        write AddItemToCart(CartChange),
+        write AddItemToCart(CartChange) -> CartContents, add_item_to_cart,
         /// Removes units of an item from the active cart.
-        write RemoveItemFromCart(CartChange),
+        write RemoveItemFromCart(CartChange) -> CartContents, remove_item_from_cart,
         /// Overwrites the saved cart with the active cart.
-        write SaveCart(SessionOnly),
+        write SaveCart(SessionOnly) -> Empty, save_cart,
         /// Empties the active and the saved cart.
-        write ClearCart(SessionOnly),
+        write ClearCart(SessionOnly) -> Empty, clear_cart,
         /// The active cart.
-        read DisplayCart(SessionOnly),
+        read DisplayCart(SessionOnly) -> CartContents, display_cart,
         /// Buys the whole active cart.
-        write MakePurchase(Checkout),
+        write MakePurchase(Checkout) -> PurchaseReceipt, make_purchase,
         /// Votes on an item.
-        write ProvideFeedback(Feedback),
+        write ProvideFeedback(Feedback) -> Votes, provide_feedback,
         /// A seller's rating.
-        read GetSellerRating(SellerRef),
+        read GetSellerRating(SellerRef) -> SellerRating, get_seller_rating,
         /// The caller's purchase history.
-        read GetBuyerPurchases(SessionOnly),
+        read GetBuyerPurchases(SessionOnly) -> PurchaseHistory, get_buyer_purchases,
         /// Liveness check; needs no session.
-        read Ping(NoFields),
+        read Ping(NoFields) -> Pong, ping,
     }
 }
 
@@ -588,6 +714,31 @@ mod tests {
     use super::*;
     use crate::frame::{self, FrameDecoder};
     use bytes::BytesMut;
+
+    /// Compiles only when `O` answers `R`.
+    fn replies<O: Op<Reply = R>, R>() {}
+
+    #[test]
+    fn each_operation_is_a_type_with_its_name_kind_fields_and_reply() {
+        use crate::response::{CartContents, Empty, Pong, SearchResults, SellerSession};
+        assert_eq!(buyer::op::AddItemToCart::NAME, "AddItemToCart");
+        assert!(buyer::op::AddItemToCart::CHANGES_STATE);
+        assert!(!buyer::op::SearchItemsForSale::CHANGES_STATE);
+        assert!(seller::op::Logout::CHANGES_STATE);
+        assert!(!seller::op::Ping::CHANGES_STATE);
+        replies::<buyer::op::AddItemToCart, CartContents>();
+        replies::<buyer::op::SearchItemsForSale, SearchResults>();
+        replies::<seller::op::Login, SellerSession>();
+        replies::<seller::op::Logout, Empty>();
+        replies::<buyer::op::Ping, Pong>();
+        let request = buyer::op::SaveCart::request(session("s"));
+        assert_eq!(request, buyer::Request::SaveCart(session("s")));
+        assert_eq!(request.operation(), buyer::op::SaveCart::NAME);
+        assert_eq!(request.changes_state(), buyer::op::SaveCart::CHANGES_STATE);
+        // The list, the types and the names agree.
+        assert!(buyer::Request::OPERATIONS.contains(&buyer::op::GetBuyerPurchases::NAME));
+        assert!(seller::Request::OPERATIONS.contains(&seller::op::DisplayItemsForSale::NAME));
+    }
 
     fn session(s: &str) -> SessionOnly {
         SessionOnly {

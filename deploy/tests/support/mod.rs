@@ -86,7 +86,7 @@ impl Api {
         if matches!(request.name(), "SearchItemsForSale" | "GetItem") {
             replica_caught_up();
         }
-        self.client.call(request).expect("a response")
+        self.client.call_request(request).expect("a response")
     }
 
     /// Sends `json` as it is and decodes the answer's envelope.
