@@ -2,8 +2,8 @@
 //! existing databases) and both servers on threads of their own.
 
 use crate::pg::{Cluster, Durability};
-use net::settings::ServerSettings;
 use net::ShutdownHandle;
+use server::ServerSettings;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -119,7 +119,7 @@ impl Stack {
         let db = DbSettings {
             customer_url,
             product_url,
-            pool_size: u32::try_from(config.workers + net::settings::hash_lane())
+            pool_size: u32::try_from(config.workers + server::settings::hash_lane())
                 .unwrap_or(u32::MAX),
             session_timeout: config.session_timeout,
             ..DbSettings::default()
@@ -139,7 +139,7 @@ impl Stack {
                 reactor: net::Config {
                     name: name.to_owned(),
                     workers: config.workers,
-                    slow_workers: net::settings::hash_lane(),
+                    slow_workers: server::settings::hash_lane(),
                     ..net::Config::default()
                 },
                 trace: config.trace,

@@ -6,19 +6,20 @@
 //! - [`client`]: the blocking client used by the CLIs and the load generator, with
 //!   pipelining and reconnect with exponential backoff and jitter.
 //! - [`signals`]: SIGINT/SIGTERM to a clean shutdown.
+//! - [`metrics`], [`log`]: the servers' counters and log lines; [`proxy`]: the
+//!   PROXY protocol header; [`tls`]: TLS for the clients.
 //!
 //! This crate knows frames and error codes (from `wire`) but no operation: what a
 //! request means is the service's business. It must never block the reactor thread
-//! on anything but `Poll::poll`.
+//! on anything but `Poll::poll`, and holds no process policy (flags, exit codes):
+//! that is the `server` crate's.
 
 pub mod client;
-pub mod dispatch;
 pub mod echo;
 pub mod log;
 pub mod metrics;
 pub mod proxy;
 pub mod reactor;
-pub mod settings;
 pub mod signals;
 pub mod tls;
 

@@ -2,9 +2,8 @@
 //! and one store call. It holds no state between requests; everything lives in
 //! the databases, so any number of instances can serve the same sellers.
 
-use bytes::BytesMut;
-use net::dispatch::serve;
-use net::settings::ServerSettings;
+use net::metrics::ServerMetrics;
+use server::{ServerSettings, Side};
 use std::sync::Arc;
 use std::time::Duration;
 use store::seller::NewItem;
@@ -28,13 +27,12 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:5001";
 /// The seller operations over a [`Store`].
 pub struct SellerService {
     store: Store,
-    trace: bool,
 }
 
 impl SellerService {
-    /// A service over `store`; `trace` logs one line per request.
-    pub fn new(store: Store, trace: bool) -> Self {
-        SellerService { store, trace }
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        SellerService { store }
     }
 }
 
@@ -166,69 +164,41 @@ impl seller::Handler for SellerService {
     }
 }
 
-impl net::Service for SellerService {
-    fn call(
-        &self,
-        peer: std::net::IpAddr,
-        body: &mut [u8],
-        out: &mut BytesMut,
-    ) -> net::metrics::Outcome {
-        serve::<Request>(NAME, self.trace, peer, body, out, self)
-    }
+/// The seller server as the `server` crate builds and runs it.
+pub static SIDE: Side<Request> = Side {
+    name: NAME,
+    server: "seller",
+    default_listen: DEFAULT_LISTEN,
+    operations: Request::OPERATIONS,
+    // Account operations hash a password (about 15 ms of CPU each).
+    slow: &[op::CreateAccount::NAME, op::Login::NAME],
+    handler: |store| Arc::new(SellerService::new(store)),
+    chores,
+};
 
-    /// Account operations hash a password (about 15 ms of CPU each): they go
-    /// to the slow lane, so a login storm never holds the workers that serve
-    /// everyone else.
-    fn is_slow(&self, body: &[u8]) -> bool {
-        net::dispatch::mentions_operation(body, &[op::CreateAccount::NAME, op::Login::NAME])
-    }
+/// What the seller server does once per sweep interval.
+fn chores(store: &Store, metrics: &ServerMetrics) -> Result<(), String> {
+    let swept = store.sweep_seller_sessions().map_err(|e| e.to_string())?;
+    metrics.sessions_swept(swept);
+    Ok(())
 }
 
 /// Opens and migrates the databases (waiting up to `db_wait` for them), binds
-/// the listener, and returns the server ready to run, with a periodic sweep of
-/// expired seller sessions beside it.
+/// the listeners, and returns the server ready to run (see
+/// [`server::prepare`]).
 ///
 /// # Errors
-/// A message when a database stays unreachable or the address cannot be bound.
+/// A message when a database stays unreachable or an address cannot be bound.
 pub fn prepare(
     settings: &ServerSettings,
     db: &DbSettings,
     db_wait: Duration,
 ) -> Result<net::Server, String> {
-    let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
-    let sweeper = store.clone();
-    // Every second the search counts are folded; sessions, keys (and, on the
-    // buyer side, interrupted purchases) once per sweep interval.
-    let mut sweep = store::search::Every::new(db.sweep_interval());
-    let metrics = settings.metrics("seller", Request::OPERATIONS);
-    let probe = store.clone();
-    metrics.watch_databases(move || probe.db_stats());
-    settings.serve(
-        Arc::new(SellerService::new(store, settings.trace)),
-        metrics,
-        store::search::FOLD_EVERY,
-        move |metrics| {
-            // Counts stay exact unfolded (a read only sums more rows), so a
-            // database that is away now is simply folded at a later tick.
-            match sweeper.fold_search_counts() {
-                Ok(_) | Err(store::StoreError::Unavailable(_)) => {}
-                Err(e) => return Err(format!("search counts: {e}")),
-            }
-            if !sweep.due() {
-                return Ok(());
-            }
-            let swept = sweeper.sweep_seller_sessions().map_err(|e| e.to_string())?;
-            metrics.sessions_swept(swept);
-            sweeper
-                .sweep_idempotency_keys()
-                .map_err(|e| format!("idempotency keys: {e}"))?;
-            Ok(())
-        },
-    )
+    server::prepare(&SIDE, settings, db, db_wait)
 }
 
 /// Runs the seller server with command-line arguments `raw` (after the program
 /// name): the whole `main` of `seller_srv`, also reachable as `marketplace seller`.
 pub fn main_with(raw: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    store::settings::server_main(raw, NAME, DEFAULT_LISTEN, prepare)
+    server::main(&SIDE, raw)
 }

@@ -274,6 +274,20 @@ pub(crate) fn pool(
     })
 }
 
+/// One pool's connections and errors, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbStats {
+    /// `customer`, `product` or `product_replica`.
+    pub db: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Of those, idle in the pool.
+    pub idle: u32,
+    /// Database errors so far (failed connections and statements that failed
+    /// for another reason than a constraint the request broke).
+    pub errors: u64,
+}
+
 /// Both databases, and the session timeout every use case applies.
 #[derive(Clone)]
 pub struct Store {
@@ -343,6 +357,12 @@ impl Store {
         read(&mut self.product()?)
     }
 
+    /// What product_db's standby was last seen doing (None without one, or
+    /// before its first look).
+    pub fn replica_health(&self) -> Option<crate::replica::Health> {
+        self.replica.as_ref().and_then(|r| r.health())
+    }
+
     /// Reads served by product_db's standby so far (0 without one).
     pub fn replica_reads(&self) -> u64 {
         self.replica
@@ -374,13 +394,13 @@ impl Store {
     /// Each pool's connections and the errors met on its database so far:
     /// connections that failed or could not be had, and statements that
     /// failed other than by a constraint (a taken username is not an error).
-    pub fn db_stats(&self) -> Vec<net::metrics::DbStats> {
+    pub fn db_stats(&self) -> Vec<DbStats> {
         [("customer", &self.customer), ("product", &self.product)]
             .into_iter()
             .chain(self.replica.as_ref().map(|r| ("product_replica", r.db())))
             .map(|(db, d)| {
                 let state = d.pool.state();
-                net::metrics::DbStats {
+                DbStats {
                     db,
                     open: state.connections,
                     idle: state.idle_connections,

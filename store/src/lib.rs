@@ -7,7 +7,9 @@
 //!
 //! It must not keep per-user state in memory (sessions and carts are rows), build
 //! SQL from user input (every value is a bound parameter), or assume that both
-//! databases live on one server (no statement or transaction spans the two).
+//! databases live on one server (no statement or transaction spans the two). It
+//! is a library: no flags, no logging, no process settings (the `server` crate
+//! has those).
 
 mod account;
 pub mod buyer;
@@ -22,7 +24,7 @@ pub mod search;
 pub mod seller;
 pub mod settings;
 
-pub use db::Store;
+pub use db::{DbStats, Store};
 pub use error::StoreError;
 pub use once::Keyed;
 pub use replica::{Health, CHECK_EVERY};

@@ -7,11 +7,14 @@
 //! streaming from the primary and how far behind it is; reads go to it only
 //! while it is within the bound. A read that fails on it marks it unusable at
 //! once and is served by the primary, so a standby that dies costs no request.
+//! What the watcher saw is there to read ([`crate::Store::replica_health`]):
+//! logging it is the server's business.
 
 use crate::db::{pool, Db, Pooled};
 use crate::{DbSettings, StoreError};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// How often the watcher looks at the standby.
@@ -22,6 +25,8 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 pub(crate) struct Replica {
     db: Db,
     usable: Arc<AtomicBool>,
+    /// What the watcher saw last.
+    last: Arc<Mutex<Option<Health>>>,
     /// Reads it served, for the metrics.
     pub(crate) reads: Arc<AtomicU64>,
 }
@@ -38,6 +43,36 @@ pub enum Health {
     },
     /// Unreachable or failing.
     Down,
+}
+
+impl Health {
+    /// Whether reads go to the standby.
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Health::Usable { .. })
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Health::Usable { lag_secs } => {
+                write!(f, "product_db replica in use (lag {lag_secs:.1} s)")
+            }
+            Health::Behind {
+                lag_secs,
+                streaming,
+            } => {
+                f.write_str("product_db replica not used: ")?;
+                match (streaming, lag_secs) {
+                    (false, _) => f.write_str("not streaming from the primary")?,
+                    (true, Some(lag)) => write!(f, "{lag:.1} s behind")?,
+                    (true, None) => f.write_str("behind")?,
+                }
+                f.write_str("; reads go to the primary")
+            }
+            Health::Down => f.write_str("product_db replica unreachable; reads go to the primary"),
+        }
+    }
 }
 
 /// Whether the standby is usable under `max_lag`: a server that is not in
@@ -68,6 +103,7 @@ impl Replica {
         let replica = Replica {
             db,
             usable: Arc::new(AtomicBool::new(false)),
+            last: Arc::new(Mutex::new(None)),
             reads: Arc::new(AtomicU64::new(0)),
         };
         let watched = replica.clone();
@@ -99,31 +135,19 @@ impl Replica {
                 Health::Down => false,
             };
             self.usable.store(usable, Ordering::SeqCst);
-            if was != Some(usable) {
-                let line = match health {
-                    Health::Usable { lag_secs } => {
-                        format!("product_db replica in use (lag {lag_secs:.1} s)")
-                    }
-                    Health::Behind {
-                        lag_secs,
-                        streaming,
-                    } => format!(
-                        "product_db replica not used: {}; reads go to the primary",
-                        match (streaming, lag_secs) {
-                            (false, _) => "not streaming from the primary".to_owned(),
-                            (true, Some(lag)) => format!("{lag:.1} s behind"),
-                            (true, None) => "behind".to_owned(),
-                        }
-                    ),
-                    Health::Down => {
-                        "product_db replica unreachable; reads go to the primary".to_owned()
-                    }
-                };
-                net::log::line("store", if usable { "INFO" } else { "WARN" }, &line);
-                was = Some(usable);
+            // What is reported is the state reads follow: a first "behind"
+            // that is not yet believed leaves the last report standing.
+            if usable == health.is_usable() {
+                *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(health);
             }
+            was = Some(usable);
             std::thread::sleep(CHECK_EVERY);
         }
+    }
+
+    /// What the watcher saw last (None before its first look).
+    pub(crate) fn health(&self) -> Option<Health> {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Looks at the standby once.

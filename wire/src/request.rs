@@ -722,10 +722,12 @@ mod tests {
     fn each_operation_is_a_type_with_its_name_kind_fields_and_reply() {
         use crate::response::{CartContents, Empty, Pong, SearchResults, SellerSession};
         assert_eq!(buyer::op::AddItemToCart::NAME, "AddItemToCart");
-        assert!(buyer::op::AddItemToCart::CHANGES_STATE);
-        assert!(!buyer::op::SearchItemsForSale::CHANGES_STATE);
-        assert!(seller::op::Logout::CHANGES_STATE);
-        assert!(!seller::op::Ping::CHANGES_STATE);
+        const {
+            assert!(buyer::op::AddItemToCart::CHANGES_STATE);
+            assert!(!buyer::op::SearchItemsForSale::CHANGES_STATE);
+            assert!(seller::op::Logout::CHANGES_STATE);
+            assert!(!seller::op::Ping::CHANGES_STATE);
+        }
         replies::<buyer::op::AddItemToCart, CartContents>();
         replies::<buyer::op::SearchItemsForSale, SearchResults>();
         replies::<seller::op::Login, SellerSession>();

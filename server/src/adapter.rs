@@ -1,12 +1,58 @@
-//! The request path every server shares, between the reactor and its handlers:
-//! decode the frame, run the handler, answer exactly once, log faults.
+//! The request path every server shares, between the reactor and its
+//! handler: decode the frame, hand the request to its handler method, answer
+//! exactly once, log faults.
 
-use crate::log;
-use crate::metrics::Outcome;
 use bytes::BytesMut;
+use net::log;
+use net::metrics::Outcome;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 use wire::response::encode_error;
 use wire::{Decoded, ErrorCode, Operation, Refusal, RequestId};
+
+/// A side's handler as the reactor's service: requests of type `R` decoded,
+/// handed to their method of the handler, answered.
+pub struct Served<R: Operation> {
+    handler: Arc<R::Handler>,
+    /// The name in logs.
+    name: &'static str,
+    /// Log one line per request.
+    trace: bool,
+    /// Operations for the slow lane (see [`net::Service::is_slow`]).
+    slow: &'static [&'static str],
+}
+
+impl<R: Operation> Served<R> {
+    pub fn new(
+        handler: Arc<R::Handler>,
+        name: &'static str,
+        trace: bool,
+        slow: &'static [&'static str],
+    ) -> Self {
+        Served {
+            handler,
+            name,
+            trace,
+            slow,
+        }
+    }
+}
+
+impl<R> net::Service for Served<R>
+where
+    R: Operation + 'static,
+    R::Handler: Send + Sync + 'static,
+{
+    fn call(&self, peer: IpAddr, body: &mut [u8], out: &mut BytesMut) -> Outcome {
+        serve::<R>(self.name, self.trace, peer, body, out, &*self.handler)
+    }
+
+    /// A look at the bytes for the quoted name of a slow operation.
+    fn is_slow(&self, body: &[u8]) -> bool {
+        mentions_operation(body, self.slow)
+    }
+}
 
 /// Whether the frame `body` names one of `operations` as a JSON string
 /// (`"Login"`): the cheap look at the bytes that sorts password-hashing
@@ -30,7 +76,7 @@ pub fn mentions_operation(body: &[u8], operations: &[&str]) -> bool {
 pub fn serve<R: Operation>(
     component: &str,
     trace: bool,
-    peer: std::net::IpAddr,
+    peer: IpAddr,
     body: &mut [u8],
     out: &mut BytesMut,
     handler: &R::Handler,
@@ -103,7 +149,7 @@ fn fault(
     component: &str,
     operation: &str,
     request_id: Option<&RequestId>,
-    peer: std::net::IpAddr,
+    peer: IpAddr,
     out: &mut BytesMut,
     refusal: Refusal,
 ) {

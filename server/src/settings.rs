@@ -1,15 +1,15 @@
-//! Server settings from flags, with environment-variable fallbacks, and the
-//! `main` both server binaries share.
+//! Server settings from flags, with environment-variable fallbacks: the
+//! reactor's and the databases'.
 //!
 //! Every flag has an environment twin (the same names in the README, the
 //! containers and the local stack); a flag on the command line wins.
 
-use crate::metrics::{Exporter, ServerMetrics};
-use crate::reactor::{Config, Server, Service};
+use net::metrics::{Exporter, ServerMetrics};
+use net::{Config, Server, Service};
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
+use store::DbSettings;
 
 /// Value flags of the reactor and their environment variables.
 pub const ENV: &[(&str, &str)] = &[
@@ -49,6 +49,59 @@ pub const USAGE: &str = "\
                            (HAProxy's send-proxy-v2), and limits and logs see
                            the client it names. Only the proxy may reach it
                                                          [PROXY_LISTEN_ADDR]";
+
+/// The database flags and their environment variables.
+pub const DB_ENV: &[(&str, &str)] = &[
+    ("--customer-db", "CUSTOMER_DB_URL"),
+    ("--product-db", "PRODUCT_DB_URL"),
+    ("--pool-size", "POOL_SIZE"),
+    ("--session-timeout", "SESSION_TIMEOUT_SECS"),
+    ("--product-db-replica", "PRODUCT_DB_REPLICA_URL"),
+    ("--replica-max-lag", "REPLICA_MAX_LAG_SECS"),
+];
+
+/// The database flags, for `--help`.
+pub const DB_USAGE: &str = "\
+  --customer-db URL        customer_db connection URL   [CUSTOMER_DB_URL]
+  --product-db URL         product_db connection URL    [PRODUCT_DB_URL]
+  --pool-size N            connections per database     [POOL_SIZE] (default: workers)
+  --session-timeout SECS   session inactivity limit     [SESSION_TIMEOUT_SECS] (default 300)
+  --product-db-replica URL a streaming standby of product_db for searches and
+                           GetItem (buyer server)       [PRODUCT_DB_REPLICA_URL]
+  --replica-max-lag SECS   read the standby only while it is at most this far
+                           behind                       [REPLICA_MAX_LAG_SECS] (default 5)";
+
+/// Reads the database flags (environment fallbacks are merged in by
+/// [`arguments`]), defaulting the pool size to `workers` (every thread that
+/// may hold a connection: the workers and the password lane).
+///
+/// # Errors
+/// A message naming the flag that does not parse or is out of range.
+pub fn db_from_args(args: &mut pico_args::Arguments, workers: usize) -> Result<DbSettings, String> {
+    let d = DbSettings::default();
+    let pool_size =
+        value(args, "--pool-size")?.unwrap_or_else(|| u32::try_from(workers).unwrap_or(u32::MAX));
+    if pool_size == 0 {
+        return Err("--pool-size must be at least 1".into());
+    }
+    let timeout: f64 = value(args, "--session-timeout")?.unwrap_or(d.session_timeout.as_secs_f64());
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err("--session-timeout must be a positive number of seconds".into());
+    }
+    let max_lag: f64 = value(args, "--replica-max-lag")?.unwrap_or(d.replica_max_lag.as_secs_f64());
+    if !(max_lag.is_finite() && max_lag >= 0.0) {
+        return Err("--replica-max-lag must be a number of seconds, 0 or more".into());
+    }
+    Ok(DbSettings {
+        product_replica_url: value(args, "--product-db-replica")?,
+        replica_max_lag: Duration::from_secs_f64(max_lag),
+        customer_url: value(args, "--customer-db")?.unwrap_or(d.customer_url),
+        product_url: value(args, "--product-db")?.unwrap_or(d.product_url),
+        pool_size,
+        session_timeout: Duration::from_secs_f64(timeout),
+        connect_timeout: d.connect_timeout,
+    })
+}
 
 /// Builds the argument list from `raw` (the command line after the program
 /// name) plus, for every flag not given there, its environment variable.
@@ -162,9 +215,9 @@ impl ServerSettings {
             None => None,
         };
         if let Some(format) = value::<String>(args, "--log-format")? {
-            let format = crate::log::Format::parse(&format)
+            let format = net::log::Format::parse(&format)
                 .ok_or_else(|| format!("--log-format: {format:?} is not text or json"))?;
-            crate::log::set_format(format);
+            net::log::set_format(format);
         }
         if workers == 0 || frame_limit == 0 || max_connections == 0 || max_per_peer == 0 {
             return Err("--workers, --frame-limit, --max-connections and \
@@ -240,100 +293,9 @@ impl ServerSettings {
             .with_metrics(metrics.clone())
             .with_housekeeping(every, move || {
                 if let Err(e) = sweep(&metrics) {
-                    crate::log::line(&name, "ERROR", &format!("housekeeping failed: {e}"));
+                    net::log::line(&name, "ERROR", &format!("housekeeping failed: {e}"));
                 }
             }))
-    }
-}
-
-/// The whole `main` of a server: read settings from `raw` (the reactor's, then
-/// the caller's own through `prepare`), build the server, stop on
-/// SIGINT/SIGTERM. Logs one line at start and one at stop; exit status 0 after
-/// a clean stop, 2 for bad flags, 1 for a failure.
-pub fn main(
-    raw: Vec<OsString>,
-    name: &str,
-    default_listen: &str,
-    extra_env: &[(&str, &str)],
-    extra_usage: &str,
-    prepare: impl FnOnce(&ServerSettings, &mut pico_args::Arguments) -> Result<Server, String>,
-) -> ExitCode {
-    let mut args = arguments(raw, &[ENV, extra_env]);
-    if args.contains(["-h", "--help"]) {
-        println!(
-            "usage: {name} [flags]   (environment variable in brackets)\n{USAGE}\n{extra_usage}"
-        );
-        return ExitCode::SUCCESS;
-    }
-    let settings = match ServerSettings::from_args(&mut args, name, default_listen) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{name}: {e} (see --help)");
-            return ExitCode::from(2);
-        }
-    };
-    let server = match prepare(&settings, &mut args) {
-        Ok(server) => server,
-        Err(e) => {
-            crate::log::line(name, "ERROR", &format!("cannot start: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let rest = args.finish();
-    if !rest.is_empty() {
-        eprintln!("{name}: unexpected arguments {rest:?} (see --help)");
-        return ExitCode::from(2);
-    }
-    let _endpoint = match settings.metrics_listen {
-        Some(addr) => match settings.exporter.serve(addr) {
-            Ok(endpoint) => {
-                crate::log::line(
-                    name,
-                    "INFO",
-                    &format!("metrics at http://{}/metrics", endpoint.local_addr()),
-                );
-                Some(endpoint)
-            }
-            Err(e) => {
-                crate::log::line(
-                    name,
-                    "ERROR",
-                    &format!("cannot serve metrics on {addr}: {e}"),
-                );
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
-    if let Err(e) = crate::signals::shutdown_on_signals(vec![server.shutdown_handle()]) {
-        crate::log::line(
-            name,
-            "ERROR",
-            &format!("cannot install signal handlers: {e}"),
-        );
-        return ExitCode::FAILURE;
-    }
-    crate::log::line(
-        name,
-        "INFO",
-        &format!(
-            "listening on {} with {} workers, frame limit {} B, idle timeout {:?}, max {} connections",
-            server.local_addr(),
-            settings.reactor.workers,
-            settings.reactor.frame_limit,
-            settings.reactor.idle_timeout,
-            settings.reactor.max_connections
-        ),
-    );
-    match server.run_prepared() {
-        Ok(()) => {
-            crate::log::line(name, "INFO", "stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            crate::log::line(name, "ERROR", &format!("stopped on an error: {e}"));
-            ExitCode::FAILURE
-        }
     }
 }
 
