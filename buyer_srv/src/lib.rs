@@ -7,7 +7,7 @@ use net::metrics::ServerMetrics;
 use server::{ServerSettings, Side};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DbSettings, Store};
+use store::{DbSettings, SessionId, Store};
 use wire::buyer::{self, op, Request};
 use wire::request::{
     CartChange, Checkout, Credentials, Feedback, Idempotency, ItemRef, NoFields, Search, SellerRef,
@@ -65,14 +65,17 @@ impl buyer::Handler for BuyerService {
         Ok(Answer::new(
             "logged in",
             BuyerSession {
-                session_id,
+                session_id: session_id.to_string(),
                 buyer_id,
             },
         ))
     }
 
     fn logout(&self, s: SessionOnly, once: Option<&Idempotency>) -> Result<Answer<Empty>, Refusal> {
-        self.store.logout_buyer(&s.session_id, once)?;
+        // Text that cannot be a session id names no session: nothing to end.
+        if let Ok(session) = SessionId::parse(&s.session_id) {
+            self.store.logout_buyer(session, once)?;
+        }
         Ok(Answer::new("logged out", Empty {}))
     }
 
@@ -84,9 +87,13 @@ impl buyer::Handler for BuyerService {
         let category = validate::category(r.category)?;
         let keywords = validate::keywords(&r.keywords)?;
         let (limit, offset) = validate::page(r.limit, r.offset)?;
-        let (items, total) =
-            self.store
-                .search(&r.session_id, category, &keywords, limit, offset)?;
+        let (items, total) = self.store.search(
+            SessionId::parse(&r.session_id)?,
+            category,
+            &keywords,
+            limit,
+            offset,
+        )?;
         let total_exact = total <= SEARCH_COUNT_CAP;
         let total = total.min(SEARCH_COUNT_CAP);
         let shown = if total_exact {
@@ -105,7 +112,9 @@ impl buyer::Handler for BuyerService {
     }
 
     fn get_item(&self, r: ItemRef, _: Option<&Idempotency>) -> Result<Answer<ItemDetail>, Refusal> {
-        let item = self.store.get_item(&r.session_id, r.item_id)?;
+        let item = self
+            .store
+            .get_item(SessionId::parse(&r.session_id)?, r.item_id)?;
         Ok(Answer::new("item", ItemDetail { item }))
     }
 
@@ -115,9 +124,9 @@ impl buyer::Handler for BuyerService {
         once: Option<&Idempotency>,
     ) -> Result<Answer<CartContents>, Refusal> {
         let quantity = validate::quantity(r.quantity)?;
-        let cart = self
-            .store
-            .add_to_cart(&r.session_id, r.item_id, quantity, once)?;
+        let cart =
+            self.store
+                .add_to_cart(SessionId::parse(&r.session_id)?, r.item_id, quantity, once)?;
         Ok(Answer::new("added to cart", cart))
     }
 
@@ -127,9 +136,12 @@ impl buyer::Handler for BuyerService {
         once: Option<&Idempotency>,
     ) -> Result<Answer<CartContents>, Refusal> {
         let quantity = validate::quantity(r.quantity)?;
-        let cart = self
-            .store
-            .remove_from_cart(&r.session_id, r.item_id, quantity, once)?;
+        let cart = self.store.remove_from_cart(
+            SessionId::parse(&r.session_id)?,
+            r.item_id,
+            quantity,
+            once,
+        )?;
         Ok(Answer::new("removed from cart", cart))
     }
 
@@ -138,7 +150,8 @@ impl buyer::Handler for BuyerService {
         s: SessionOnly,
         once: Option<&Idempotency>,
     ) -> Result<Answer<Empty>, Refusal> {
-        self.store.save_cart(&s.session_id, once)?;
+        self.store
+            .save_cart(SessionId::parse(&s.session_id)?, once)?;
         Ok(Answer::new("cart saved", Empty {}))
     }
 
@@ -147,7 +160,8 @@ impl buyer::Handler for BuyerService {
         s: SessionOnly,
         once: Option<&Idempotency>,
     ) -> Result<Answer<Empty>, Refusal> {
-        self.store.clear_cart(&s.session_id, once)?;
+        self.store
+            .clear_cart(SessionId::parse(&s.session_id)?, once)?;
         Ok(Answer::new("cart cleared", Empty {}))
     }
 
@@ -156,7 +170,7 @@ impl buyer::Handler for BuyerService {
         s: SessionOnly,
         _: Option<&Idempotency>,
     ) -> Result<Answer<CartContents>, Refusal> {
-        let cart = self.store.display_cart(&s.session_id)?;
+        let cart = self.store.display_cart(SessionId::parse(&s.session_id)?)?;
         Ok(Answer::new("your cart", cart))
     }
 
@@ -169,7 +183,9 @@ impl buyer::Handler for BuyerService {
         // or logged.
         let today = chrono::Utc::now();
         validate::card(&checkout, (today.year(), today.month()))?;
-        let receipt = self.store.make_purchase(&checkout.session_id, once)?;
+        let receipt = self
+            .store
+            .make_purchase(SessionId::parse(&checkout.session_id)?, once)?;
         Ok(Answer::new(
             format!("purchase {} complete", receipt.purchase_id),
             receipt,
@@ -182,7 +198,9 @@ impl buyer::Handler for BuyerService {
         once: Option<&Idempotency>,
     ) -> Result<Answer<Votes>, Refusal> {
         let up = validate::vote(&r.feedback)?;
-        let (thumbs_up, thumbs_down) = self.store.vote(&r.session_id, r.item_id, up, once)?;
+        let (thumbs_up, thumbs_down) =
+            self.store
+                .vote(SessionId::parse(&r.session_id)?, r.item_id, up, once)?;
         Ok(Answer::new(
             "feedback recorded",
             Votes {
@@ -198,7 +216,9 @@ impl buyer::Handler for BuyerService {
         r: SellerRef,
         _: Option<&Idempotency>,
     ) -> Result<Answer<SellerRating>, Refusal> {
-        let rating = self.store.seller_rating(&r.session_id, r.seller_id)?;
+        let rating = self
+            .store
+            .seller_rating(SessionId::parse(&r.session_id)?, r.seller_id)?;
         Ok(Answer::new("seller rating", rating))
     }
 
@@ -207,7 +227,7 @@ impl buyer::Handler for BuyerService {
         s: SessionOnly,
         _: Option<&Idempotency>,
     ) -> Result<Answer<PurchaseHistory>, Refusal> {
-        let purchases = self.store.purchases(&s.session_id)?;
+        let purchases = self.store.purchases(SessionId::parse(&s.session_id)?)?;
         Ok(Answer::new(
             format!("{} purchase lines", purchases.len()),
             PurchaseHistory { purchases },

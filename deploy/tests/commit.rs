@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use store::seller::NewItem;
+use store::NewItem;
 use store::{DbSettings, Store, StoreError};
 use support::*;
 use wire::request::Idempotency;
@@ -158,13 +158,13 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     // The COMMIT is applied, its answer lost: the key says it happened.
     proxy.next_commit(LOSE_ANSWER);
     let (id, _) = store
-        .register_item(&session, &item, Some(&key("a")))
+        .register_item(session, &item, Some(&key("a")))
         .expect("settled from the key");
     assert_eq!(count(), 1);
     // A resend gets the same item, and nothing more is listed.
     assert_eq!(
         store
-            .register_item(&session, &item, Some(&key("a")))
+            .register_item(session, &item, Some(&key("a")))
             .unwrap()
             .0,
         id
@@ -173,7 +173,7 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
 
     // The COMMIT never arrives: the key is not there, nothing was changed.
     proxy.next_commit(LOSE_COMMIT);
-    match store.register_item(&session, &item, Some(&key("b"))) {
+    match store.register_item(session, &item, Some(&key("b"))) {
         Err(StoreError::Unavailable(detail)) => {
             assert!(detail.contains("did not commit"), "{detail}")
         }

@@ -43,7 +43,9 @@ fn a_purchase_interrupted_before_taking_stock_is_cancelled_by_recovery() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (mut api, sid, id) = two_in_the_cart("x", 1.0);
     let store = store();
-    let begun = store.begin_purchase(&sid, None).unwrap();
+    let begun = store
+        .begin_purchase(store::SessionId::parse(&sid).unwrap(), None)
+        .unwrap();
     // The server dies here. Recovery (with no age limit) settles the purchase.
     assert!(store.recover_purchases(Duration::ZERO).unwrap().total() >= 1);
     assert_eq!(units_of(&mut api, &sid, id), 5, "nothing was taken");
@@ -66,7 +68,9 @@ fn a_purchase_interrupted_after_taking_stock_is_finished_by_recovery_exactly_onc
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (mut api, sid, id) = two_in_the_cart("x", 2.0);
     let store = store();
-    let begun = store.begin_purchase(&sid, None).unwrap();
+    let begun = store
+        .begin_purchase(store::SessionId::parse(&sid).unwrap(), None)
+        .unwrap();
     let Taking::Taken(lines) = store.take_stock(&begun).unwrap() else {
         panic!("stock not taken");
     };
@@ -110,7 +114,9 @@ fn a_resend_of_a_purchase_that_recovery_finished_gets_its_receipt_and_buys_nothi
     let (mut api, sid, id) = two_in_the_cart("kept name", 2.5);
     // The first attempt, with its key, dies after taking stock.
     let store = store();
-    let begun = store.begin_purchase(&sid, Some("buy-once")).unwrap();
+    let begun = store
+        .begin_purchase(store::SessionId::parse(&sid).unwrap(), Some("buy-once"))
+        .unwrap();
     assert!(matches!(
         store.take_stock(&begun).unwrap(),
         Taking::Taken(_)

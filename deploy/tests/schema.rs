@@ -421,7 +421,7 @@ fn searches_answer(store: &Store) {
         vec!["a".to_owned()],
         vec!["a".into(), "b".into(), "c".into()],
     ] {
-        let (items, total) = store.search(&session, 1, &keywords, 10, 0).unwrap();
+        let (items, total) = store.search(session, 1, &keywords, 10, 0).unwrap();
         assert_eq!((items.len(), total), (0, 0));
     }
 }

@@ -6,8 +6,8 @@ use net::metrics::ServerMetrics;
 use server::{ServerSettings, Side};
 use std::sync::Arc;
 use std::time::Duration;
-use store::seller::NewItem;
-use store::{DbSettings, Store};
+use store::NewItem;
+use store::{DbSettings, SessionId, Store};
 use wire::request::{
     ChangePrice, Credentials, Idempotency, NoFields, OwnItems, RegisterItem, SessionOnly,
     UpdateUnits,
@@ -61,14 +61,17 @@ impl seller::Handler for SellerService {
         Ok(Answer::new(
             "logged in",
             SellerSession {
-                session_id,
+                session_id: session_id.to_string(),
                 seller_id,
             },
         ))
     }
 
     fn logout(&self, s: SessionOnly, once: Option<&Idempotency>) -> Result<Answer<Empty>, Refusal> {
-        self.store.logout_seller(&s.session_id, once)?;
+        // Text that cannot be a session id names no session: nothing to end.
+        if let Ok(session) = SessionId::parse(&s.session_id) {
+            self.store.logout_seller(session, once)?;
+        }
         Ok(Answer::new("logged out", Empty {}))
     }
 
@@ -77,7 +80,9 @@ impl seller::Handler for SellerService {
         s: SessionOnly,
         _: Option<&Idempotency>,
     ) -> Result<Answer<SellerRating>, Refusal> {
-        let rating = self.store.own_seller_rating(&s.session_id)?;
+        let rating = self
+            .store
+            .own_seller_rating(SessionId::parse(&s.session_id)?)?;
         Ok(Answer::new("your rating", rating))
     }
 
@@ -95,7 +100,9 @@ impl seller::Handler for SellerService {
             price_cents: validate::price(r.sale_price)?,
             quantity: validate::stock(r.quantity)?,
         };
-        let (item_id, category) = self.store.register_item(&r.session_id, &item, once)?;
+        let (item_id, category) =
+            self.store
+                .register_item(SessionId::parse(&r.session_id)?, &item, once)?;
         Ok(Answer::new(
             "item registered",
             ItemRegistered { item_id, category },
@@ -108,9 +115,9 @@ impl seller::Handler for SellerService {
         once: Option<&Idempotency>,
     ) -> Result<Answer<PriceChanged>, Refusal> {
         let cents = validate::price(r.new_price)?;
-        let cents = self
-            .store
-            .change_price(&r.session_id, r.item_id, cents, once)?;
+        let cents =
+            self.store
+                .change_price(SessionId::parse(&r.session_id)?, r.item_id, cents, once)?;
         Ok(Answer::new(
             "price changed",
             PriceChanged {
@@ -126,9 +133,9 @@ impl seller::Handler for SellerService {
         once: Option<&Idempotency>,
     ) -> Result<Answer<UnitsUpdated>, Refusal> {
         let change = validate::quantity_change(r.quantity_change)?;
-        let quantity = self
-            .store
-            .update_units(&r.session_id, r.item_id, change, once)?;
+        let quantity =
+            self.store
+                .update_units(SessionId::parse(&r.session_id)?, r.item_id, change, once)?;
         Ok(Answer::new(
             "units updated",
             UnitsUpdated {
@@ -143,7 +150,9 @@ impl seller::Handler for SellerService {
         s: OwnItems,
         _: Option<&Idempotency>,
     ) -> Result<Answer<ItemList>, Refusal> {
-        let items = self.store.seller_items(&s.session_id, s.include_sold_out)?;
+        let items = self
+            .store
+            .seller_items(SessionId::parse(&s.session_id)?, s.include_sold_out)?;
         let message = if s.include_sold_out {
             let sold_out = items.iter().filter(|i| i.quantity == 0).count();
             format!("{} items, {sold_out} of them sold out", items.len())

@@ -1,11 +1,9 @@
-//! What sellers and buyers share: creating an account, checking a password,
-//! ending a session. Each side passes its own statements.
+//! Accounts of both sides: creating one, checking a password. Each side has
+//! its own tables, named by its statements ([`SELLERS`], [`BUYERS`]).
 
 use crate::db::Store;
 use crate::once::{run_once_on, Keyed};
-use crate::seller::session_uuid;
 use crate::{password, StoreError};
-use uuid::Uuid;
 use wire::request::Idempotency;
 
 /// The statements of one side's accounts.
@@ -46,7 +44,49 @@ impl Accounts {
     }
 }
 
+pub(crate) const SELLERS: Accounts = Accounts {
+    insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
+    credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
+    end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
+    touch_session: "SELECT touch_seller_session($1, $2)",
+    side: "seller",
+};
+
+pub(crate) const BUYERS: Accounts = Accounts {
+    insert: "INSERT INTO buyers (username, password_hash) VALUES ($1, $2) RETURNING buyer_id",
+    credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
+    end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
+    touch_session: "SELECT touch_buyer_session($1, $2)",
+    side: "buyer",
+};
+
 impl Store {
+    /// Registers a seller; the password is stored only as an argon2id hash.
+    ///
+    /// # Errors
+    /// `UsernameTaken`, `Unavailable`.
+    pub fn create_seller(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<i64, StoreError> {
+        self.create_account(&SELLERS, username, password, once)
+    }
+
+    /// Registers a buyer; the password is stored only as an argon2id hash.
+    ///
+    /// # Errors
+    /// `UsernameTaken`, `Unavailable`.
+    pub fn create_buyer(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<i64, StoreError> {
+        self.create_account(&BUYERS, username, password, once)
+    }
+
     /// Registers an account; the password is stored only as an argon2id hash,
     /// computed before a database connection is taken.
     pub(crate) fn create_account(
@@ -90,42 +130,5 @@ impl Store {
         } else {
             Err(StoreError::AuthFailed)
         }
-    }
-
-    /// Renews a live session and returns its account.
-    pub(crate) fn touch_session(&self, side: &Accounts, session: &str) -> Result<i64, StoreError> {
-        let id = session_uuid(session)?;
-        let row = self
-            .customer()?
-            .query_one(side.touch_session, &[&id, &self.timeout()])?;
-        row.try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)
-    }
-
-    /// Ends a session; succeeds also for an unknown or ended one. With a key,
-    /// the key is recorded when the session was live (an ended session's
-    /// Logout has nothing to apply, and answers the same).
-    pub(crate) fn end_session(
-        &self,
-        side: &Accounts,
-        session: &str,
-        once: Option<&Idempotency>,
-    ) -> Result<(), StoreError> {
-        let Ok(id) = Uuid::parse_str(session) else {
-            return Ok(());
-        };
-        let keyed = match once {
-            Some(_) => match self.touch_session(side, session) {
-                Ok(account) => side.keyed(once, account),
-                Err(StoreError::SessionExpired) => None,
-                Err(e) => return Err(e),
-            },
-            None => None,
-        };
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| c.execute(side.end_session, &[&id]).map(|_| ()),
-        )
     }
 }

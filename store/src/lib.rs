@@ -12,20 +12,23 @@
 //! has those).
 
 mod account;
-pub mod buyer;
+mod cart;
 pub mod db;
 pub mod error;
+pub mod item;
 pub mod migrate;
 pub mod once;
 pub mod password;
 pub mod purchase;
 mod replica;
 pub mod search;
-pub mod seller;
+pub mod session;
 pub mod settings;
 
 pub use db::{DbStats, Store};
 pub use error::StoreError;
+pub use item::NewItem;
 pub use once::Keyed;
 pub use replica::{Health, CHECK_EVERY};
+pub use session::SessionId;
 pub use settings::DbSettings;

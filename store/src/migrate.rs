@@ -38,6 +38,11 @@ pub const CUSTOMER: &[Migration] = &[
         name: "idempotency_keys_and_item_names",
         sql: include_str!("../../sql/customer/0004_idempotency_keys_and_item_names.sql"),
     },
+    Migration {
+        version: 5,
+        name: "one_session_rule",
+        sql: include_str!("../../sql/customer/0005_one_session_rule.sql"),
+    },
 ];
 
 /// product_db's migrations, in order.

@@ -6,11 +6,11 @@
 //! crash left pending: it fences it in product_db, then finishes or abandons it.
 
 use crate::db::Store;
-use crate::seller::session_uuid;
+use crate::session::SessionId;
 use crate::StoreError;
 use std::time::Duration;
 use wire::request::Idempotency;
-use wire::response::{cents_to_price, PurchaseLine, PurchaseReceipt};
+use wire::response::{cents_to_price, PurchaseLine, PurchaseReceipt, PurchaseRecord};
 
 /// A purchase begun: its id and the cart it buys (items ascending).
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ impl Store {
     /// on to its end (each step is idempotent), so stock is taken once.
     pub fn make_purchase(
         &self,
-        session: &str,
+        session: SessionId,
         once: Option<&Idempotency>,
     ) -> Result<PurchaseReceipt, StoreError> {
         let begun = self.begin_purchase(session, once.map(|o| o.key.as_str()))?;
@@ -158,8 +158,12 @@ impl Store {
     /// # Errors
     /// `SessionExpired`, `CartEmpty`, `Invalid` for a key used by another
     /// operation, `Unavailable`.
-    pub fn begin_purchase(&self, session: &str, key: Option<&str>) -> Result<Begun, StoreError> {
-        let id = session_uuid(session)?;
+    pub fn begin_purchase(
+        &self,
+        session: SessionId,
+        key: Option<&str>,
+    ) -> Result<Begun, StoreError> {
+        let id = session.0;
         let row = self.customer()?.query_one(
             "SELECT purchase_id, buyer_id, items, quantities, state
                FROM begin_purchase($1, $2, $3)",
@@ -336,5 +340,49 @@ impl Store {
             }
         }
         Ok(recovered)
+    }
+}
+
+impl Store {
+    /// The caller's purchases, newest first, one record per line.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn purchases(&self, session: SessionId) -> Result<Vec<PurchaseRecord>, StoreError> {
+        let id = session.0;
+        let rows = self.customer()?.query(
+            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
+             SELECT s.buyer_id, p.purchase_id, l.item_id, l.quantity, l.unit_price_cents,
+                    l.item_name,
+                    to_char(p.purchased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM s
+               LEFT JOIN purchases p ON p.buyer_id = s.buyer_id AND p.state = 'done'
+               LEFT JOIN purchase_lines l ON l.purchase_id = p.purchase_id
+              ORDER BY p.purchase_id DESC, l.item_id",
+            &[&id, &self.timeout()],
+        )?;
+        let first = rows.first().ok_or(StoreError::SessionExpired)?;
+        first
+            .try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let (Some(purchase_id), Some(item_id)) = (
+                row.try_get::<_, Option<i64>>(1)?,
+                row.try_get::<_, Option<i64>>(2)?,
+            ) else {
+                continue;
+            };
+            let cents: i64 = row.try_get(4)?;
+            out.push(PurchaseRecord {
+                purchase_id,
+                item_id,
+                item_name: row.try_get(5)?,
+                quantity: row.try_get(3)?,
+                unit_price: cents_to_price(cents),
+                purchased_at: row.try_get(6)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -18,9 +18,12 @@
 //! the keywords, read from the ranges of the keyword pairs: what this costs is
 //! what the keywords have in common, nothing when they have nothing.
 
+use crate::item::item_at;
+use crate::session::SessionId;
 use crate::{Store, StoreError};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+use wire::response::Item;
 
 /// The most keywords a search carries (PROTOCOL.md).
 pub const MAX_KEYWORDS: usize = 5;
@@ -216,7 +219,7 @@ pub fn keyword_sql(m: usize, read: Levels) -> String {
                ) r JOIN items i ON i.item_id = r.item_id \
            ) i ON true \
           ORDER BY i.matched DESC, i.score DESC, i.item_id",
-        columns = crate::seller::item_columns!(),
+        columns = crate::item::item_columns!(),
         levels = levels.join(" UNION ALL "),
     )
 }
@@ -243,7 +246,7 @@ pub const PROBE_FROM: usize = 3;
 pub const CATEGORY_SQL: &str = concat!(
     "SELECT (SELECT coalesce(sum(n), 0)::bigint FROM search_counts
               WHERE category = $1 AND keyword = ''), ",
-    crate::seller::item_columns!(),
+    crate::item::item_columns!(),
     " FROM (SELECT 1) one
       LEFT JOIN LATERAL (
           SELECT * FROM items
@@ -292,6 +295,65 @@ impl Every {
             self.last = Some(now);
         }
         due
+    }
+}
+
+impl Store {
+    /// Items of `category` with units left: with no keywords all of them, newest
+    /// first; with keywords those sharing at least one, ranked by shared keywords,
+    /// then score, then id. Returns one page and the number of all matches.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn search(
+        &self,
+        session: SessionId,
+        category: i32,
+        keywords: &[String],
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Item>, i64), StoreError> {
+        self.buyer_session(session)?;
+        // Searches may lag the primary a little: the standby serves them
+        // while it keeps up.
+        let rows = self.read_product(|product| {
+            if keywords.is_empty() {
+                return product.query(CATEGORY_SQL, &[&category, &limit, &offset]);
+            }
+            let (sorted, keys) = keyword_params(keywords);
+            let m = sorted.len();
+            let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+                [&category, &limit, &offset, &sorted, &keys];
+            if m >= PROBE_FROM {
+                let pairs = pair_keys(m, &keys);
+                let shared: bool = product
+                    .query_one(PAIRS_SQL, &[&category, &pairs])?
+                    .try_get(0)?;
+                if !shared {
+                    let one = product.query(keyword_statement(m, Levels::One), &params)?;
+                    // -1: an item sharing two of them was listed meanwhile.
+                    let raced = match one.first() {
+                        Some(row) => row.try_get::<_, i64>(0)? < 0,
+                        None => false,
+                    };
+                    if !raced {
+                        return Ok(one);
+                    }
+                }
+            }
+            product.query(keyword_statement(m, Levels::All), &params)
+        })?;
+        let total: i64 = match rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<_, Option<i64>>(1)?.is_some() {
+                items.push(item_at(row, 1)?);
+            }
+        }
+        Ok((items, total))
     }
 }
 

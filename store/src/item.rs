@@ -1,12 +1,14 @@
-//! Seller use cases. Every one that takes a session renews it first (one
-//! statement on customer_db) and takes the seller's identity from it.
+//! Items: a seller lists, prices and counts them; anyone reads them; buyers
+//! vote on them, and a seller's rating is the sum of the votes on their items.
+//! Every use case renews the caller's session first (customer_db), then works
+//! on product_db.
 
-use crate::account::Accounts;
+use crate::account::{BUYERS, SELLERS};
 use crate::db::{Conn, Store};
 use crate::once::run_once_on;
+use crate::session::SessionId;
 use crate::StoreError;
 use postgres::Row;
-use uuid::Uuid;
 use wire::request::Idempotency;
 use wire::response::{Condition, Item, SellerRating};
 
@@ -39,20 +41,6 @@ pub(crate) fn item_at(row: &Row, at: usize) -> Result<Item, StoreError> {
     })
 }
 
-/// A session id as the database stores it; anything that is not a UUID cannot be
-/// a live session.
-pub(crate) fn session_uuid(session: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(session).map_err(|_| StoreError::SessionExpired)
-}
-
-const SELLERS: Accounts = Accounts {
-    insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
-    credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
-    end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
-    touch_session: "SELECT touch_seller_session($1, $2)",
-    side: "seller",
-};
-
 /// A new item as validated by the server.
 #[derive(Debug, Clone)]
 pub struct NewItem<'a> {
@@ -78,96 +66,13 @@ pub(crate) fn seller_votes(product: &mut Conn, seller_id: i64) -> Result<(i64, i
 }
 
 impl Store {
-    /// Registers a seller; the password is stored only as an argon2id hash.
-    ///
-    /// # Errors
-    /// `UsernameTaken`, `Unavailable`.
-    pub fn create_seller(
-        &self,
-        username: &str,
-        password: &str,
-        once: Option<&Idempotency>,
-    ) -> Result<i64, StoreError> {
-        self.create_account(&SELLERS, username, password, once)
-    }
-
-    /// Checks the password and opens a session.
-    ///
-    /// # Errors
-    /// `AuthFailed` for an unknown username or a wrong password alike.
-    pub fn login_seller(
-        &self,
-        username: &str,
-        password: &str,
-        once: Option<&Idempotency>,
-    ) -> Result<(String, i64), StoreError> {
-        let seller_id = self.check_password(&SELLERS, username, password)?;
-        let keyed = SELLERS.keyed_by_name(once, username);
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| {
-                let session = Uuid::new_v4();
-                c.execute(
-                    "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
-                    &[&session, &seller_id],
-                )?;
-                Ok((session.to_string(), seller_id))
-            },
-        )
-    }
-
-    /// Ends a session; succeeds also for an unknown or ended one.
-    ///
-    /// # Errors
-    /// `Unavailable`.
-    pub fn logout_seller(
-        &self,
-        session: &str,
-        once: Option<&Idempotency>,
-    ) -> Result<(), StoreError> {
-        self.end_session(&SELLERS, session, once)
-    }
-
-    /// Renews the session and returns its seller.
-    ///
-    /// # Errors
-    /// `SessionExpired`, `Unavailable`.
-    pub fn seller_session(&self, session: &str) -> Result<i64, StoreError> {
-        self.touch_session(&SELLERS, session)
-    }
-
-    /// The caller's own rating.
-    ///
-    /// # Errors
-    /// `SessionExpired`, `Unavailable`.
-    pub fn own_seller_rating(&self, session: &str) -> Result<SellerRating, StoreError> {
-        let id = session_uuid(session)?;
-        let row = self.customer()?.query_one(
-            "WITH s AS MATERIALIZED (SELECT touch_seller_session($1, $2) AS seller_id)
-             SELECT s.seller_id, sl.items_sold FROM s LEFT JOIN sellers sl USING (seller_id)",
-            &[&id, &self.timeout()],
-        )?;
-        let seller_id: i64 = row
-            .try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)?;
-        let items_sold: i64 = row.try_get::<_, Option<i64>>(1)?.unwrap_or(0);
-        let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
-        Ok(SellerRating {
-            seller_id,
-            thumbs_up,
-            thumbs_down,
-            items_sold,
-        })
-    }
-
     /// Lists a new item of the caller; returns its id and category.
     ///
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
     pub fn register_item(
         &self,
-        session: &str,
+        session: SessionId,
         item: &NewItem<'_>,
         once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
@@ -186,7 +91,7 @@ impl Store {
     /// `NotFound` when the item does not exist or is another seller's.
     pub fn change_price(
         &self,
-        session: &str,
+        session: SessionId,
         item_id: i64,
         cents: i64,
         once: Option<&Idempotency>,
@@ -217,7 +122,7 @@ impl Store {
     /// `NotFound`; `InsufficientStock` below zero; `Invalid` above 10^9.
     pub fn update_units(
         &self,
-        session: &str,
+        session: SessionId,
         item_id: i64,
         change: i64,
         once: Option<&Idempotency>,
@@ -236,7 +141,11 @@ impl Store {
     ///
     /// # Errors
     /// `SessionExpired`, `Unavailable`.
-    pub fn seller_items(&self, session: &str, sold_out: bool) -> Result<Vec<Item>, StoreError> {
+    pub fn seller_items(
+        &self,
+        session: SessionId,
+        sold_out: bool,
+    ) -> Result<Vec<Item>, StoreError> {
         let seller_id = self.seller_session(session)?;
         self.product()?
             .query(
@@ -253,21 +162,122 @@ impl Store {
             .collect()
     }
 
-    /// Deletes expired seller sessions; returns how many.
+    /// One item by id (sold-out items too).
     ///
     /// # Errors
-    /// `Unavailable`.
-    pub fn sweep_seller_sessions(&self) -> Result<u64, StoreError> {
-        self.customer()?.execute(
-            "DELETE FROM seller_sessions
-              WHERE last_active_at <= now() - make_interval(secs => $1 + session_grace($1))",
-            &[&self.timeout()],
+    /// `SessionExpired`, `NotFound`, `Unavailable`.
+    pub fn get_item(&self, session: SessionId, item_id: i64) -> Result<Item, StoreError> {
+        self.buyer_session(session)?;
+        let row = self.read_product_unless(
+            |product| {
+                product.query_opt(
+                    concat!(
+                        "SELECT ",
+                        item_columns!(),
+                        " FROM items i WHERE i.item_id = $1"
+                    ),
+                    &[&item_id],
+                )
+            },
+            Option::is_none,
+        )?;
+        match row {
+            Some(row) => item_at(&row, 0),
+            None => Err(no_item(item_id)),
+        }
+    }
+
+    /// The caller's own rating.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn own_seller_rating(&self, session: SessionId) -> Result<SellerRating, StoreError> {
+        let id = session.0;
+        let row = self.customer()?.query_one(
+            "WITH s AS MATERIALIZED (SELECT touch_seller_session($1, $2) AS seller_id)
+             SELECT s.seller_id, sl.items_sold FROM s LEFT JOIN sellers sl USING (seller_id)",
+            &[&id, &self.timeout()],
+        )?;
+        let seller_id: i64 = row
+            .try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)?;
+        let items_sold: i64 = row.try_get::<_, Option<i64>>(1)?.unwrap_or(0);
+        let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
+        Ok(SellerRating {
+            seller_id,
+            thumbs_up,
+            thumbs_down,
+            items_sold,
+        })
+    }
+
+    /// Any seller's rating.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `NotFound` for an unknown seller, `Unavailable`.
+    pub fn seller_rating(
+        &self,
+        session: SessionId,
+        seller_id: i64,
+    ) -> Result<SellerRating, StoreError> {
+        let id = session.0;
+        let row = self.customer()?.query_one(
+            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
+             SELECT s.buyer_id, sl.items_sold
+               FROM s LEFT JOIN sellers sl ON s.buyer_id IS NOT NULL AND sl.seller_id = $3",
+            &[&id, &self.timeout(), &seller_id],
+        )?;
+        row.try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)?;
+        let items_sold: i64 = row
+            .try_get::<_, Option<i64>>(1)?
+            .ok_or_else(|| StoreError::NotFound(format!("there is no seller {seller_id}")))?;
+        let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
+        Ok(SellerRating {
+            seller_id,
+            thumbs_up,
+            thumbs_down,
+            items_sold,
+        })
+    }
+
+    /// Records the caller's vote on an item (replacing an earlier one) and
+    /// returns the item's counts.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `NotFound`, `Unavailable`.
+    pub fn vote(
+        &self,
+        session: SessionId,
+        item_id: i64,
+        up: bool,
+        once: Option<&Idempotency>,
+    ) -> Result<(i64, i64), StoreError> {
+        let buyer_id = self.buyer_session(session)?;
+        let keyed = BUYERS.keyed(once, buyer_id);
+        run_once_on(
+            || self.product(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_opt(
+                    "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
+                    &[&item_id, &buyer_id, &up],
+                )?;
+                match row {
+                    Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                    None => Err(no_item(item_id)),
+                }
+            },
         )
     }
 }
 
 fn not_yours(item_id: i64) -> StoreError {
     StoreError::NotFound(format!("you have no item {item_id}"))
+}
+
+pub(crate) fn no_item(item_id: i64) -> StoreError {
+    StoreError::NotFound(format!("there is no item {item_id}"))
 }
 
 /// Inserts `item` for `seller_id`; returns its id and category.

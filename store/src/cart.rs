@@ -1,0 +1,221 @@
+//! The active cart of a session and the saved cart of a buyer, both on
+//! customer_db. AddItemToCart first reads the item's units on product_db (no
+//! statement spans the two); every cart statement renews the session in the
+//! same statement.
+
+use crate::db::Store;
+use crate::item::no_item;
+use crate::once::run_once_on;
+use crate::session::SessionId;
+use crate::StoreError;
+use postgres::Row;
+use std::collections::BTreeMap;
+use wire::request::Idempotency;
+use wire::response::CartContents;
+
+/// Reads `(buyer_id, changed, item_id, quantity)` rows of a cart statement: the
+/// session's buyer (NULL when expired), how many cart rows the statement changed,
+/// and the resulting cart lines.
+fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
+    let first = rows.first().ok_or(StoreError::SessionExpired)?;
+    let _buyer: i64 = first
+        .try_get::<_, Option<i64>>(0)?
+        .ok_or(StoreError::SessionExpired)?;
+    let changed: i64 = first.try_get(1)?;
+    let mut cart_items = BTreeMap::new();
+    for row in rows {
+        if let (Some(item), Some(quantity)) = (
+            row.try_get::<_, Option<i64>>(2)?,
+            row.try_get::<_, Option<i64>>(3)?,
+        ) {
+            cart_items.insert(item.to_string(), quantity);
+        }
+    }
+    Ok((changed, CartContents { cart_items }))
+}
+
+impl Store {
+    /// Adds units to the session's active cart, refusing to hold more than the
+    /// item's units available; returns the cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `NotFound`, `InsufficientStock`, `Unavailable`.
+    pub fn add_to_cart(
+        &self,
+        session: SessionId,
+        item_id: i64,
+        quantity: i64,
+        once: Option<&Idempotency>,
+    ) -> Result<CartContents, StoreError> {
+        let id = session.0;
+        let available: Option<i64> = self
+            .product()?
+            .query_opt("SELECT quantity FROM items WHERE item_id = $1", &[&item_id])?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        let Some(available) = available else {
+            // An expired session hears so before it learns anything of items.
+            self.buyer_session(session)?;
+            return Err(no_item(item_id));
+        };
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let rows = c.query(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+             up AS (
+                 INSERT INTO active_carts AS c (session_id, item_id, quantity)
+                 SELECT $1, $3::bigint, $4::bigint FROM s
+                  WHERE s.buyer_id IS NOT NULL AND $4::bigint <= $5::bigint
+                 ON CONFLICT (session_id, item_id) DO UPDATE
+                    SET quantity = c.quantity + EXCLUDED.quantity
+                  WHERE c.quantity + EXCLUDED.quantity <= $5::bigint
+                 RETURNING c.item_id, c.quantity
+             )
+             SELECT s.buyer_id, (SELECT count(*) FROM up), l.item_id, l.quantity
+               FROM s LEFT JOIN (
+                   SELECT item_id, quantity FROM active_carts
+                    WHERE session_id = $1 AND item_id <> $3
+                   UNION ALL SELECT item_id, quantity FROM up
+               ) l ON s.buyer_id IS NOT NULL",
+                    &[&id, &self.timeout(), &item_id, &quantity, &available],
+                );
+                // The session checked out live but ended before its cart row went in.
+                let rows = match rows {
+                    Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
+                    other => other?,
+                };
+                let (changed, cart) = cart_rows(&rows)?;
+                if changed == 0 {
+                    return Err(StoreError::InsufficientStock(format!(
+                        "item {item_id} has only {available} units available"
+                    )));
+                }
+                Ok(cart)
+            },
+        )
+    }
+
+    /// Removes units from the session's active cart (the line goes when none are
+    /// left); returns the cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `NotFound` when the item is not in the cart, `Unavailable`.
+    pub fn remove_from_cart(
+        &self,
+        session: SessionId,
+        item_id: i64,
+        quantity: i64,
+        once: Option<&Idempotency>,
+    ) -> Result<CartContents, StoreError> {
+        let id = session.0;
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let rows = c.query(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+             cut AS (
+                 UPDATE active_carts c SET quantity = c.quantity - $4 FROM s
+                  WHERE s.buyer_id IS NOT NULL AND c.session_id = $1 AND c.item_id = $3
+                    AND c.quantity > $4
+                 RETURNING c.item_id, c.quantity
+             ),
+             gone AS (
+                 DELETE FROM active_carts c USING s
+                  WHERE s.buyer_id IS NOT NULL AND c.session_id = $1 AND c.item_id = $3
+                    AND c.quantity <= $4
+                 RETURNING c.item_id
+             )
+             SELECT s.buyer_id, (SELECT count(*) FROM cut) + (SELECT count(*) FROM gone),
+                    l.item_id, l.quantity
+               FROM s LEFT JOIN (
+                   SELECT item_id, quantity FROM active_carts
+                    WHERE session_id = $1 AND item_id <> $3
+                   UNION ALL SELECT item_id, quantity FROM cut
+               ) l ON s.buyer_id IS NOT NULL",
+                    &[&id, &self.timeout(), &item_id, &quantity],
+                )?;
+                let (changed, cart) = cart_rows(&rows)?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!(
+                        "item {item_id} is not in your cart"
+                    )));
+                }
+                Ok(cart)
+            },
+        )
+    }
+
+    /// The session's active cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn display_cart(&self, session: SessionId) -> Result<CartContents, StoreError> {
+        let id = session.0;
+        let rows = self.customer()?.query(
+            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
+             SELECT s.buyer_id, 0::bigint, c.item_id, c.quantity
+               FROM s LEFT JOIN active_carts c
+                 ON s.buyer_id IS NOT NULL AND c.session_id = $1",
+            &[&id, &self.timeout()],
+        )?;
+        Ok(cart_rows(&rows)?.1)
+    }
+
+    /// Overwrites the buyer's saved cart with the session's active cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn save_cart(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        let id = session.0;
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
+                row.try_get::<_, Option<i64>>(0)?
+                    .map(|_| ())
+                    .ok_or(StoreError::SessionExpired)
+            },
+        )
+    }
+
+    /// Empties the session's active cart and the buyer's saved cart.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn clear_cart(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        let id = session.0;
+        let keyed = self.buyer_keyed(session, once)?;
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let row = c.query_one(
+                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+             a AS (DELETE FROM active_carts c USING s
+                    WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
+             b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
+             SELECT buyer_id FROM s",
+                    &[&id, &self.timeout()],
+                )?;
+                row.try_get::<_, Option<i64>>(0)?
+                    .map(|_| ())
+                    .ok_or(StoreError::SessionExpired)
+            },
+        )
+    }
+}

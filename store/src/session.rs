@@ -1,0 +1,234 @@
+//! Who is asking: a session id parsed once at the edge ([`SessionId`]), each
+//! side's session statements, and the session use cases of both sides (log
+//! in, renew, log out, sweep). A session is renewed by the database function
+//! `touch_<side>_session` (sql/customer/0005_one_session_rule.sql): one
+//! statement per request, a write only once per grace period.
+
+use crate::account::{Accounts, BUYERS, SELLERS};
+use crate::db::Store;
+use crate::once::{run_once_on, Keyed};
+use crate::StoreError;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use uuid::Uuid;
+use wire::request::Idempotency;
+
+/// A session id as the database stores it. Parsed once where a request
+/// enters the server: text that is not a UUID cannot be a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub(crate) Uuid);
+
+impl SessionId {
+    /// The session named by `text`.
+    ///
+    /// # Errors
+    /// `SessionExpired` when `text` cannot be a session id.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        Uuid::parse_str(text)
+            .map(Self)
+            .map_err(|_| StoreError::SessionExpired)
+    }
+
+    fn fresh() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// As its text, the form the wire carries and a recorded Login result holds.
+impl Serialize for SessionId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Uuid::parse_str(&text)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Store {
+    /// Checks the password and opens a session.
+    ///
+    /// # Errors
+    /// `AuthFailed` for an unknown username or a wrong password alike.
+    pub fn login_seller(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(SessionId, i64), StoreError> {
+        let seller_id = self.check_password(&SELLERS, username, password)?;
+        let keyed = SELLERS.keyed_by_name(once, username);
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| {
+                let session = SessionId::fresh();
+                c.execute(
+                    "INSERT INTO seller_sessions (session_id, seller_id) VALUES ($1, $2)",
+                    &[&session.0, &seller_id],
+                )?;
+                Ok((session, seller_id))
+            },
+        )
+    }
+
+    /// Ends a session; succeeds also for an unknown or ended one.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn logout_seller(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        self.end_session(&SELLERS, session, once)
+    }
+
+    /// Renews the session and returns its seller.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn seller_session(&self, session: SessionId) -> Result<i64, StoreError> {
+        self.touch_session(&SELLERS, session)
+    }
+
+    /// Deletes expired seller sessions; returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn sweep_seller_sessions(&self) -> Result<u64, StoreError> {
+        self.customer()?.execute(
+            "DELETE FROM seller_sessions WHERE session_state(last_active_at, $1) = 'expired'",
+            &[&self.timeout()],
+        )
+    }
+
+    /// Checks the password and opens a session whose active cart starts as a
+    /// copy of the saved cart (one statement).
+    ///
+    /// # Errors
+    /// `AuthFailed` for an unknown username or a wrong password alike.
+    pub fn login_buyer(
+        &self,
+        username: &str,
+        password: &str,
+        once: Option<&Idempotency>,
+    ) -> Result<(SessionId, i64), StoreError> {
+        let buyer_id = self.check_password(&BUYERS, username, password)?;
+        let keyed = BUYERS.keyed_by_name(once, username);
+        run_once_on(|| self.customer(), keyed.as_ref(), |c| login(c, buyer_id))
+    }
+
+    /// Ends a session and discards its active cart; succeeds also for an
+    /// unknown or ended one.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn logout_buyer(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        self.end_session(&BUYERS, session, once)
+    }
+
+    /// Renews the session and returns its buyer.
+    ///
+    /// # Errors
+    /// `SessionExpired`, `Unavailable`.
+    pub fn buyer_session(&self, session: SessionId) -> Result<i64, StoreError> {
+        self.touch_session(&BUYERS, session)
+    }
+
+    /// The idempotency scope of a keyed request on `session`: its buyer. The
+    /// session is checked (and renewed) only for a keyed request.
+    pub(crate) fn buyer_keyed<'a>(
+        &self,
+        session: SessionId,
+        once: Option<&'a Idempotency>,
+    ) -> Result<Option<Keyed<'a>>, StoreError> {
+        match once {
+            Some(_) => Ok(BUYERS.keyed(once, self.buyer_session(session)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes expired buyer sessions (and their carts); returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn sweep_buyer_sessions(&self) -> Result<u64, StoreError> {
+        self.customer()?.execute(
+            "DELETE FROM buyer_sessions WHERE session_state(last_active_at, $1) = 'expired'",
+            &[&self.timeout()],
+        )
+    }
+}
+
+/// Opens a session for `buyer_id` whose active cart starts as a copy of the
+/// saved cart (one statement); returns the session id and the buyer.
+fn login(c: &mut crate::db::Conn, buyer_id: i64) -> Result<(SessionId, i64), StoreError> {
+    let session = SessionId::fresh();
+    c.execute(
+        "WITH s AS (
+             INSERT INTO buyer_sessions (session_id, buyer_id) VALUES ($1, $2)
+             RETURNING session_id
+         )
+         INSERT INTO active_carts (session_id, item_id, quantity)
+         SELECT s.session_id, c.item_id, c.quantity
+           FROM s, saved_carts c WHERE c.buyer_id = $2",
+        &[&session.0, &buyer_id],
+    )?;
+    Ok((session, buyer_id))
+}
+impl Store {
+    /// Renews a live session and returns its account.
+    pub(crate) fn touch_session(
+        &self,
+        side: &Accounts,
+        session: SessionId,
+    ) -> Result<i64, StoreError> {
+        let id = session.0;
+        let row = self
+            .customer()?
+            .query_one(side.touch_session, &[&id, &self.timeout()])?;
+        row.try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)
+    }
+
+    /// Ends a session; succeeds also for an unknown or ended one. With a key,
+    /// the key is recorded when the session was live (an ended session's
+    /// Logout has nothing to apply, and answers the same).
+    pub(crate) fn end_session(
+        &self,
+        side: &Accounts,
+        session: SessionId,
+        once: Option<&Idempotency>,
+    ) -> Result<(), StoreError> {
+        let id = session.0;
+        let keyed = match once {
+            Some(_) => match self.touch_session(side, session) {
+                Ok(account) => side.keyed(once, account),
+                Err(StoreError::SessionExpired) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        run_once_on(
+            || self.customer(),
+            keyed.as_ref(),
+            |c| c.execute(side.end_session, &[&id]).map(|_| ()),
+        )
+    }
+}
