@@ -305,6 +305,7 @@ fn promtool_accepts_the_exposition() {
         "marketplace_connections",
         "marketplace_connections_accepted_total",
         "marketplace_connections_refused_total",
+        "marketplace_connections_closed_total",
         "marketplace_frames_rejected_total",
         "marketplace_jobs_queued",
         "marketplace_workers_busy",

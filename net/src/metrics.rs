@@ -57,6 +57,43 @@ pub enum Refused {
     Capacity,
 }
 
+/// Why a connection was closed (its label on `marketplace_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer ended it, and everything it asked was answered.
+    Finished,
+    /// Its socket failed (reset, broken pipe).
+    Io,
+    /// No request within the idle timeout.
+    Idle,
+    /// A frame begun and not finished within the frame deadline.
+    FrameDeadline,
+    /// A frame refused with `BAD_FRAME` (empty or over the limit).
+    BadFrame,
+    /// Its PROXY header named an address already at its limit (`OVERLOADED`).
+    PeerLimit,
+    /// On the PROXY listener: no PROXY v2 header, or ended before it.
+    ProxyHeader,
+    /// Closed idle at the connection limit to admit a newcomer.
+    Evicted,
+    /// The server was stopping.
+    Draining,
+}
+
+impl Closed {
+    const ALL: [(&'static str, Closed); 9] = [
+        ("finished", Closed::Finished),
+        ("io", Closed::Io),
+        ("idle", Closed::Idle),
+        ("frame_deadline", Closed::FrameDeadline),
+        ("bad_frame", Closed::BadFrame),
+        ("peer_limit", Closed::PeerLimit),
+        ("proxy_header", Closed::ProxyHeader),
+        ("evicted", Closed::Evicted),
+        ("draining", Closed::Draining),
+    ];
+}
+
 /// Why a frame was rejected before it reached a handler.
 #[derive(Debug, Clone, Copy)]
 pub enum FrameRejected {
@@ -149,6 +186,7 @@ pub struct ServerMetrics {
     connections: AtomicI64,
     accepted: AtomicU64,
     refused: [AtomicU64; 2],
+    closed: [AtomicU64; Closed::ALL.len()],
     frames_rejected: [AtomicU64; 3],
     jobs_queued: AtomicI64,
     hashes_waiting: AtomicI64,
@@ -185,6 +223,7 @@ impl ServerMetrics {
             connections: AtomicI64::new(0),
             accepted: AtomicU64::new(0),
             refused: Default::default(),
+            closed: Default::default(),
             frames_rejected: Default::default(),
             jobs_queued: AtomicI64::new(0),
             hashes_waiting: AtomicI64::new(0),
@@ -228,8 +267,19 @@ impl ServerMetrics {
         self.connections.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self, why: Closed) {
         self.connections.fetch_sub(1, Relaxed);
+        self.closed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> i64 {
+        self.connections.load(Relaxed)
+    }
+
+    /// Connections closed for `why` so far.
+    pub fn closed(&self, why: Closed) -> u64 {
+        self.closed[why as usize].load(Relaxed)
     }
 
     pub(crate) fn refused(&self, why: Refused) {
@@ -553,6 +603,17 @@ impl Collector for Servers {
             "Connections answered OVERLOADED and closed at accept: per_peer (the address holds \
              its limit), capacity (the server is full and no idle connection could give way).",
             &refused,
+        )?;
+        let reasons = Closed::ALL.map(|(label, why)| (label, why as usize));
+        let closed = per_reason(&servers, &reasons, |s| &s.closed);
+        counter(
+            e,
+            "marketplace_connections_closed",
+            "Client connections closed, by reason: finished (the client hung up, all answered), \
+             io (socket error), idle, frame_deadline, bad_frame, peer_limit (a PROXY header \
+             named an address at its limit), proxy_header (none, on the PROXY port), evicted \
+             (made room for a newcomer), draining (the server stopped).",
+            &closed,
         )?;
         let rejected = per_reason(
             &servers,

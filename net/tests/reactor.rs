@@ -2,8 +2,10 @@
 
 mod support;
 
+use net::metrics::{Closed, ServerMetrics};
 use net::Config;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use wire::ErrorCode;
@@ -114,6 +116,57 @@ fn a_zero_length_frame_gets_bad_frame_and_the_connection_is_closed() {
         ErrorCode::BadFrame
     );
     expect_closed(&mut conn);
+}
+
+#[test]
+fn each_closed_connection_is_counted_under_its_reason() {
+    let metrics = Arc::new(ServerMetrics::new("echo", &[]));
+    let server = start_counted(
+        Config {
+            idle_timeout: Duration::from_millis(400),
+            ..Config::default()
+        },
+        metrics.clone(),
+    );
+    // Hangs up once answered: a normal end, not an error.
+    let mut finished = connect(server.addr);
+    write_frame(&mut finished, b"bye");
+    assert_eq!(read_frame(&mut finished).unwrap(), b"bye");
+    finished.shutdown(std::net::Shutdown::Write).unwrap();
+    expect_closed(&mut finished);
+    let mut bad = connect(server.addr);
+    bad.write_all(&[0, 0, 0, 0]).unwrap();
+    assert_eq!(
+        error_code(read_frame(&mut bad).unwrap()),
+        ErrorCode::BadFrame
+    );
+    expect_closed(&mut bad);
+    let mut idle = connect(server.addr);
+    expect_closed(&mut idle);
+    let counted = |why| metrics.closed(why);
+    let until = Instant::now() + Duration::from_secs(5);
+    while (
+        counted(Closed::Finished),
+        counted(Closed::BadFrame),
+        counted(Closed::Idle),
+    ) != (1, 1, 1)
+    {
+        assert!(
+            Instant::now() < until,
+            "finished {}, bad_frame {}, idle {}",
+            counted(Closed::Finished),
+            counted(Closed::BadFrame),
+            counted(Closed::Idle)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut open = connect(server.addr);
+    write_frame(&mut open, b"still here");
+    assert_eq!(read_frame(&mut open).unwrap(), b"still here");
+    server.stop().unwrap();
+    assert_eq!(counted(Closed::Draining), 1, "the open one, at stop");
+    assert_eq!(counted(Closed::Io), 0);
+    assert_eq!(metrics.connections(), 0);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use net::echo::Echo;
+use net::metrics::ServerMetrics;
 use net::{Config, Server, ShutdownHandle};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -40,16 +41,24 @@ impl Drop for Running {
 }
 
 pub fn start(config: Config) -> Running {
-    start_with(config, false)
+    start_with(config, false, None)
 }
 
 /// A server with a PROXY protocol listener beside its plain one.
 pub fn start_behind_proxy(config: Config) -> Running {
-    start_with(config, true)
+    start_with(config, true, None)
 }
 
-fn start_with(config: Config, proxied: bool) -> Running {
+/// A server that counts into `metrics`.
+pub fn start_counted(config: Config, metrics: Arc<ServerMetrics>) -> Running {
+    start_with(config, false, Some(metrics))
+}
+
+fn start_with(config: Config, proxied: bool, metrics: Option<Arc<ServerMetrics>>) -> Running {
     let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind");
+    if let Some(metrics) = metrics {
+        server = server.with_metrics(metrics);
+    }
     let proxy_addr = proxied.then(|| {
         server
             .with_proxy_listener("127.0.0.1:0".parse().unwrap())

@@ -3,20 +3,24 @@
 //! ```text
 //!  socket ──read──▶ Connection.read_buf ──split frame──▶ Job ──flume (bounded)──▶ worker
 //!                                                                                   │
-//!  socket ◀─write── Connection.write_buf ◀── Reply ◀──flume + Waker───────────────────┘
+//!  socket ◀─write── Connection.write_buf ◀── Done ◀──flume + Waker────────────────────┘
 //! ```
 //!
+//! This file holds the server and its event loop; [`connection`] one
+//! connection's state and socket steps; [`lane`] the job channels and the
+//! worker threads.
+//!
 //! Invariants:
-//! - A connection has at most one request queued or running (`busy`), so replies go
-//!   out in request order; later frames wait in its read buffer.
-//! - Every job carries the connection's slab key AND generation; a reply whose
+//! - A connection has at most one request queued or running (`InFlight`), so answers
+//!   go out in request order; later frames wait in its read buffer.
+//! - Every job carries the connection's slab key AND generation; an answer whose
 //!   generation does not match the slot's current connection is dropped, because the
 //!   slot may have been reused.
 //! - Memory per connection is bounded: reading stops once a whole frame is waiting and
 //!   the read buffer is over its high-water mark, and dispatching stops while unsent
 //!   replies are over theirs, so a client that never reads its replies is pushed back
 //!   on by TCP instead of growing the server.
-//! - When the job channel is full a frame waits in its connection (`stalled`) and the
+//! - When the job channel is full a frame waits in its connection (`InFlight::Stalled`) and the
 //!   connection stops reading; it is retried as workers hand replies back.
 //! - Requests the service calls slow ([`Service::is_slow`]: password hashing)
 //!   go to a lane of their own, a bounded channel and `slow_workers` threads,
@@ -31,22 +35,25 @@
 //!   edge-triggered, so connections already waiting would otherwise sit until
 //!   another one arrives.
 
+mod connection;
+mod lane;
+
 use crate::log;
-use crate::metrics::{FrameRejected, Outcome, Refused, ServerMetrics};
+use crate::metrics::{Closed, FrameRejected, Outcome, Refused, ServerMetrics};
 use crate::proxy;
 use bytes::{Buf, BytesMut};
+use connection::{fill, refuse, step, Connection, InFlight, Stage};
+use lane::{Done, Job, Lane, Worker, SLOW};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wire::response::encode_error;
 use wire::{ErrorCode, FrameDecoder};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -54,12 +61,6 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// The listener whose connections start with a PROXY protocol v2 header.
 const PROXY_LISTENER: Token = Token(usize::MAX - 3);
 
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK: usize = 4096;
-/// Stop reading a connection that has a whole frame waiting and this much buffered.
-const READ_HIGH_WATER: usize = 64 * 1024;
-/// Stop dispatching a connection's requests while this much output is unsent.
-const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// How soon an accept that failed (EMFILE, ENFILE) is tried again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -300,7 +301,7 @@ impl Server {
             ),
             None => None,
         };
-        let (reply_tx, reply_rx) = flume::unbounded::<Reply>();
+        let (done_tx, done_rx) = flume::unbounded::<Done>();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         let slow = config.slow_workers > 0 && !config.inline;
         let mut lanes = Vec::new();
@@ -317,7 +318,7 @@ impl Server {
                     let lane = Worker {
                         service: service.clone(),
                         jobs: job_rx.clone(),
-                        replies: reply_tx.clone(),
+                        done: done_tx.clone(),
                         waker: waker.clone(),
                         name: config.name.clone(),
                         metrics: metrics.clone(),
@@ -335,7 +336,7 @@ impl Server {
                 stalled: VecDeque::new(),
             });
         }
-        drop(reply_tx);
+        drop(done_tx);
         let mut reactor = Reactor {
             poll,
             listener: Some(listener),
@@ -350,7 +351,7 @@ impl Server {
                 name: config.name.clone(),
                 metrics,
             },
-            replies: reply_rx,
+            done: done_rx,
             shutdown,
             next_generation: 0,
             peers: HashMap::new(),
@@ -373,140 +374,6 @@ impl Server {
     }
 }
 
-struct Job {
-    key: usize,
-    generation: u64,
-    /// The client (see `Connection::peer`).
-    peer: IpAddr,
-    body: BytesMut,
-    /// When its whole frame was read.
-    arrived: Instant,
-}
-
-struct Reply {
-    key: usize,
-    generation: u64,
-    out: BytesMut,
-}
-
-/// Runs the service on one request, turning a panic into an `INTERNAL` reply.
-fn call_service(
-    service: &dyn Service,
-    peer: IpAddr,
-    body: &mut [u8],
-    out: &mut BytesMut,
-    name: &str,
-) -> Outcome {
-    let start = out.len();
-    let outcome = catch_unwind(AssertUnwindSafe(|| service.call(peer, body, out)));
-    let outcome = outcome.unwrap_or_else(|_| {
-        let reference = log::next_fault_ref();
-        out.truncate(start);
-        log::line(
-            name,
-            "ERROR",
-            &format!("request handler panicked (fault ref {reference})"),
-        );
-        encode_error(
-            out,
-            None,
-            ErrorCode::Internal,
-            &format!("internal error (fault ref {reference})"),
-        );
-        Outcome {
-            operation: None,
-            code: Some(ErrorCode::Internal),
-        }
-    });
-    debug_assert!(out.len() > start, "a service must answer every request");
-    outcome
-}
-
-/// One thread of a lane.
-struct Worker {
-    service: Arc<dyn Service>,
-    jobs: flume::Receiver<Job>,
-    replies: flume::Sender<Reply>,
-    waker: Arc<Waker>,
-    name: String,
-    metrics: Arc<ServerMetrics>,
-    /// Of the password lane.
-    slow: bool,
-}
-
-impl Worker {
-    fn work(self) {
-        for mut job in self.jobs.iter() {
-            self.metrics.queued(self.slow, -1);
-            if !self.slow {
-                self.metrics.busy(1);
-            }
-            let mut out = BytesMut::with_capacity(256);
-            let outcome = call_service(
-                &*self.service,
-                job.peer,
-                &mut job.body,
-                &mut out,
-                &self.name,
-            );
-            self.metrics.request(outcome, job.arrived.elapsed());
-            if !self.slow {
-                self.metrics.busy(-1);
-            }
-            let reply = Reply {
-                key: job.key,
-                generation: job.generation,
-                out,
-            };
-            if self.replies.send(reply).is_err() {
-                return;
-            }
-            if let Err(e) = self.waker.wake() {
-                log::line(
-                    &self.name,
-                    "ERROR",
-                    &format!("waking the reactor failed: {e}"),
-                );
-            }
-        }
-    }
-}
-
-struct Connection {
-    stream: TcpStream,
-    generation: u64,
-    /// The client: the socket's peer, or the one a PROXY header named.
-    peer: IpAddr,
-    /// Counted in `Reactor::peers` (not while its PROXY header is awaited).
-    counted: bool,
-    /// Its PROXY protocol header has not arrived yet.
-    awaiting_proxy: bool,
-    /// When the partial frame in `read_buf` began (None: no partial frame).
-    frame_started: Option<Instant>,
-    read_buf: BytesMut,
-    write_buf: BytesMut,
-    /// A request of this connection is queued, stalled or running.
-    busy: bool,
-    /// A job waiting for room in its lane's channel, and the lane.
-    stalled: Option<(Job, usize)>,
-    last_active: Instant,
-    peer_closed: bool,
-    /// Close as soon as `write_buf` is flushed (after `BAD_FRAME`).
-    closing: bool,
-    /// WRITABLE interest is registered.
-    writable: bool,
-}
-
-/// A job channel and the connections whose frame waits for room in it.
-struct Lane {
-    jobs: Option<flume::Sender<Job>>,
-    stalled: VecDeque<(usize, u64)>,
-}
-
-/// The main lane; the slow lane, when there is one, is the second.
-const MAIN: usize = 0;
-const SLOW: usize = 1;
-
 /// Reactor state that connection handling needs beside the connection itself.
 struct Shared {
     decoder: FrameDecoder,
@@ -525,7 +392,8 @@ struct Reactor {
     proxy_listener: Option<TcpListener>,
     connections: Slab<Connection>,
     shared: Shared,
-    replies: flume::Receiver<Reply>,
+    /// Answers the workers hand back.
+    done: flume::Receiver<Done>,
     shutdown: Arc<AtomicBool>,
     next_generation: u64,
     /// Open connections per peer address.
@@ -561,7 +429,7 @@ impl Reactor {
                     Token(key) => self.drive(key),
                 }
             }
-            self.take_replies();
+            self.take_done();
             if self.accept_retry.is_some_and(|at| Instant::now() >= at) {
                 self.accept_retry = None;
                 self.accept(false);
@@ -572,10 +440,7 @@ impl Reactor {
                 drain_deadline = Some(Instant::now() + self.config.drain_timeout);
             }
             if let Some(deadline) = drain_deadline {
-                let drained = self
-                    .connections
-                    .iter()
-                    .all(|(_, c)| !c.busy && c.write_buf.is_empty());
+                let drained = self.connections.iter().all(|(_, c)| c.is_quiet());
                 if drained || Instant::now() >= deadline {
                     return Ok(());
                 }
@@ -630,7 +495,7 @@ impl Reactor {
         }
         if self.connections.len() >= self.config.max_connections {
             match self.victim() {
-                Some(key) => self.close(key),
+                Some(key) => self.close(key, Closed::Evicted),
                 None => {
                     refuse(stream, "too many connections; retry later");
                     self.shared.metrics.refused(Refused::Capacity);
@@ -656,22 +521,12 @@ impl Reactor {
             *self.peers.entry(peer).or_insert(0) += 1;
         }
         self.shared.metrics.connection_opened();
-        entry.insert(Connection {
+        entry.insert(Connection::new(
             stream,
-            generation: self.next_generation,
+            self.next_generation,
             peer,
-            counted: !awaiting_proxy,
             awaiting_proxy,
-            frame_started: None,
-            read_buf: BytesMut::new(),
-            write_buf: BytesMut::new(),
-            busy: false,
-            stalled: None,
-            last_active: Instant::now(),
-            peer_closed: false,
-            closing: false,
-            writable: false,
-        });
+        ));
     }
 
     fn over_peer_limit(&self, peer: IpAddr) -> bool {
@@ -683,18 +538,19 @@ impl Reactor {
     /// bytes are still coming.
     ///
     /// # Errors
-    /// When the connection must be closed: not a PROXY v2 header (a direct
-    /// client on a port that expects a proxy), or closed before the header.
-    fn read_proxy_header(&mut self, key: usize) -> io::Result<bool> {
+    /// Why the connection must close: not a PROXY v2 header (a direct client
+    /// on a port that expects a proxy) or ended before the header
+    /// ([`Closed::ProxyHeader`]), or its socket failed.
+    fn read_proxy_header(&mut self, key: usize) -> Result<bool, Closed> {
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(false);
         };
-        fill(conn)?;
+        let filled = fill(conn)?;
         let header = match proxy::parse(&conn.read_buf) {
             Ok(Some(header)) => header,
             Ok(None) => {
-                if conn.peer_closed {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
+                if filled.ended {
+                    return Err(Closed::ProxyHeader);
                 }
                 if !conn.read_buf.is_empty() && conn.frame_started.is_none() {
                     conn.frame_started = Some(Instant::now());
@@ -707,28 +563,28 @@ impl Reactor {
                     "WARN",
                     &format!("closing a connection from {}: {e}", conn.peer),
                 );
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+                return Err(Closed::ProxyHeader);
             }
         };
         let (header, used) = header;
         conn.read_buf.advance(used);
         conn.frame_started = None;
-        conn.awaiting_proxy = false;
+        conn.stage = if filled.ended {
+            Stage::PeerEnded
+        } else {
+            Stage::Open
+        };
         conn.last_active = Instant::now();
         if let proxy::Header::Proxied(client) = header {
             conn.peer = client.ip();
         }
         let peer = conn.peer;
         if self.over_peer_limit(peer) {
-            let conn = &mut self.connections[key];
-            encode_error(
-                &mut conn.write_buf,
-                None,
+            self.connections[key].refuse(
                 ErrorCode::Overloaded,
                 "too many connections from your address; retry later",
+                Closed::PeerLimit,
             );
-            conn.closing = true;
-            conn.read_buf.clear();
             self.shared.metrics.refused(Refused::PerPeer);
         } else {
             self.connections[key].counted = true;
@@ -743,7 +599,7 @@ impl Reactor {
     fn victim(&self) -> Option<usize> {
         self.connections
             .iter()
-            .filter(|(_, c)| !c.busy && c.write_buf.is_empty() && !c.closing)
+            .filter(|(_, c)| c.is_quiet() && !c.is_closing())
             .max_by_key(|(_, c)| {
                 (
                     c.frame_started.is_some(),
@@ -756,12 +612,16 @@ impl Reactor {
 
     /// Makes all the progress a connection can make now, or closes it.
     fn drive(&mut self, key: usize) {
-        if self.connections.get(key).is_some_and(|c| c.awaiting_proxy) {
+        let awaiting = self
+            .connections
+            .get(key)
+            .is_some_and(|c| c.stage == Stage::AwaitingProxy);
+        if awaiting {
             match self.read_proxy_header(key) {
                 Ok(true) => {}
                 Ok(false) => return,
-                Err(_) => {
-                    self.close(key);
+                Err(why) => {
+                    self.close(key, why);
                     return;
                 }
             }
@@ -784,34 +644,36 @@ impl Reactor {
                 };
                 self.poll
                     .registry()
-                    .reregister(&mut conn.stream, Token(key), interest)?;
+                    .reregister(&mut conn.stream, Token(key), interest)
+                    .map_err(|_| Closed::Io)?;
                 conn.writable = want_write;
             }
             Ok(())
         });
-        if keep.is_err() {
-            self.close(key);
+        if let Err(why) = keep {
+            self.close(key, why);
         }
     }
 
-    fn take_replies(&mut self) {
-        while let Ok(reply) = self.replies.try_recv() {
+    /// Takes the answers the workers handed back, each to its connection (an
+    /// answer for a closed connection, or for an earlier one in a reused
+    /// slot, is dropped). The answer is copied into the connection's own
+    /// write buffer, so the worker's buffer is free for its next answer.
+    fn take_done(&mut self) {
+        while let Ok(done) = self.done.try_recv() {
             // A worker is free again: stalled frames may fit in the channel now.
             self.submit_stalled();
-            let Some(conn) = self.connections.get_mut(reply.key) else {
+            let Some(conn) = self.connections.get_mut(done.key) else {
                 continue;
             };
-            if conn.generation != reply.generation {
+            if conn.generation != done.generation {
                 continue;
             }
-            conn.busy = false;
+            conn.in_flight = InFlight::None;
             conn.last_active = Instant::now();
-            if conn.write_buf.is_empty() {
-                conn.write_buf = reply.out;
-            } else {
-                conn.write_buf.extend_from_slice(&reply.out);
-            }
-            self.drive(reply.key);
+            conn.write_buf.extend_from_slice(&done.out);
+            drop(done.out);
+            self.drive(done.key);
         }
     }
 
@@ -833,13 +695,17 @@ impl Reactor {
             if conn.generation != generation {
                 continue;
             }
-            let Some((job, _)) = conn.stalled.take() else {
-                continue;
+            let job = match std::mem::replace(&mut conn.in_flight, InFlight::Submitted) {
+                InFlight::Stalled { job, .. } => job,
+                other => {
+                    conn.in_flight = other;
+                    continue;
+                }
             };
             match jobs.try_send(job) {
                 Ok(()) => {}
                 Err(flume::TrySendError::Full(job)) => {
-                    conn.stalled = Some((job, lane));
+                    conn.in_flight = InFlight::Stalled { job, lane };
                     stalled.push_front((key, generation));
                     return;
                 }
@@ -867,41 +733,44 @@ impl Reactor {
         let idle: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, c)| !c.busy && c.write_buf.is_empty())
+            .filter(|(_, c)| c.is_quiet())
             .map(|(key, _)| key)
             .collect();
         for key in idle {
-            self.close(key);
+            self.close(key, Closed::Draining);
         }
     }
 
     fn close_idle(&mut self, now: Instant) {
         let limit = self.config.idle_timeout;
         let deadline = self.config.frame_deadline;
-        let idle: Vec<(usize, bool)> = self
+        let idle: Vec<(usize, Closed)> = self
             .connections
             .iter()
+            .filter(|(_, c)| !c.busy())
             .filter_map(|(key, c)| {
-                let late = c
-                    .frame_started
-                    .is_some_and(|t| now.duration_since(t) > deadline);
-                (!c.busy && (now.duration_since(c.last_active) > limit || late))
-                    .then_some((key, late))
+                if c.frame_started
+                    .is_some_and(|t| now.duration_since(t) > deadline)
+                {
+                    Some((key, Closed::FrameDeadline))
+                } else {
+                    (now.duration_since(c.last_active) > limit).then_some((key, Closed::Idle))
+                }
             })
             .collect();
-        for (key, late) in idle {
-            if late {
+        for (key, why) in idle {
+            if why == Closed::FrameDeadline {
                 self.shared.metrics.frame_rejected(FrameRejected::Deadline);
             }
-            self.close(key);
+            self.close(key, why);
         }
     }
 
-    fn close(&mut self, key: usize) {
+    fn close(&mut self, key: usize, why: Closed) {
         if let Some(mut conn) = self.connections.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.shared.metrics.connection_closed();
-            if let Some((_, lane)) = conn.stalled {
+            self.shared.metrics.connection_closed(why);
+            if let InFlight::Stalled { lane, .. } = conn.in_flight {
                 // Its frame leaves the queue unserved.
                 self.shared.metrics.queued(lane == SLOW, -1);
             }
@@ -921,175 +790,11 @@ impl Reactor {
         }
     }
 
+    /// Closes what is left when the loop ends (drained, or the drain timed out).
     fn close_all(&mut self) {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key);
+            self.close(key, Closed::Draining);
         }
     }
-}
-
-/// Writes, dispatches and reads until nothing more can happen without waiting.
-///
-/// # Errors
-/// When the connection must be closed: an I/O error, the peer gone, or a bad frame
-/// answered.
-fn step(conn: &mut Connection, key: usize, shared: &mut Shared) -> io::Result<()> {
-    loop {
-        let mut progressed = flush(conn)?;
-        if conn.closing && conn.write_buf.is_empty() {
-            return Err(io::ErrorKind::ConnectionAborted.into());
-        }
-        if !conn.busy
-            && !conn.closing
-            && !shared.draining
-            && conn.write_buf.len() < WRITE_HIGH_WATER
-        {
-            match shared.decoder.decode(&mut conn.read_buf) {
-                Ok(Some(body)) => {
-                    conn.last_active = Instant::now();
-                    dispatch(conn, key, body, shared);
-                    progressed = true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    shared.metrics.frame_rejected(match e {
-                        wire::FrameError::Empty => FrameRejected::Empty,
-                        wire::FrameError::TooLarge { .. } => FrameRejected::TooLarge,
-                    });
-                    encode_error(
-                        &mut conn.write_buf,
-                        None,
-                        ErrorCode::BadFrame,
-                        &e.to_string(),
-                    );
-                    conn.closing = true;
-                    conn.read_buf = BytesMut::new();
-                    continue;
-                }
-            }
-        }
-        let want_read = !conn.peer_closed
-            && !conn.closing
-            && (conn.read_buf.len() < READ_HIGH_WATER || !shared.decoder.has_frame(&conn.read_buf));
-        if want_read && fill(conn)? {
-            progressed = true;
-        }
-        if !progressed {
-            break;
-        }
-    }
-    let finished = conn.peer_closed
-        && !conn.busy
-        && conn.write_buf.is_empty()
-        && !shared.decoder.has_frame(&conn.read_buf);
-    if finished {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
-}
-
-/// Writes pending output until done or the socket is full; true if bytes went out.
-fn flush(conn: &mut Connection) -> io::Result<bool> {
-    let mut wrote = false;
-    while !conn.write_buf.is_empty() {
-        match conn.stream.write(&conn.write_buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                conn.write_buf.advance(n);
-                wrote = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(wrote)
-}
-
-/// Reads until the socket is drained or the buffer is full enough; true if bytes
-/// arrived. End of stream sets `peer_closed`.
-fn fill(conn: &mut Connection) -> io::Result<bool> {
-    let mut got = false;
-    loop {
-        let len = conn.read_buf.len();
-        if len >= READ_HIGH_WATER {
-            // The caller re-checks whether a whole frame is waiting.
-            return Ok(got);
-        }
-        conn.read_buf.resize(len + READ_CHUNK, 0);
-        let result = conn.stream.read(&mut conn.read_buf[len..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        conn.read_buf.truncate(len + n);
-        match result {
-            Ok(0) => {
-                conn.peer_closed = true;
-                return Ok(got);
-            }
-            Ok(_) => got = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(got),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Hands a whole frame that arrived at `conn.last_active` to its lane (or, for
-/// the inline measurement, runs it here).
-fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut Shared) {
-    let arrived = conn.last_active;
-    if let Some(service) = &shared.inline {
-        let outcome = call_service(
-            &**service,
-            conn.peer,
-            &mut body,
-            &mut conn.write_buf,
-            &shared.name,
-        );
-        shared.metrics.request(outcome, arrived.elapsed());
-        return;
-    }
-    let lane = match &shared.classify {
-        Some(service) if service.is_slow(&body) => SLOW,
-        _ => MAIN,
-    };
-    let Lane { jobs, stalled } = &mut shared.lanes[lane];
-    let Some(jobs) = jobs else {
-        return;
-    };
-    conn.busy = true;
-    shared.metrics.queued(lane == SLOW, 1);
-    let job = Job {
-        key,
-        generation: conn.generation,
-        peer: conn.peer,
-        body,
-        arrived,
-    };
-    match jobs.try_send(job) {
-        Ok(()) => {}
-        Err(flume::TrySendError::Full(job)) => {
-            conn.stalled = Some((job, lane));
-            stalled.push_back((key, conn.generation));
-        }
-        Err(flume::TrySendError::Disconnected(_)) => {
-            shared.metrics.queued(lane == SLOW, -1);
-            conn.busy = false;
-            encode_error(
-                &mut conn.write_buf,
-                None,
-                ErrorCode::Unavailable,
-                "the server is stopping",
-            );
-        }
-    }
-}
-
-/// Answers a connection over a limit with one `OVERLOADED` frame and closes it.
-fn refuse(mut stream: TcpStream, message: &str) {
-    let mut out = BytesMut::new();
-    encode_error(&mut out, None, ErrorCode::Overloaded, message);
-    // Best effort: a fresh socket's send buffer takes this small frame whole.
-    let _ = stream.write(&out);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
