@@ -1,4 +1,4 @@
-//! The marketplace wire protocol of `shared/PROTOCOL.md`, and nothing else.
+//! The marketplace wire protocol of `docs/PROTOCOL.md`, and nothing else.
 //!
 //! This crate owns the frame codec ([`frame`]), the error codes ([`ErrorCode`]), the
 //! typed requests of both servers ([`seller`], [`buyer`]), the typed responses
