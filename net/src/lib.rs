@@ -5,7 +5,8 @@
 //!   request to a bounded pool of blocking workers that run a [`Service`].
 //! - [`client`]: the blocking client used by the CLIs and the load generator, with
 //!   pipelining and reconnect with exponential backoff and jitter.
-//! - [`signals`]: SIGINT/SIGTERM to a clean shutdown.
+//! - [`signals`]: SIGINT/SIGTERM to a clean shutdown; [`echo`]: the echo service
+//!   of the reactor tests and benchmark.
 //! - [`metrics`], [`log`]: the servers' counters and log lines; [`proxy`]: the
 //!   PROXY protocol header; [`tls`]: TLS for the clients.
 //!

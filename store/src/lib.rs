@@ -1,9 +1,13 @@
 //! PostgreSQL access for the marketplace: the only crate that speaks SQL.
 //!
-//! It owns the connection pools of customer_db and product_db ([`db`]), the
-//! migration runner ([`migrate`]), password hashing ([`password`]), and one method
-//! of [`Store`] per use case ([`seller`], [`buyer`]), each returning protocol types
-//! or a [`StoreError`] that names its protocol code.
+//! It owns the connection pools of customer_db and product_db ([`db`], with
+//! the product_db standby for searches: `replica`), the migration runner
+//! ([`migrate`]), password hashing ([`password`]), exactly-once writes
+//! ([`once`]), and one method of [`Store`] per use case, grouped by concept:
+//! [`session`] (who is asking: [`SessionId`], log in and out), `account`,
+//! [`item`], `cart`, [`search`] and [`purchase`] (the saga and the history).
+//! Each returns protocol types or a [`StoreError`] that names its protocol
+//! code ([`error`]).
 //!
 //! It must not keep per-user state in memory (sessions and carts are rows), build
 //! SQL from user input (every value is a bound parameter), or assume that both

@@ -19,9 +19,11 @@ pub(super) const MAIN: usize = 0;
 pub(super) const SLOW: usize = 1;
 
 /// A worker's output buffer holds this much; each answer is split off it,
-/// and its room is reclaimed once the reactor has copied the answer into
-/// its connection's own buffer (see `Reactor::take_done`).
+/// and its room is reclaimed once the reactor has copied the answers into
+/// their connections' own buffers (see `Reactor::take_done`).
 const OUT_CAPACITY: usize = 16 * 1024;
+/// Room made before each answer: while the buffer has it, no allocation.
+const ANSWER_ROOM: usize = 1024;
 
 /// One request on its way to a worker.
 pub(super) struct Job {
@@ -100,9 +102,10 @@ impl Worker {
             if !self.slow {
                 self.metrics.busy(1);
             }
-            // Takes back the room of the answers the reactor has taken (in
-            // place; a new buffer only while one is still on its way).
-            out.reserve(OUT_CAPACITY);
+            // Below ANSWER_ROOM left, takes back the room of the answers the
+            // reactor has taken (in place; a new buffer only while one of
+            // them is still on its way).
+            out.reserve(ANSWER_ROOM);
             let outcome = call_service(
                 &*self.service,
                 job.peer,
