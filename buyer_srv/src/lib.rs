@@ -4,10 +4,10 @@
 
 use chrono::Datelike;
 use net::metrics::ServerMetrics;
-use server::{ServerSettings, Side};
+use server::Side;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{DbSettings, SessionId, Store};
+use store::{SessionId, Store};
 use wire::buyer::{self, op, Request};
 use wire::request::{
     CartChange, Checkout, Credentials, Feedback, Idempotency, ItemRef, NoFields, Search, SellerRef,
@@ -266,24 +266,4 @@ fn chores(store: &Store, metrics: &ServerMetrics) -> Result<(), String> {
         .map_err(|e| format!("purchase recovery: {e}"))?;
     metrics.purchases_recovered(settled.completed, settled.abandoned);
     Ok(())
-}
-
-/// Opens and migrates the databases (waiting up to `db_wait` for them), binds
-/// the listeners, and returns the server ready to run (see
-/// [`server::prepare`]).
-///
-/// # Errors
-/// A message when a database stays unreachable or an address cannot be bound.
-pub fn prepare(
-    settings: &ServerSettings,
-    db: &DbSettings,
-    db_wait: Duration,
-) -> Result<net::Server, String> {
-    server::prepare(&SIDE, settings, db, db_wait)
-}
-
-/// Runs the buyer server with command-line arguments `raw` (after the program
-/// name): the whole `main` of `buyer_srv`, also reachable as `marketplace buyer`.
-pub fn main_with(raw: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    server::main(&SIDE, raw)
 }

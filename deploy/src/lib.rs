@@ -23,8 +23,8 @@ use std::process::ExitCode;
 pub fn serve_subcommand(raw: &[OsString]) -> Option<ExitCode> {
     let (first, rest) = raw.split_first()?;
     match first.to_str()? {
-        "seller" => Some(seller_srv::main_with(rest.to_vec())),
-        "buyer" => Some(buyer_srv::main_with(rest.to_vec())),
+        "seller" => Some(server::main(&seller_srv::SIDE, rest.to_vec())),
+        "buyer" => Some(server::main(&buyer_srv::SIDE, rest.to_vec())),
         _ => None,
     }
 }

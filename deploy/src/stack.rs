@@ -244,8 +244,8 @@ impl Stack {
             return Ok((self.seller.listen, self.buyer.listen));
         }
         let wait = Duration::from_secs(10);
-        let seller = seller_srv::prepare(&self.seller, &self.db, wait)?;
-        let buyer = buyer_srv::prepare(&self.buyer, &self.db, wait)?;
+        let seller = server::prepare(&seller_srv::SIDE, &self.seller, &self.db, wait)?;
+        let buyer = server::prepare(&buyer_srv::SIDE, &self.buyer, &self.db, wait)?;
         let addrs = (seller.local_addr(), buyer.local_addr());
         let mut running = lock(&self.running);
         for server in [seller, buyer] {

@@ -3,11 +3,10 @@
 //! the databases, so any number of instances can serve the same sellers.
 
 use net::metrics::ServerMetrics;
-use server::{ServerSettings, Side};
+use server::Side;
 use std::sync::Arc;
-use std::time::Duration;
 use store::NewItem;
-use store::{DbSettings, SessionId, Store};
+use store::{SessionId, Store};
 use wire::request::{
     ChangePrice, Credentials, Idempotency, NoFields, OwnItems, RegisterItem, SessionOnly,
     UpdateUnits,
@@ -190,24 +189,4 @@ fn chores(store: &Store, metrics: &ServerMetrics) -> Result<(), String> {
     let swept = store.sweep_seller_sessions().map_err(|e| e.to_string())?;
     metrics.sessions_swept(swept);
     Ok(())
-}
-
-/// Opens and migrates the databases (waiting up to `db_wait` for them), binds
-/// the listeners, and returns the server ready to run (see
-/// [`server::prepare`]).
-///
-/// # Errors
-/// A message when a database stays unreachable or an address cannot be bound.
-pub fn prepare(
-    settings: &ServerSettings,
-    db: &DbSettings,
-    db_wait: Duration,
-) -> Result<net::Server, String> {
-    server::prepare(&SIDE, settings, db, db_wait)
-}
-
-/// Runs the seller server with command-line arguments `raw` (after the program
-/// name): the whole `main` of `seller_srv`, also reachable as `marketplace seller`.
-pub fn main_with(raw: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    server::main(&SIDE, raw)
 }
