@@ -175,18 +175,7 @@ impl Store {
         session: SessionId,
         once: Option<&Idempotency>,
     ) -> Result<(), StoreError> {
-        let id = session.0;
-        let keyed = self.buyer_keyed(session, once)?;
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| {
-                let row = c.query_one("SELECT save_cart($1, $2)", &[&id, &self.timeout()])?;
-                row.try_get::<_, Option<i64>>(0)?
-                    .map(|_| ())
-                    .ok_or(StoreError::SessionExpired)
-            },
-        )
+        self.whole_cart_write(session, once, "SELECT save_cart($1, $2)")
     }
 
     /// Empties the session's active cart and the buyer's saved cart.
@@ -198,20 +187,32 @@ impl Store {
         session: SessionId,
         once: Option<&Idempotency>,
     ) -> Result<(), StoreError> {
-        let id = session.0;
+        self.whole_cart_write(
+            session,
+            once,
+            "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+             a AS (DELETE FROM active_carts c USING s
+                    WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
+             b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
+             SELECT buyer_id FROM s",
+        )
+    }
+
+    /// Runs `sql` once per idempotency key: a statement on the session's
+    /// carts that takes the session and the timeout, renews the session and
+    /// returns its buyer (NULL when it has expired).
+    fn whole_cart_write(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+        sql: &'static str,
+    ) -> Result<(), StoreError> {
         let keyed = self.buyer_keyed(session, once)?;
         run_once_on(
             || self.customer(),
             keyed.as_ref(),
             |c| {
-                let row = c.query_one(
-                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
-             a AS (DELETE FROM active_carts c USING s
-                    WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
-             b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
-             SELECT buyer_id FROM s",
-                    &[&id, &self.timeout()],
-                )?;
+                let row = c.query_one(sql, &[&session.0, &self.timeout()])?;
                 row.try_get::<_, Option<i64>>(0)?
                     .map(|_| ())
                     .ok_or(StoreError::SessionExpired)

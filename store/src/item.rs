@@ -3,12 +3,14 @@
 //! Every use case renews the caller's session first (customer_db), then works
 //! on product_db.
 
-use crate::account::{BUYERS, SELLERS};
+use crate::account::{Accounts, BUYERS, SELLERS};
 use crate::db::{Conn, Store};
 use crate::once::run_once_on;
 use crate::session::SessionId;
 use crate::StoreError;
 use postgres::Row;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use wire::request::Idempotency;
 use wire::response::{Condition, Item, SellerRating};
 
@@ -76,13 +78,9 @@ impl Store {
         item: &NewItem<'_>,
         once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
-        let seller_id = self.seller_session(session)?;
-        let keyed = SELLERS.keyed(once, seller_id);
-        run_once_on(
-            || self.product(),
-            keyed.as_ref(),
-            |c| register(c, seller_id, item),
-        )
+        self.item_write(&SELLERS, session, once, |c, seller_id| {
+            register(c, seller_id, item)
+        })
     }
 
     /// Sets the price of one of the caller's items; returns the price in cents.
@@ -96,23 +94,17 @@ impl Store {
         cents: i64,
         once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
-        let seller_id = self.seller_session(session)?;
-        let keyed = SELLERS.keyed(once, seller_id);
-        run_once_on(
-            || self.product(),
-            keyed.as_ref(),
-            |c| {
-                let row = c.query_opt(
-                    "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
+        self.item_write(&SELLERS, session, once, |c, seller_id| {
+            let row = c.query_opt(
+                "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
                  RETURNING price_cents",
-                    &[&item_id, &seller_id, &cents],
-                )?;
-                match row {
-                    Some(row) => Ok(row.try_get(0)?),
-                    None => Err(not_yours(item_id)),
-                }
-            },
-        )
+                &[&item_id, &seller_id, &cents],
+            )?;
+            match row {
+                Some(row) => Ok(row.try_get(0)?),
+                None => Err(not_yours(item_id)),
+            }
+        })
     }
 
     /// Removes `change` units of one of the caller's items (negative adds them
@@ -127,13 +119,9 @@ impl Store {
         change: i64,
         once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
-        let seller_id = self.seller_session(session)?;
-        let keyed = SELLERS.keyed(once, seller_id);
-        run_once_on(
-            || self.product(),
-            keyed.as_ref(),
-            |c| update_units(c, seller_id, item_id, change),
-        )
+        self.item_write(&SELLERS, session, once, |c, seller_id| {
+            update_units(c, seller_id, item_id, change)
+        })
     }
 
     /// The caller's items with units for sale, by id; with `sold_out`, also
@@ -253,22 +241,30 @@ impl Store {
         up: bool,
         once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
-        let buyer_id = self.buyer_session(session)?;
-        let keyed = BUYERS.keyed(once, buyer_id);
-        run_once_on(
-            || self.product(),
-            keyed.as_ref(),
-            |c| {
-                let row = c.query_opt(
-                    "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
-                    &[&item_id, &buyer_id, &up],
-                )?;
-                match row {
-                    Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
-                    None => Err(no_item(item_id)),
-                }
-            },
-        )
+        self.item_write(&BUYERS, session, once, |c, buyer_id| {
+            let row = c.query_opt(
+                "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
+                &[&item_id, &buyer_id, &up],
+            )?;
+            match row {
+                Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                None => Err(no_item(item_id)),
+            }
+        })
+    }
+
+    /// Runs `effect` on product_db with the account of `session` (renewed
+    /// first, on customer_db), once per idempotency key: every item write.
+    fn item_write<T: Serialize + DeserializeOwned>(
+        &self,
+        side: &Accounts,
+        session: SessionId,
+        once: Option<&Idempotency>,
+        effect: impl FnOnce(&mut Conn, i64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let account = self.touch_session(side, session)?;
+        let keyed = side.keyed(once, account);
+        run_once_on(|| self.product(), keyed.as_ref(), |c| effect(c, account))
     }
 }
 
