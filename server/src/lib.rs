@@ -20,7 +20,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use store::search::{Every, FOLD_EVERY};
+use std::time::Instant;
+use store::search::FOLD_EVERY;
 use store::{DbSettings, Store, StoreError};
 use wire::Operation;
 
@@ -209,5 +210,44 @@ where
             net::log::line(name, "ERROR", &format!("stopped on an error: {e}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A chore run at most once per period, from a loop that ticks more often.
+#[derive(Debug)]
+pub struct Every {
+    period: Duration,
+    last: Option<Instant>,
+}
+
+impl Every {
+    /// Due at once, then once per `period`.
+    pub fn new(period: Duration) -> Self {
+        Every { period, last: None }
+    }
+
+    /// Whether the chore is due now; if so, the period starts again.
+    pub fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self.last.is_none_or(|last| now - last >= self.period);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chore_is_due_at_once_then_once_per_period() {
+        let mut every = Every::new(Duration::from_millis(50));
+        assert!(every.due());
+        assert!(!every.due());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(every.due());
+        assert!(!every.due());
     }
 }

@@ -22,7 +22,7 @@ use crate::item::item_at;
 use crate::session::SessionId;
 use crate::{Store, StoreError};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wire::response::Item;
 
 /// The most keywords a search carries (PROTOCOL.md).
@@ -260,45 +260,6 @@ pub const CATEGORY_SQL: &str = concat!(
 pub const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 impl Store {
-    /// Folds each search count's delta rows into one (a count then reads one
-    /// row until the next changes); returns how many rows it folded, 0 when
-    /// another server was folding.
-    ///
-    /// # Errors
-    /// `Unavailable`.
-    pub fn fold_search_counts(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .product()?
-            .query_one("SELECT fold_search_counts()", &[])?
-            .try_get(0)?)
-    }
-}
-
-/// A chore run at most once per period, from a loop that ticks more often.
-#[derive(Debug)]
-pub struct Every {
-    period: Duration,
-    last: Option<Instant>,
-}
-
-impl Every {
-    /// Due at once, then once per `period`.
-    pub fn new(period: Duration) -> Self {
-        Every { period, last: None }
-    }
-
-    /// Whether the chore is due now; if so, the period starts again.
-    pub fn due(&mut self) -> bool {
-        let now = Instant::now();
-        let due = self.last.is_none_or(|last| now - last >= self.period);
-        if due {
-            self.last = Some(now);
-        }
-        due
-    }
-}
-
-impl Store {
     /// Items of `category` with units left: with no keywords all of them, newest
     /// first; with keywords those sharing at least one, ranked by shared keywords,
     /// then score, then id. Returns one page and the number of all matches.
@@ -355,6 +316,19 @@ impl Store {
         }
         Ok((items, total))
     }
+
+    /// Folds each search count's delta rows into one (a count then reads one
+    /// row until the next changes); returns how many rows it folded, 0 when
+    /// another server was folding.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub fn fold_search_counts(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .product()?
+            .query_one("SELECT fold_search_counts()", &[])?
+            .try_get(0)?)
+    }
 }
 
 #[cfg(test)]
@@ -379,16 +353,6 @@ mod tests {
         );
         // A keyword that looks like a key cannot collide with a pair.
         assert_ne!(keyword_key(&["1a1b"]), keyword_key(&["a", "b"]));
-    }
-
-    #[test]
-    fn a_chore_is_due_at_once_then_once_per_period() {
-        let mut every = Every::new(Duration::from_millis(50));
-        assert!(every.due());
-        assert!(!every.due());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(every.due());
-        assert!(!every.due());
     }
 
     #[test]
