@@ -232,3 +232,30 @@ impl Store {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_that_cannot_be_a_session_id_is_an_expired_session() {
+        for text in ["", "abc", "00000000-0000-0000-0000-00000000000g"] {
+            assert!(matches!(
+                SessionId::parse(text),
+                Err(StoreError::SessionExpired)
+            ));
+        }
+        let id = SessionId::fresh();
+        assert_eq!(SessionId::parse(&id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn a_login_result_recorded_as_text_before_session_ids_had_a_type_still_decodes() {
+        // What a Login's idempotency key recorded when it returned (String, i64).
+        let recorded = r#"["67e55044-10b1-426f-9247-bb680e5fe0c8",7]"#;
+        let (session, id): (SessionId, i64) = serde_json::from_str(recorded).unwrap();
+        assert_eq!(session.to_string(), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+        assert_eq!(id, 7);
+        assert_eq!(serde_json::to_string(&(session, id)).unwrap(), recorded);
+    }
+}
