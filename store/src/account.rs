@@ -17,6 +17,9 @@ pub(crate) struct Accounts {
     /// `SELECT touch_<side>_session($1, $2)`: renews a live session, returns
     /// its account (NULL when expired).
     pub touch_session: &'static str,
+    /// `DELETE FROM <side>_sessions WHERE session_state(last_active_at, $1) =
+    /// 'expired'`: the sweep of sessions nobody came back to.
+    pub sweep_sessions: &'static str,
     /// `seller` or `buyer`: the idempotency scope of an account is
     /// `<side>:<id>`, of a username `<side>-name:<username>`.
     pub side: &'static str,
@@ -49,6 +52,8 @@ pub(crate) const SELLERS: Accounts = Accounts {
     credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
     end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
     touch_session: "SELECT touch_seller_session($1, $2)",
+    sweep_sessions:
+        "DELETE FROM seller_sessions WHERE session_state(last_active_at, $1) = 'expired'",
     side: "seller",
 };
 
@@ -57,6 +62,8 @@ pub(crate) const BUYERS: Accounts = Accounts {
     credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
     end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
     touch_session: "SELECT touch_buyer_session($1, $2)",
+    sweep_sessions:
+        "DELETE FROM buyer_sessions WHERE session_state(last_active_at, $1) = 'expired'",
     side: "buyer",
 };
 

@@ -3,12 +3,15 @@
 //! statement spans the two); every cart statement renews the session in the
 //! same statement.
 
-use crate::db::Store;
+use crate::account::BUYERS;
+use crate::db::{Conn, Store};
 use crate::item::no_item;
 use crate::once::run_once_on;
 use crate::session::SessionId;
 use crate::StoreError;
 use postgres::Row;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use wire::request::Idempotency;
 use wire::response::CartContents;
@@ -58,13 +61,9 @@ impl Store {
             self.buyer_session(session)?;
             return Err(no_item(item_id));
         };
-        let keyed = self.buyer_keyed(session, once)?;
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| {
-                let rows = c.query(
-                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        self.cart_write(session, once, |c| {
+            let rows = c.query(
+                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              up AS (
                  INSERT INTO active_carts AS c (session_id, item_id, quantity)
                  SELECT $1, $3::bigint, $4::bigint FROM s
@@ -80,22 +79,21 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM up
                ) l ON s.buyer_id IS NOT NULL",
-                    &[&id, &self.timeout(), &item_id, &quantity, &available],
-                );
-                // The session checked out live but ended before its cart row went in.
-                let rows = match rows {
-                    Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
-                    other => other?,
-                };
-                let (changed, cart) = cart_rows(&rows)?;
-                if changed == 0 {
-                    return Err(StoreError::InsufficientStock(format!(
-                        "item {item_id} has only {available} units available"
-                    )));
-                }
-                Ok(cart)
-            },
-        )
+                &[&id, &self.timeout(), &item_id, &quantity, &available],
+            );
+            // The session checked out live but ended before its cart row went in.
+            let rows = match rows {
+                Err(StoreError::Orphan(_)) => return Err(StoreError::SessionExpired),
+                other => other?,
+            };
+            let (changed, cart) = cart_rows(&rows)?;
+            if changed == 0 {
+                return Err(StoreError::InsufficientStock(format!(
+                    "item {item_id} has only {available} units available"
+                )));
+            }
+            Ok(cart)
+        })
     }
 
     /// Removes units from the session's active cart (the line goes when none are
@@ -111,13 +109,9 @@ impl Store {
         once: Option<&Idempotency>,
     ) -> Result<CartContents, StoreError> {
         let id = session.0;
-        let keyed = self.buyer_keyed(session, once)?;
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| {
-                let rows = c.query(
-                    "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
+        self.cart_write(session, once, |c| {
+            let rows = c.query(
+                "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id),
              cut AS (
                  UPDATE active_carts c SET quantity = c.quantity - $4 FROM s
                   WHERE s.buyer_id IS NOT NULL AND c.session_id = $1 AND c.item_id = $3
@@ -137,17 +131,16 @@ impl Store {
                     WHERE session_id = $1 AND item_id <> $3
                    UNION ALL SELECT item_id, quantity FROM cut
                ) l ON s.buyer_id IS NOT NULL",
-                    &[&id, &self.timeout(), &item_id, &quantity],
-                )?;
-                let (changed, cart) = cart_rows(&rows)?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "item {item_id} is not in your cart"
-                    )));
-                }
-                Ok(cart)
-            },
-        )
+                &[&id, &self.timeout(), &item_id, &quantity],
+            )?;
+            let (changed, cart) = cart_rows(&rows)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "item {item_id} is not in your cart"
+                )));
+            }
+            Ok(cart)
+        })
     }
 
     /// The session's active cart.
@@ -207,16 +200,27 @@ impl Store {
         once: Option<&Idempotency>,
         sql: &'static str,
     ) -> Result<(), StoreError> {
-        let keyed = self.buyer_keyed(session, once)?;
-        run_once_on(
-            || self.customer(),
-            keyed.as_ref(),
-            |c| {
-                let row = c.query_one(sql, &[&session.0, &self.timeout()])?;
-                row.try_get::<_, Option<i64>>(0)?
-                    .map(|_| ())
-                    .ok_or(StoreError::SessionExpired)
-            },
-        )
+        self.cart_write(session, once, |c| {
+            let row = c.query_one(sql, &[&session.0, &self.timeout()])?;
+            row.try_get::<_, Option<i64>>(0)?
+                .map(|_| ())
+                .ok_or(StoreError::SessionExpired)
+        })
+    }
+
+    /// Runs `effect` on customer_db once per idempotency key, whose scope is
+    /// the session's buyer: looked up (and the session renewed) only for a
+    /// keyed request, since every cart statement renews the session itself.
+    fn cart_write<T: Serialize + DeserializeOwned>(
+        &self,
+        session: SessionId,
+        once: Option<&Idempotency>,
+        effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let keyed = match once {
+            Some(_) => BUYERS.keyed(once, self.buyer_session(session)?),
+            None => None,
+        };
+        run_once_on(|| self.customer(), keyed.as_ref(), effect)
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::account::{Accounts, BUYERS, SELLERS};
 use crate::db::Store;
-use crate::once::{run_once_on, Keyed};
+use crate::once::run_once_on;
 use crate::StoreError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -108,10 +108,7 @@ impl Store {
     /// # Errors
     /// `Unavailable`.
     pub fn sweep_seller_sessions(&self) -> Result<u64, StoreError> {
-        self.customer()?.execute(
-            "DELETE FROM seller_sessions WHERE session_state(last_active_at, $1) = 'expired'",
-            &[&self.timeout()],
-        )
+        self.sweep_sessions(&SELLERS)
     }
 
     /// Checks the password and opens a session whose active cart starts as a
@@ -151,48 +148,14 @@ impl Store {
         self.touch_session(&BUYERS, session)
     }
 
-    /// The idempotency scope of a keyed request on `session`: its buyer. The
-    /// session is checked (and renewed) only for a keyed request.
-    pub(crate) fn buyer_keyed<'a>(
-        &self,
-        session: SessionId,
-        once: Option<&'a Idempotency>,
-    ) -> Result<Option<Keyed<'a>>, StoreError> {
-        match once {
-            Some(_) => Ok(BUYERS.keyed(once, self.buyer_session(session)?)),
-            None => Ok(None),
-        }
-    }
-
     /// Deletes expired buyer sessions (and their carts); returns how many.
     ///
     /// # Errors
     /// `Unavailable`.
     pub fn sweep_buyer_sessions(&self) -> Result<u64, StoreError> {
-        self.customer()?.execute(
-            "DELETE FROM buyer_sessions WHERE session_state(last_active_at, $1) = 'expired'",
-            &[&self.timeout()],
-        )
+        self.sweep_sessions(&BUYERS)
     }
-}
 
-/// Opens a session for `buyer_id` whose active cart starts as a copy of the
-/// saved cart (one statement); returns the session id and the buyer.
-fn login(c: &mut crate::db::Conn, buyer_id: i64) -> Result<(SessionId, i64), StoreError> {
-    let session = SessionId::fresh();
-    c.execute(
-        "WITH s AS (
-             INSERT INTO buyer_sessions (session_id, buyer_id) VALUES ($1, $2)
-             RETURNING session_id
-         )
-         INSERT INTO active_carts (session_id, item_id, quantity)
-         SELECT s.session_id, c.item_id, c.quantity
-           FROM s, saved_carts c WHERE c.buyer_id = $2",
-        &[&session.0, &buyer_id],
-    )?;
-    Ok((session, buyer_id))
-}
-impl Store {
     /// Renews a live session and returns its account.
     pub(crate) fn touch_session(
         &self,
@@ -231,8 +194,30 @@ impl Store {
             |c| c.execute(side.end_session, &[&id]).map(|_| ()),
         )
     }
+
+    /// Deletes the side's expired sessions; returns how many.
+    fn sweep_sessions(&self, side: &Accounts) -> Result<u64, StoreError> {
+        self.customer()?
+            .execute(side.sweep_sessions, &[&self.timeout()])
+    }
 }
 
+/// Opens a session for `buyer_id` whose active cart starts as a copy of the
+/// saved cart (one statement); returns the session id and the buyer.
+fn login(c: &mut crate::db::Conn, buyer_id: i64) -> Result<(SessionId, i64), StoreError> {
+    let session = SessionId::fresh();
+    c.execute(
+        "WITH s AS (
+             INSERT INTO buyer_sessions (session_id, buyer_id) VALUES ($1, $2)
+             RETURNING session_id
+         )
+         INSERT INTO active_carts (session_id, item_id, quantity)
+         SELECT s.session_id, c.item_id, c.quantity
+           FROM s, saved_carts c WHERE c.buyer_id = $2",
+        &[&session.0, &buyer_id],
+    )?;
+    Ok((session, buyer_id))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
