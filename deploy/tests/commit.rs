@@ -3,13 +3,14 @@
 //! was changed") can rely on it, and one whose write did commit gets its
 //! result. Between the store and product_db sits a proxy that breaks the
 //! connection at COMMIT: after forwarding it (the answer is lost), or before
-//! (it never arrives).
+//! (it never arrives). The same proxy counts what the store sends: a keyed
+//! write's BEGIN and COMMIT travel with its statements.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use store::NewItem;
 use store::{DbSettings, Store, StoreError};
@@ -29,6 +30,9 @@ const LOSE_COMMIT: u8 = 2;
 struct PgProxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
+    /// Reads from the store's side: a message or a pipeline of messages
+    /// written at once (one write on loopback is one read here).
+    sends: Arc<AtomicUsize>,
 }
 
 impl PgProxy {
@@ -37,23 +41,26 @@ impl PgProxy {
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicU8::new(PASS));
         let shared = mode.clone();
+        let sends = Arc::new(AtomicUsize::new(0));
+        let counted = sends.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
                 let mode = shared.clone();
+                let sends = counted.clone();
                 let cut = Arc::new(AtomicU8::new(0));
                 let (c2, s2, cut2) = (
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                     cut.clone(),
                 );
-                std::thread::spawn(move || requests(client, server, &mode, &cut));
+                std::thread::spawn(move || requests(client, server, &mode, &cut, &sends));
                 std::thread::spawn(move || answers(s2, c2, &cut2));
             }
         });
-        PgProxy { addr, mode }
+        PgProxy { addr, mode, sends }
     }
 
     fn next_commit(&self, mode: u8) {
@@ -66,13 +73,20 @@ fn close(a: &TcpStream, b: &TcpStream) {
     let _ = b.shutdown(Shutdown::Both);
 }
 
-fn requests(mut client: TcpStream, mut server: TcpStream, mode: &AtomicU8, cut: &AtomicU8) {
+fn requests(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    mode: &AtomicU8,
+    cut: &AtomicU8,
+    sends: &AtomicUsize,
+) {
     let mut buf = [0u8; 65536];
     loop {
         let n = match client.read(&mut buf) {
             Ok(0) | Err(_) => return close(&client, &server),
             Ok(n) => n,
         };
+        sends.fetch_add(1, Ordering::SeqCst);
         let chunk = &buf[..n];
         if chunk.windows(COMMIT.len()).any(|w| w == COMMIT) {
             match mode.swap(PASS, Ordering::SeqCst) {
@@ -119,8 +133,9 @@ fn key(k: &str) -> Idempotency {
     }
 }
 
-#[test]
-fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
+/// A store whose product_db connections (`pool_size` of them) go through a
+/// proxy, and a logged-in seller's session and id.
+fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64) {
     let db = stack().db().clone();
     let product: SocketAddr = {
         let rest = db.product_url.split_once('@').unwrap().1;
@@ -129,22 +144,67 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     let proxy = PgProxy::start(product);
     let store = Store::open(&DbSettings {
         product_url: through(&db.product_url, proxy.addr),
-        pool_size: 2,
+        pool_size,
         ..db
     })
     .unwrap();
     let name = unique("commit");
     store.create_seller(&name, "pw", None).unwrap();
     let (session, seller_id) = store.login_seller(&name, "pw", None).unwrap();
-    let keywords = vec!["lost".to_owned()];
-    let item = NewItem {
+    (store, proxy, session, seller_id)
+}
+
+fn item(keywords: &[String]) -> NewItem<'_> {
+    NewItem {
         item_name: "lost answer",
         category: 1,
-        keywords: &keywords,
+        keywords,
         condition: Condition::New,
         price_cents: 100,
         quantity: 1,
-    };
+    }
+}
+
+#[test]
+fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
+    // One connection, so that the measured write finds its statements prepared.
+    let (store, proxy, session, _) = store_through_proxy(1);
+    let keywords = vec!["pipelined".to_owned()];
+    let item = item(&keywords);
+    // Once, and again as a resend: every statement of both is prepared.
+    for _ in 0..2 {
+        store
+            .register_item(session, &item, Some(&key("warm")))
+            .unwrap();
+    }
+
+    proxy.sends.store(0, Ordering::SeqCst);
+    let (id, _) = store
+        .register_item(session, &item, Some(&key("counted")))
+        .unwrap();
+    // [BEGIN, the item's INSERT] and [the key's INSERT, COMMIT]: two sends
+    // where one per statement would be four.
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 2);
+
+    // A resend meets the taken key: the COMMIT that went with it rolled the
+    // second item back, and the first answer comes back.
+    proxy.sends.store(0, Ordering::SeqCst);
+    let (again, _) = store
+        .register_item(session, &item, Some(&key("counted")))
+        .unwrap();
+    assert_eq!(again, id);
+    // The two as above, and the recorded answer read.
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 3);
+    let listed = store.seller_items(session, true).unwrap();
+    assert_eq!(listed.iter().filter(|i| i.item_id == id).count(), 1);
+    assert_eq!(listed.len(), 2, "the warm-up item and this one");
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
+    let (store, proxy, session, seller_id) = store_through_proxy(2);
+    let keywords = vec!["lost".to_owned()];
+    let item = item(&keywords);
     let count = || -> i64 {
         let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
         c.query_one(

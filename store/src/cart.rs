@@ -9,10 +9,10 @@ use crate::item::no_item;
 use crate::once::run_once_on;
 use crate::session::SessionId;
 use crate::StoreError;
-use postgres::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tokio_postgres::Row;
 use wire::request::Idempotency;
 use wire::response::CartContents;
 

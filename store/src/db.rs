@@ -2,29 +2,56 @@
 //!
 //! Each pooled [`Conn`] prepares a statement the first time it runs it and reuses
 //! the prepared statement afterwards, so a request costs one round trip per
-//! statement instead of a parse and an execute. A connection that fails at the
-//! connection level is marked broken and the pool replaces it; the request that
-//! met it gets `UNAVAILABLE`.
+//! statement instead of a parse and an execute. A transaction costs no round
+//! trip of its own either: [`Conn::begin`] sends nothing, its BEGIN goes out
+//! with the first statement, and [`Conn::commit_after`] sends the last
+//! statement and COMMIT together (tokio-postgres pipelines requests polled at
+//! once; each connection drives its own on a current-thread runtime, as the
+//! `postgres` crate does). A connection that fails at the connection level is
+//! marked broken and the pool replaces it; the request that met it gets
+//! `UNAVAILABLE`.
 
 use crate::error::connection_broken;
 use crate::{DbSettings, StoreError};
-use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use futures_util::future;
 use r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Socket, Statement};
 
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// The half of a connection that reads and writes its socket.
+type Link = Pin<Box<tokio_postgres::Connection<Socket, NoTlsStream>>>;
+
+/// Where a connection is in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Txn {
+    /// None open.
+    Idle,
+    /// Begun, BEGIN not sent yet: it goes with the next statement.
+    Pending,
+    /// BEGIN sent.
+    Open,
+}
+
 /// A database connection with its prepared statements.
 pub struct Conn {
+    runtime: Runtime,
+    /// None once the socket has closed (the client's requests then fail).
+    link: Option<Link>,
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    txn: Txn,
     broken: bool,
     /// The pool's failure epoch when this connection was last known good.
     epoch: u64,
@@ -35,17 +62,59 @@ pub struct Conn {
     errors: Arc<AtomicU64>,
 }
 
+/// Runs `work` to completion, driving the connection's socket meanwhile.
+fn drive<T>(runtime: &Runtime, link: &mut Option<Link>, work: impl Future<Output = T>) -> T {
+    let mut work = pin!(work);
+    runtime.block_on(future::poll_fn(|cx| {
+        // The socket first: it sends what `work` queued at its last poll and
+        // hands `work` the replies. It ends (Ready) when the server or the
+        // network closed it; the client's requests then fail as closed.
+        if let Some(l) = link {
+            if l.as_mut().poll(cx).is_ready() {
+                *link = None;
+            }
+        }
+        // A request queued by this poll is sent by the link's next one,
+        // which the channel's wake-up asks for.
+        work.as_mut().poll(cx)
+    }))
+}
+
+/// `statement` preceded by BEGIN when `begin`, both sent before either reply is
+/// awaited.
+async fn after_begin<T>(
+    client: &Client,
+    begin: bool,
+    statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    if !begin {
+        return statement.await;
+    }
+    // `join` polls in order: BEGIN is queued before the statement.
+    let (begun, result) = future::join(client.batch_execute("BEGIN"), statement).await;
+    begun.and(result)
+}
+
 impl Conn {
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql)?;
+        let statement = drive(&self.runtime, &mut self.link, self.client.prepare(sql))?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
 
-    fn note<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T, StoreError> {
+    /// Whether a BEGIN is to go with the next statement (and is then sent).
+    fn take_begin(&mut self) -> bool {
+        let begin = self.txn == Txn::Pending;
+        if begin {
+            self.txn = Txn::Open;
+        }
+        begin
+    }
+
+    fn note<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
         result.map_err(|e| {
             if connection_broken(&e) {
                 self.broken = true;
@@ -66,9 +135,11 @@ impl Conn {
     /// # Errors
     /// `Unavailable` when the connection failed, `Internal` otherwise.
     pub fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let result = self
-            .statement(sql)
-            .and_then(|s| self.client.query(&s, params));
+        let result = self.statement(sql).and_then(|s| {
+            let begin = self.take_begin();
+            let run = after_begin(&self.client, begin, self.client.query(&s, params));
+            drive(&self.runtime, &mut self.link, run)
+        });
         self.note(result)
     }
 
@@ -81,9 +152,11 @@ impl Conn {
         sql: &'static str,
         params: Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
-        let result = self
-            .statement(sql)
-            .and_then(|s| self.client.query_opt(&s, params));
+        let result = self.statement(sql).and_then(|s| {
+            let begin = self.take_begin();
+            let run = after_begin(&self.client, begin, self.client.query_opt(&s, params));
+            drive(&self.runtime, &mut self.link, run)
+        });
         self.note(result)
     }
 
@@ -92,9 +165,11 @@ impl Conn {
     /// # Errors
     /// As [`Conn::query`], and `Internal` for any other number of rows.
     pub fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, StoreError> {
-        let result = self
-            .statement(sql)
-            .and_then(|s| self.client.query_one(&s, params));
+        let result = self.statement(sql).and_then(|s| {
+            let begin = self.take_begin();
+            let run = after_begin(&self.client, begin, self.client.query_one(&s, params));
+            drive(&self.runtime, &mut self.link, run)
+        });
         self.note(result)
     }
 
@@ -103,24 +178,123 @@ impl Conn {
     /// # Errors
     /// As [`Conn::query`].
     pub fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
-        let result = self
-            .statement(sql)
-            .and_then(|s| self.client.execute(&s, params));
+        let result = self.statement(sql).and_then(|s| {
+            let begin = self.take_begin();
+            let run = after_begin(&self.client, begin, self.client.execute(&s, params));
+            drive(&self.runtime, &mut self.link, run)
+        });
         self.note(result)
     }
 
-    /// Runs `sql` (no parameters, e.g. `BEGIN`/`COMMIT`/`ROLLBACK`) as a simple query.
+    /// Runs `sql` (no parameters, e.g. a migration's script) as a simple query.
     ///
     /// # Errors
     /// As [`Conn::query`].
     pub fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        let result = self.client.batch_execute(sql);
+        let begin = self.take_begin();
+        let run = after_begin(&self.client, begin, self.client.batch_execute(sql));
+        let result = drive(&self.runtime, &mut self.link, run);
         self.note(result)
     }
 
-    /// The underlying client, for the migration runner.
-    pub(crate) fn client(&mut self) -> &mut Client {
-        &mut self.client
+    /// Begins a transaction. Nothing is sent yet: BEGIN goes with the next
+    /// statement.
+    pub fn begin(&mut self) {
+        debug_assert_eq!(self.txn, Txn::Idle, "a transaction is already open");
+        self.txn = Txn::Pending;
+    }
+
+    /// Runs a cached statement as the transaction's last and commits, both
+    /// sent at once; returns the rows it touched. A transaction that sent no
+    /// statement yet needs neither BEGIN nor COMMIT: the statement runs alone.
+    ///
+    /// # Errors
+    /// The statement's error when it failed (the COMMIT then rolled the
+    /// transaction back: nothing was changed); `CommitUnknown` when the
+    /// connection failed with the COMMIT sent (it may have committed).
+    pub fn commit_after(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<u64, StoreError> {
+        let statement = match self.statement(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = self.note(Err::<(), _>(e)).unwrap_err();
+                return Err(self.rollback().err().unwrap_or(e));
+            }
+        };
+        let alone = self.txn == Txn::Pending;
+        self.txn = Txn::Idle;
+        let result = if alone {
+            drive(
+                &self.runtime,
+                &mut self.link,
+                self.client.execute(&statement, params),
+            )
+        } else {
+            let run = future::join(
+                self.client.execute(&statement, params),
+                self.client.batch_execute("COMMIT"),
+            );
+            let (done, committed) = drive(&self.runtime, &mut self.link, run);
+            // A failed statement has the COMMIT roll back (its error
+            // stands); one that did not fail stands or falls with the COMMIT.
+            match done {
+                Err(e) => Err(e),
+                Ok(n) => committed.map(|()| n),
+            }
+        };
+        match self.note(result) {
+            // The server may have run both before the connection went.
+            Err(StoreError::Unavailable(e)) => Err(StoreError::CommitUnknown(e)),
+            other => other,
+        }
+    }
+
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    /// `CommitUnknown` when the connection failed with the COMMIT sent;
+    /// the error of a COMMIT the server refused (nothing was changed).
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Idle | Txn::Pending => Ok(()),
+            Txn::Open => {
+                let done = drive(
+                    &self.runtime,
+                    &mut self.link,
+                    self.client.batch_execute("COMMIT"),
+                );
+                match self.note(done) {
+                    Err(StoreError::Unavailable(e)) => Err(StoreError::CommitUnknown(e)),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// Rolls the transaction back (nothing to send when BEGIN was not sent).
+    ///
+    /// # Errors
+    /// `Unavailable` when the connection failed (the server rolls back).
+    pub fn rollback(&mut self) -> Result<(), StoreError> {
+        match std::mem::replace(&mut self.txn, Txn::Idle) {
+            Txn::Idle | Txn::Pending => Ok(()),
+            Txn::Open => {
+                let done = drive(
+                    &self.runtime,
+                    &mut self.link,
+                    self.client.batch_execute("ROLLBACK"),
+                );
+                self.note(done)
+            }
+        }
+    }
+
+    /// An empty query: whether the database answers on this connection.
+    fn ping(&mut self) -> Result<(), tokio_postgres::Error> {
+        drive(&self.runtime, &mut self.link, self.client.simple_query("")).map(|_| ())
     }
 
     pub(crate) fn mark_broken(&mut self) {
@@ -128,21 +302,30 @@ impl Conn {
     }
 }
 
-/// The r2d2 manager: r2d2_postgres connects, this wraps each client in a [`Conn`].
+/// The r2d2 manager: connects, and wraps each client in a [`Conn`].
 pub struct Manager {
-    inner: PostgresConnectionManager<NoTls>,
+    config: Config,
     failures: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = StoreError;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            // Only an exhausted process gets here (no file descriptors left).
+            .map_err(|e| StoreError::Unavailable(format!("a connection's runtime: {e}")))?;
+        let (client, link) = runtime.block_on(self.config.connect(NoTls))?;
         Ok(Conn {
-            client: self.inner.connect()?,
+            runtime,
+            link: Some(Box::pin(link)),
+            client,
             statements: HashMap::new(),
+            txn: Txn::Idle,
             broken: false,
             epoch: self.failures.load(Ordering::SeqCst),
             last_used: std::time::Instant::now(),
@@ -151,12 +334,18 @@ impl r2d2::ManageConnection for Manager {
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        conn.ping().map_err(StoreError::from)
     }
 
+    /// Called as a connection goes back to the pool: one left inside a
+    /// transaction (a request that returned early) is dropped, and the
+    /// server rolls it back.
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || conn.client.is_closed()
+        if conn.txn == Txn::Pending {
+            conn.txn = Txn::Idle;
+        }
+        conn.broken || conn.txn == Txn::Open || conn.link.is_none() || conn.client.is_closed()
     }
 }
 
@@ -206,7 +395,7 @@ impl Db {
             if conn.epoch >= now && !idle {
                 return Ok(conn);
             }
-            if conn.client.simple_query("").is_ok() {
+            if conn.ping().is_ok() {
                 conn.epoch = now;
                 return Ok(conn);
             }
@@ -226,7 +415,7 @@ pub(crate) fn pool(
     failures: &Arc<AtomicU64>,
     options: Option<&str>,
 ) -> Result<Db, StoreError> {
-    let mut config = postgres::Config::from_str(url)
+    let mut config = Config::from_str(url)
         .map_err(|e| StoreError::Internal(format!("bad database URL: {e}")))?;
     if let Some(options) = options {
         // After any options the URL itself carries.
@@ -248,7 +437,7 @@ pub(crate) fn pool(
         .application_name("marketplace");
     let errors = Arc::new(AtomicU64::new(0));
     let manager = Manager {
-        inner: PostgresConnectionManager::new(config, NoTls),
+        config,
         failures: failures.clone(),
         errors: errors.clone(),
     };

@@ -99,7 +99,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// SQLSTATE classes and codes that mean "the connection or server is gone".
-fn is_connection_failure(e: &postgres::Error) -> bool {
+fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
@@ -117,12 +117,12 @@ fn is_connection_failure(e: &postgres::Error) -> bool {
     }
 }
 
-pub(crate) fn connection_broken(e: &postgres::Error) -> bool {
+pub(crate) fn connection_broken(e: &tokio_postgres::Error) -> bool {
     is_connection_failure(e)
 }
 
 /// The server's own words for a database error ("db error" alone says nothing).
-fn describe(e: &postgres::Error) -> String {
+fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
         None => match std::error::Error::source(e) {
@@ -132,14 +132,14 @@ fn describe(e: &postgres::Error) -> String {
     }
 }
 
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
         let detail = describe(&e);
         if is_connection_failure(&e) {
             StoreError::Unavailable(detail)
-        } else if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+        } else if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             StoreError::Conflict(detail)
-        } else if e.code() == Some(&postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
+        } else if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
             StoreError::Orphan(detail)
         } else {
             StoreError::Internal(detail)

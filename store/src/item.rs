@@ -8,9 +8,9 @@ use crate::db::{Conn, Store};
 use crate::once::run_once_on;
 use crate::session::SessionId;
 use crate::StoreError;
-use postgres::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_postgres::Row;
 use wire::request::Idempotency;
 use wire::response::{Condition, Item, SellerRating};
 

@@ -98,22 +98,18 @@ fn checksum(sql: &str) -> i64 {
 /// `Unavailable` when the database cannot be reached; `Internal` when a migration
 /// fails or an applied one no longer matches its file.
 pub fn apply(conn: &mut Conn, migrations: &[Migration]) -> Result<Vec<i32>, StoreError> {
-    let client = conn.client();
-    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])?;
-    let result = apply_locked(client, migrations);
-    if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]) {
+    conn.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])?;
+    let result = apply_locked(conn, migrations);
+    if let Err(e) = conn.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]) {
         // Dropping the connection releases the lock.
         conn.mark_broken();
-        return Err(e.into());
+        return Err(e);
     }
     result
 }
 
-fn apply_locked(
-    client: &mut postgres::Client,
-    migrations: &[Migration],
-) -> Result<Vec<i32>, StoreError> {
-    client.batch_execute(
+fn apply_locked(conn: &mut Conn, migrations: &[Migration]) -> Result<Vec<i32>, StoreError> {
+    conn.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    integer PRIMARY KEY,
              name       text    NOT NULL,
@@ -121,11 +117,11 @@ fn apply_locked(
              applied_at timestamptz NOT NULL DEFAULT now()
          )",
     )?;
-    let applied: Vec<(i32, i64)> = client
+    let applied: Vec<(i32, i64)> = conn
         .query("SELECT version, checksum FROM schema_migrations", &[])?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<_, postgres::Error>>()?;
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let mut newly = Vec::new();
     for m in migrations {
         let sum = checksum(m.sql);
@@ -139,15 +135,22 @@ fn apply_locked(
             }
             None => {}
         }
-        let mut tx = client.transaction()?;
-        tx.batch_execute(m.sql).map_err(|e| {
-            StoreError::Internal(format!("migration {} ({}) failed: {e}", m.version, m.name))
-        })?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[&m.version, &m.name, &sum],
-        )?;
-        tx.commit()?;
+        conn.begin();
+        let applied = conn
+            .batch(m.sql)
+            .map_err(|e| {
+                StoreError::Internal(format!("migration {} ({}) failed: {e}", m.version, m.name))
+            })
+            .and_then(|()| {
+                conn.commit_after(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &sum],
+                )
+            });
+        if let Err(e) = applied {
+            let _ = conn.rollback();
+            return Err(e);
+        }
         newly.push(m.version);
     }
     Ok(newly)

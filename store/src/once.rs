@@ -32,8 +32,10 @@ pub struct Keyed<'a> {
     pub scope: String,
 }
 
+/// Fails (a unique violation, which aborts the transaction) when the key is
+/// taken: it is sent with the COMMIT, which then rolls the effect back.
 const CLAIM: &str = "INSERT INTO idempotency_keys (scope, key, operation, fingerprint, response)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1";
+                     VALUES ($1, $2, $3, $4, $5)";
 
 const RECORDED: &str = "SELECT operation, fingerprint, response FROM idempotency_keys
                          WHERE scope = $1 AND key = $2";
@@ -94,13 +96,20 @@ fn run_once<T: Serialize + DeserializeOwned>(
     let Some(keyed) = keyed else {
         return effect(conn);
     };
-    conn.batch("BEGIN")?;
+    // Three round trips for a one-statement effect: BEGIN goes with the
+    // effect's first statement, the key's INSERT with the COMMIT.
+    conn.begin();
     match effect(conn) {
         Ok(value) => {
-            let response = serde_json::to_string(&value)
-                .map_err(|e| StoreError::Internal(format!("encoding a result: {e}")))?;
+            let response = match serde_json::to_string(&value) {
+                Ok(response) => response,
+                Err(e) => {
+                    conn.rollback()?;
+                    return Err(StoreError::Internal(format!("encoding a result: {e}")));
+                }
+            };
             let once = keyed.once;
-            let claimed = conn.query_opt(
+            let claimed = conn.commit_after(
                 CLAIM,
                 &[
                     &keyed.scope,
@@ -111,27 +120,18 @@ fn run_once<T: Serialize + DeserializeOwned>(
                 ],
             );
             match claimed {
-                Ok(Some(_)) => match conn.batch("COMMIT") {
-                    Ok(()) => Ok(value),
-                    Err(StoreError::Unavailable(e)) => Err(StoreError::CommitUnknown(e)),
-                    Err(e) => Err(e),
-                },
-                Ok(None) => {
-                    conn.batch("ROLLBACK")?;
-                    recorded(conn, keyed)?.ok_or_else(|| {
-                        StoreError::Internal("an idempotency key vanished while read".into())
-                    })
-                }
-                Err(e) => {
-                    let _ = conn.batch("ROLLBACK");
-                    Err(e)
-                }
+                Ok(_) => Ok(value),
+                // The key is taken: the effect was rolled back with it.
+                Err(StoreError::Conflict(_)) => recorded(conn, keyed)?.ok_or_else(|| {
+                    StoreError::Internal("an idempotency key vanished while read".into())
+                }),
+                Err(e) => Err(e),
             }
         }
         Err(e) => {
             // A dead connection cannot roll back; the server rolls back for it.
             if matches!(e, StoreError::Unavailable(_) | StoreError::InDoubt(_))
-                || conn.batch("ROLLBACK").is_err()
+                || conn.rollback().is_err()
             {
                 return Err(e);
             }

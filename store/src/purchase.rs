@@ -51,7 +51,7 @@ pub enum Taking {
 
 /// Reads a taken line from columns `at..at + 5`: item, seller, quantity, price,
 /// name.
-fn taken_at(row: &postgres::Row, at: usize) -> Result<Taken, StoreError> {
+fn taken_at(row: &tokio_postgres::Row, at: usize) -> Result<Taken, StoreError> {
     Ok(Taken {
         item_id: row.try_get(at)?,
         seller_id: row.try_get(at + 1)?,

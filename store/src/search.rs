@@ -283,7 +283,7 @@ impl Store {
             }
             let (sorted, keys) = keyword_params(keywords);
             let m = sorted.len();
-            let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
                 [&category, &limit, &offset, &sorted, &keys];
             if m >= PROBE_FROM {
                 let pairs = pair_keys(m, &keys);
