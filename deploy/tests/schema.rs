@@ -405,6 +405,43 @@ fn search_reads_its_page_from_the_indexes_in_ranking_order() {
     assert!(by_category.contains("search_counts_key"), "{by_category}");
 }
 
+#[test]
+fn a_sellers_listing_reads_only_the_items_on_sale() {
+    let (store, url) = fresh_store_at("listing");
+    store.migrate().unwrap();
+    let mut conn = store.product().unwrap();
+    // 20 sellers with 1,000 items each, all but 5 of each sold out.
+    conn.execute(
+        "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
+         SELECT g % 20, g % 30, 'item ' || g, ARRAY['k' || g % 9], 'New', 100,
+                CASE WHEN g < 100 THEN 1 ELSE 0 END
+           FROM generate_series(0, 19999) g",
+        &[],
+    )
+    .unwrap();
+    conn.execute("ANALYZE", &[]).unwrap();
+    drop(conn);
+    let on_sale = generic_plan(&url, store::item::SELLER_ON_SALE_SQL, "bigint", "3");
+    assert!(
+        on_sale.contains("items_seller_available") && !on_sale.contains("Seq Scan"),
+        "{on_sale}"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let ids = |db: &mut postgres::Client, sql: &str| -> Vec<i64> {
+        db.query(sql, &[&3i64])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(
+        ids(&mut db, store::item::SELLER_ON_SALE_SQL).len(),
+        5,
+        "seller 3's items 3, 23, 43, 63 and 83"
+    );
+    assert_eq!(ids(&mut db, store::item::SELLER_ITEMS_SQL).len(), 1000);
+}
+
 /// A store whose product_db "standby" is `replica` (the primary itself: not in
 /// recovery, so always usable; or an address nothing answers on).
 fn store_with_replica(tag: &str, replica: impl FnOnce(&str) -> String) -> Store {

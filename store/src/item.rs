@@ -135,16 +135,13 @@ impl Store {
         sold_out: bool,
     ) -> Result<Vec<Item>, StoreError> {
         let seller_id = self.seller_session(session)?;
+        let sql = if sold_out {
+            SELLER_ITEMS_SQL
+        } else {
+            SELLER_ON_SALE_SQL
+        };
         self.product()?
-            .query(
-                concat!(
-                    "SELECT ",
-                    item_columns!(),
-                    " FROM items i WHERE i.seller_id = $1 AND (i.quantity > 0 OR $2)
-                      ORDER BY i.item_id"
-                ),
-                &[&seller_id, &sold_out],
-            )?
+            .query(sql, &[&seller_id])?
             .iter()
             .map(|row| item_at(row, 0))
             .collect()
@@ -267,6 +264,22 @@ impl Store {
         run_once_on(|| self.product(), keyed.as_ref(), |c| effect(c, account))
     }
 }
+
+/// A seller's items with units for sale: from the partial index
+/// `items_seller_available` (sql/product/0007), however many sold-out items
+/// the seller has listed over time.
+pub const SELLER_ON_SALE_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items i WHERE i.seller_id = $1 AND i.quantity > 0 ORDER BY i.item_id"
+);
+
+/// All of a seller's items, sold-out ones too.
+pub const SELLER_ITEMS_SQL: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items i WHERE i.seller_id = $1 ORDER BY i.item_id"
+);
 
 fn not_yours(item_id: i64) -> StoreError {
     StoreError::NotFound(format!("you have no item {item_id}"))

@@ -77,6 +77,11 @@ pub const PRODUCT: &[Migration] = &[
         name: "page_bounded_search",
         sql: include_str!("../../sql/product/0006_page_bounded_search.sql"),
     },
+    Migration {
+        version: 7,
+        name: "seller_items_on_sale",
+        sql: include_str!("../../sql/product/0007_seller_items_on_sale.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("marketplace" in ASCII).
