@@ -486,3 +486,64 @@ fn searches_go_to_a_standby_that_keeps_up_and_to_the_primary_without_one() {
     searches_answer(&dead);
     assert_eq!(dead.replica_reads(), 0, "the primary answered them all");
 }
+
+#[test]
+fn an_item_the_primary_shows_a_moment_after_the_standby_is_found_there() {
+    // The "standby" is the primary itself; the item commits on it while
+    // AddItemToCart and ProvideFeedback are already looking for it, as when a
+    // buyer found it on a standby that replayed its commit before the
+    // primary's snapshots included it.
+    let (store, product) = fresh_store_with("settle", |product| Some(product.to_owned()));
+    store.migrate().unwrap();
+    std::thread::sleep(store::CHECK_EVERY * 3);
+    store.create_buyer("settler", "pw", None).unwrap();
+    let (session, _) = store.login_buyer("settler", "pw", None).unwrap();
+    let mut db = postgres::Client::connect(&product, postgres::NoTls).unwrap();
+    let mut late_item = || -> (i64, std::thread::JoinHandle<()>) {
+        let id: i64 = db
+            .query_one(
+                "SELECT nextval(pg_get_serial_sequence('items', 'item_id'))",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let url = product.clone();
+        let insert = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            db.execute(
+                "INSERT INTO items (item_id, seller_id, category, item_name, keywords, condition,
+                                    price_cents, quantity)
+                 OVERRIDING SYSTEM VALUE
+                 VALUES ($1, 1, 1, 'late', ARRAY['late'], 'New', 100, 5)",
+                &[&id],
+            )
+            .unwrap();
+        });
+        (id, insert)
+    };
+
+    let (id, insert) = late_item();
+    let cart = store
+        .add_to_cart(session, id, 2, None)
+        .expect("found a moment later");
+    insert.join().unwrap();
+    assert_eq!(cart.cart_items.get(&id.to_string()), Some(&2));
+
+    let (id, insert) = late_item();
+    assert_eq!(
+        store
+            .vote(session, id, true, None)
+            .expect("found a moment later"),
+        (1, 0)
+    );
+    insert.join().unwrap();
+
+    // An item that never comes is still not found, after the short wait.
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        store.add_to_cart(session, 999_999_999, 1, None),
+        Err(store::StoreError::NotFound(_))
+    ));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}

@@ -51,9 +51,15 @@ impl Store {
         once: Option<&Idempotency>,
     ) -> Result<CartContents, StoreError> {
         let id = session.0;
+        // The buyer may have found the item on the standby (see
+        // read_primary_settled).
         let available: Option<i64> = self
-            .product()?
-            .query_opt("SELECT quantity FROM items WHERE item_id = $1", &[&item_id])?
+            .read_primary_settled(
+                |product| {
+                    product.query_opt("SELECT quantity FROM items WHERE item_id = $1", &[&item_id])
+                },
+                Option::is_none,
+            )?
             .map(|row| row.try_get(0))
             .transpose()?;
         let Some(available) = available else {

@@ -252,28 +252,6 @@ impl Conn {
         }
     }
 
-    /// Commits the transaction.
-    ///
-    /// # Errors
-    /// `CommitUnknown` when the connection failed with the COMMIT sent;
-    /// the error of a COMMIT the server refused (nothing was changed).
-    pub fn commit(&mut self) -> Result<(), StoreError> {
-        match std::mem::replace(&mut self.txn, Txn::Idle) {
-            Txn::Idle | Txn::Pending => Ok(()),
-            Txn::Open => {
-                let done = drive(
-                    &self.runtime,
-                    &mut self.link,
-                    self.client.batch_execute("COMMIT"),
-                );
-                match self.note(done) {
-                    Err(StoreError::Unavailable(e)) => Err(StoreError::CommitUnknown(e)),
-                    other => other,
-                }
-            }
-        }
-    }
-
     /// Rolls the transaction back (nothing to send when BEGIN was not sent).
     ///
     /// # Errors
@@ -301,6 +279,15 @@ impl Conn {
         self.broken = true;
     }
 }
+
+/// The pauses of [`Store::settled`]: 150 ms in all, in a case that needs
+/// microseconds unless the machine is starved for CPU.
+const SETTLE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+];
 
 /// The r2d2 manager: connects, and wraps each client in a [`Conn`].
 pub struct Manager {
@@ -543,7 +530,50 @@ impl Store {
             Some(result) => return result,
             None => {}
         }
-        read(&mut self.product()?)
+        self.read_primary_settled(read, stale)
+    }
+
+    /// Runs `read` on product_db's primary; with a standby in use, an answer
+    /// that is `missing` something (no such item) is asked again for a
+    /// moment before it stands. A commit becomes visible on the primary only
+    /// after its WAL is flushed, and a standby may replay and show that WAL
+    /// first: a buyer can find an item in a search served by the standby
+    /// a few milliseconds before the primary's new snapshots include it
+    /// (longer when the committing backend waits for a CPU).
+    ///
+    /// # Errors
+    /// As `read`; `Unavailable` when the primary cannot be reached.
+    pub(crate) fn read_primary_settled<T>(
+        &self,
+        read: impl Fn(&mut Pooled) -> Result<T, StoreError>,
+        missing: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        self.settled(
+            || read(&mut self.product()?),
+            |result| matches!(result, Ok(value) if missing(value)),
+        )
+    }
+
+    /// Runs `attempt` on product_db's primary, again for a moment while its
+    /// result is `missing` something and a standby is in use (see
+    /// [`Store::read_primary_settled`]).
+    pub(crate) fn settled<T>(
+        &self,
+        attempt: impl Fn() -> Result<T, StoreError>,
+        missing: impl Fn(&Result<T, StoreError>) -> bool,
+    ) -> Result<T, StoreError> {
+        let mut result = attempt();
+        if self.replica.is_none() {
+            return result;
+        }
+        for pause in SETTLE_PAUSES {
+            if !missing(&result) {
+                break;
+            }
+            std::thread::sleep(pause);
+            result = attempt();
+        }
+        result
     }
 
     /// What product_db's standby was last seen doing (None without one, or

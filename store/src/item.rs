@@ -238,16 +238,21 @@ impl Store {
         up: bool,
         once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
-        self.item_write(&BUYERS, session, once, |c, buyer_id| {
-            let row = c.query_opt(
-                "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
-                &[&item_id, &buyer_id, &up],
-            )?;
-            match row {
-                Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
-                None => Err(no_item(item_id)),
-            }
-        })
+        // The buyer may have found the item on the standby (see
+        // Store::read_primary_settled).
+        let cast = || {
+            self.item_write(&BUYERS, session, once, |c, buyer_id| {
+                let row = c.query_opt(
+                    "SELECT up_votes, down_votes FROM cast_vote($1, $2, $3)",
+                    &[&item_id, &buyer_id, &up],
+                )?;
+                match row {
+                    Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                    None => Err(no_item(item_id)),
+                }
+            })
+        };
+        self.settled(cast, |r| matches!(r, Err(StoreError::NotFound(_))))
     }
 
     /// Runs `effect` on product_db with the account of `session` (renewed
