@@ -201,6 +201,88 @@ fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
 }
 
 #[test]
+fn a_keyed_cart_write_learns_its_buyer_in_its_own_statements() {
+    // customer_db through the proxy, one connection; product_db direct.
+    let db = stack().db().clone();
+    let customer: SocketAddr = {
+        let rest = db.customer_url.split_once('@').unwrap().1;
+        rest.split_once('/').unwrap().0.parse().expect("host:port")
+    };
+    let proxy = PgProxy::start(customer);
+    let store = Store::open(&DbSettings {
+        customer_url: through(&db.customer_url, proxy.addr),
+        pool_size: 1,
+        ..db
+    })
+    .unwrap();
+    let seller = unique("cartseller");
+    store.create_seller(&seller, "pw", None).unwrap();
+    let (seller_session, _) = store.login_seller(&seller, "pw", None).unwrap();
+    let keywords = vec!["cart".to_owned()];
+    let item = NewItem {
+        quantity: 10,
+        ..item(&keywords)
+    };
+    let (item_id, _) = store.register_item(seller_session, &item, None).unwrap();
+    let buyer = unique("cartbuyer");
+    store.create_buyer(&buyer, "pw", None).unwrap();
+    let (session, _) = store.login_buyer(&buyer, "pw", None).unwrap();
+    let add = |k: &str| {
+        store.add_to_cart(
+            session,
+            item_id,
+            1,
+            Some(&Idempotency {
+                key: k.into(),
+                operation: "AddItemToCart",
+                fingerprint: format!("add {item_id}"),
+            }),
+        )
+    };
+    // Once, and again as a resend: every statement of both is prepared.
+    add("warm").unwrap();
+    add("warm").unwrap();
+
+    proxy.sends.store(0, Ordering::SeqCst);
+    let cart = add("counted").unwrap();
+    // [BEGIN, the cart statement] and [the key's INSERT, COMMIT]: no
+    // statement of its own to learn the buyer the key belongs to.
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 2);
+    assert_eq!(cart.cart_items.get(&item_id.to_string()), Some(&2));
+
+    // The resend: the same two, then the recorded answer read; no third unit.
+    proxy.sends.store(0, Ordering::SeqCst);
+    assert_eq!(add("counted").unwrap(), cart);
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        store
+            .display_cart(session)
+            .unwrap()
+            .cart_items
+            .get(&item_id.to_string()),
+        Some(&2)
+    );
+
+    // The same key from another buyer is that buyer's own key.
+    let other = unique("cartbuyer");
+    store.create_buyer(&other, "pw", None).unwrap();
+    let (other_session, _) = store.login_buyer(&other, "pw", None).unwrap();
+    let theirs = store
+        .add_to_cart(
+            other_session,
+            item_id,
+            1,
+            Some(&Idempotency {
+                key: "counted".into(),
+                operation: "AddItemToCart",
+                fingerprint: format!("add {item_id}"),
+            }),
+        )
+        .unwrap();
+    assert_eq!(theirs.cart_items.get(&item_id.to_string()), Some(&1));
+}
+
+#[test]
 fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     let (store, proxy, session, seller_id) = store_through_proxy(2);
     let keywords = vec!["lost".to_owned()];

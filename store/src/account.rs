@@ -2,7 +2,7 @@
 //! its own tables, named by its statements ([`SELLERS`], [`BUYERS`]).
 
 use crate::db::Store;
-use crate::once::{run_once_on, Keyed};
+use crate::once::{run_once_on, Keyed, Scope};
 use crate::{password, StoreError};
 use wire::request::Idempotency;
 
@@ -30,7 +30,7 @@ impl Accounts {
     pub fn keyed<'a>(&self, once: Option<&'a Idempotency>, id: i64) -> Option<Keyed<'a>> {
         once.map(|once| Keyed {
             once,
-            scope: format!("{}:{id}", self.side),
+            scope: Scope::Named(format!("{}:{id}", self.side)),
         })
     }
 
@@ -42,7 +42,7 @@ impl Accounts {
     ) -> Option<Keyed<'a>> {
         once.map(|once| Keyed {
             once,
-            scope: format!("{}-name:{username}", self.side),
+            scope: Scope::Named(format!("{}-name:{username}", self.side)),
         })
     }
 }

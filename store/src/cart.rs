@@ -3,10 +3,9 @@
 //! statement spans the two); every cart statement renews the session in the
 //! same statement.
 
-use crate::account::BUYERS;
 use crate::db::{Conn, Store};
 use crate::item::no_item;
-use crate::once::run_once_on;
+use crate::once::{run_once_on, Keyed, Scope};
 use crate::session::SessionId;
 use crate::StoreError;
 use serde::de::DeserializeOwned;
@@ -215,18 +214,19 @@ impl Store {
     }
 
     /// Runs `effect` on customer_db once per idempotency key, whose scope is
-    /// the session's buyer: looked up (and the session renewed) only for a
-    /// keyed request, since every cart statement renews the session itself.
+    /// the session's buyer, looked up by the key's own statements: every
+    /// cart statement renews the session itself, so a cart write costs no
+    /// round trip to learn its buyer.
     fn cart_write<T: Serialize + DeserializeOwned>(
         &self,
         session: SessionId,
         once: Option<&Idempotency>,
         effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let keyed = match once {
-            Some(_) => BUYERS.keyed(once, self.buyer_session(session)?),
-            None => None,
-        };
+        let keyed = once.map(|once| Keyed {
+            once,
+            scope: Scope::BuyerOfSession(session.0),
+        });
         run_once_on(|| self.customer(), keyed.as_ref(), effect)
     }
 }

@@ -32,7 +32,7 @@ pub mod settings;
 pub use db::{DbStats, Store};
 pub use error::StoreError;
 pub use item::NewItem;
-pub use once::Keyed;
+pub use once::{Keyed, Scope};
 pub use replica::{Health, CHECK_EVERY};
 pub use session::SessionId;
 pub use settings::DbSettings;

@@ -18,7 +18,11 @@ use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
 use wire::request::Idempotency;
+
+/// The SQLSTATE of a NOT NULL violation, as `StoreError`'s detail names it.
+const NOT_NULL_VIOLATION: &str = "23502";
 
 /// How long a key is remembered, in hours (PROTOCOL.md: 24 hours).
 pub const RETENTION_HOURS: i32 = 24;
@@ -27,9 +31,19 @@ pub const RETENTION_HOURS: i32 = 24;
 #[derive(Debug, Clone)]
 pub struct Keyed<'a> {
     pub once: &'a Idempotency,
+    pub scope: Scope,
+}
+
+/// Whose keys a key is among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
     /// `seller:<id>`, `buyer:<id>`, `seller-name:<username>` or
     /// `buyer-name:<username>`.
-    pub scope: String,
+    Named(String),
+    /// `buyer:<id>` of the buyer of this session, looked up by the key's
+    /// own statements (on customer_db, which holds the sessions): a cart
+    /// write needs no round trip of its own to learn its buyer.
+    BuyerOfSession(uuid::Uuid),
 }
 
 /// Fails (a unique violation, which aborts the transaction) when the key is
@@ -37,8 +51,20 @@ pub struct Keyed<'a> {
 const CLAIM: &str = "INSERT INTO idempotency_keys (scope, key, operation, fingerprint, response)
                      VALUES ($1, $2, $3, $4, $5)";
 
+/// [`CLAIM`] for [`Scope::BuyerOfSession`]; a session gone since the effect
+/// renewed it leaves the scope NULL, which fails as the NOT NULL violation
+/// and rolls the effect back too.
+const CLAIM_BY_SESSION: &str =
+    "INSERT INTO idempotency_keys (scope, key, operation, fingerprint, response)
+     VALUES ((SELECT 'buyer:' || buyer_id FROM buyer_sessions WHERE session_id = $1),
+             $2, $3, $4, $5)";
+
 const RECORDED: &str = "SELECT operation, fingerprint, response FROM idempotency_keys
                          WHERE scope = $1 AND key = $2";
+
+const RECORDED_BY_SESSION: &str = "SELECT k.operation, k.fingerprint, k.response
+     FROM buyer_sessions s JOIN idempotency_keys k ON k.scope = 'buyer:' || s.buyer_id
+    WHERE s.session_id = $1 AND k.key = $2";
 
 /// How long a keyed write whose COMMIT went unanswered keeps asking the
 /// database whether it committed (a restart takes a second or two).
@@ -109,10 +135,14 @@ fn run_once<T: Serialize + DeserializeOwned>(
                 }
             };
             let once = keyed.once;
+            let (claim, scope): (_, &(dyn ToSql + Sync)) = match &keyed.scope {
+                Scope::Named(scope) => (CLAIM, scope),
+                Scope::BuyerOfSession(session) => (CLAIM_BY_SESSION, session),
+            };
             let claimed = conn.commit_after(
-                CLAIM,
+                claim,
                 &[
-                    &keyed.scope,
+                    scope,
                     &once.key,
                     &once.operation,
                     &once.fingerprint,
@@ -125,6 +155,13 @@ fn run_once<T: Serialize + DeserializeOwned>(
                 Err(StoreError::Conflict(_)) => recorded(conn, keyed)?.ok_or_else(|| {
                     StoreError::Internal("an idempotency key vanished while read".into())
                 }),
+                // No buyer for the scope: the session ended meanwhile.
+                Err(StoreError::Internal(detail))
+                    if matches!(keyed.scope, Scope::BuyerOfSession(_))
+                        && detail.contains(NOT_NULL_VIOLATION) =>
+                {
+                    Err(StoreError::SessionExpired)
+                }
                 Err(e) => Err(e),
             }
         }
@@ -150,7 +187,13 @@ fn recorded<T: DeserializeOwned>(
     conn: &mut Conn,
     keyed: &Keyed<'_>,
 ) -> Result<Option<T>, StoreError> {
-    let Some(row) = conn.query_opt(RECORDED, &[&keyed.scope, &keyed.once.key])? else {
+    let row = match &keyed.scope {
+        Scope::Named(scope) => conn.query_opt(RECORDED, &[scope, &keyed.once.key])?,
+        Scope::BuyerOfSession(session) => {
+            conn.query_opt(RECORDED_BY_SESSION, &[session, &keyed.once.key])?
+        }
+    };
+    let Some(row) = row else {
         return Ok(None);
     };
     let operation: String = row.try_get(0)?;
