@@ -33,6 +33,16 @@ struct PgProxy {
     /// Reads from the store's side: a message or a pipeline of messages
     /// written at once (one write on loopback is one read here).
     sends: Arc<AtomicUsize>,
+    /// When set, the next answer waits until the counter passes the value
+    /// (or 2 s have passed): see [`PgProxy::hold_next_answer_until`].
+    hold: Arc<Hold>,
+}
+
+#[derive(Default)]
+struct Hold {
+    until: std::sync::Mutex<Option<(Arc<AtomicUsize>, usize)>>,
+    /// Whether the held answer went on because the counter passed.
+    released_by_counter: std::sync::atomic::AtomicBool,
 }
 
 impl PgProxy {
@@ -43,6 +53,8 @@ impl PgProxy {
         let shared = mode.clone();
         let sends = Arc::new(AtomicUsize::new(0));
         let counted = sends.clone();
+        let hold = Arc::new(Hold::default());
+        let held = hold.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
@@ -57,10 +69,23 @@ impl PgProxy {
                     cut.clone(),
                 );
                 std::thread::spawn(move || requests(client, server, &mode, &cut, &sends));
-                std::thread::spawn(move || answers(s2, c2, &cut2));
+                let hold = held.clone();
+                std::thread::spawn(move || answers(s2, c2, &cut2, &hold));
             }
         });
-        PgProxy { addr, mode, sends }
+        PgProxy {
+            addr,
+            mode,
+            sends,
+            hold,
+        }
+    }
+
+    /// Holds the next answer from the database until `counter` (another
+    /// proxy's sends) passes its present value, or 2 s have passed.
+    fn hold_next_answer_until(&self, counter: &Arc<AtomicUsize>) {
+        let now = counter.load(Ordering::SeqCst);
+        *self.hold.until.lock().unwrap() = Some((counter.clone(), now));
     }
 
     fn next_commit(&self, mode: u8) {
@@ -102,13 +127,22 @@ fn requests(
     }
 }
 
-fn answers(mut server: TcpStream, mut client: TcpStream, cut: &AtomicU8) {
+fn answers(mut server: TcpStream, mut client: TcpStream, cut: &AtomicU8, hold: &Hold) {
     let mut buf = [0u8; 65536];
     loop {
         let n = match server.read(&mut buf) {
             Ok(0) | Err(_) => return close(&client, &server),
             Ok(n) => n,
         };
+        let until = hold.until.lock().unwrap().take();
+        if let Some((counter, above)) = until {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while counter.load(Ordering::SeqCst) <= above && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            hold.released_by_counter
+                .store(counter.load(Ordering::SeqCst) > above, Ordering::SeqCst);
+        }
         if cut.load(Ordering::SeqCst) == 1 {
             return close(&client, &server);
         }
@@ -280,6 +314,65 @@ fn a_keyed_cart_write_learns_its_buyer_in_its_own_statements() {
         )
         .unwrap();
     assert_eq!(theirs.cart_items.get(&item_id.to_string()), Some(&1));
+}
+
+#[test]
+fn a_buyers_reads_on_product_db_go_out_while_the_session_check_is_on_its_way() {
+    // Both databases through proxies, one connection each. The session
+    // check's answer is held until product_db has been asked: a store that
+    // waited for the check before reading would let it go only after 2 s.
+    let db = stack().db().clone();
+    let addr = |url: &str| -> SocketAddr {
+        let rest = url.split_once('@').unwrap().1;
+        rest.split_once('/').unwrap().0.parse().expect("host:port")
+    };
+    let customer = PgProxy::start(addr(&db.customer_url));
+    let product = PgProxy::start(addr(&db.product_url));
+    let store = Store::open(&DbSettings {
+        customer_url: through(&db.customer_url, customer.addr),
+        product_url: through(&db.product_url, product.addr),
+        pool_size: 1,
+        ..db
+    })
+    .unwrap();
+    let seller = unique("overlap");
+    store.create_seller(&seller, "pw", None).unwrap();
+    let (seller_session, seller_id) = store.login_seller(&seller, "pw", None).unwrap();
+    let keywords = vec!["overlap".to_owned()];
+    let (item_id, _) = store
+        .register_item(seller_session, &item(&keywords), None)
+        .unwrap();
+    let buyer = unique("overlap");
+    store.create_buyer(&buyer, "pw", None).unwrap();
+    let (session, _) = store.login_buyer(&buyer, "pw", None).unwrap();
+    let reads: [(&str, &dyn Fn() -> bool); 3] = [
+        ("GetItem", &|| {
+            store.get_item(session, item_id).unwrap().item_id == item_id
+        }),
+        ("SearchItemsForSale", &|| {
+            let (items, total) = store.search(session, 1, &keywords, 10, 0).unwrap();
+            total == 1 && items[0].item_id == item_id
+        }),
+        ("GetSellerRating", &|| {
+            store.seller_rating(session, seller_id).unwrap().seller_id == seller_id
+        }),
+    ];
+    for (name, read) in reads {
+        // Once to prepare its statements, then held.
+        assert!(read(), "{name}");
+        customer.hold_next_answer_until(&product.sends);
+        assert!(read(), "{name}");
+        assert!(
+            customer.hold.released_by_counter.load(Ordering::SeqCst),
+            "{name} asked product_db only after the session check answered"
+        );
+    }
+    // An ended session hears so, whatever the read found.
+    store.logout_buyer(session, None).unwrap();
+    assert!(matches!(
+        store.get_item(session, item_id),
+        Err(StoreError::SessionExpired)
+    ));
 }
 
 #[test]

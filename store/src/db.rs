@@ -21,6 +21,7 @@ use std::pin::{pin, Pin};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio_postgres::tls::NoTlsStream;
@@ -171,6 +172,56 @@ impl Conn {
             drive(&self.runtime, &mut self.link, run)
         });
         self.note(result)
+    }
+
+    /// Runs a cached statement that returns exactly one row, overlapped with
+    /// `meanwhile` (work on another connection): the statement is sent, then
+    /// `meanwhile` runs while its answer is on its way, then the answer is
+    /// read. Two independent reads on two databases cost one round trip's
+    /// wait instead of two.
+    ///
+    /// # Errors
+    /// As [`Conn::query_one`], beside `meanwhile`'s own result.
+    pub fn query_one_while<B>(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+        meanwhile: impl FnOnce() -> B,
+    ) -> (Result<Row, StoreError>, B) {
+        let statement = match self.statement(sql) {
+            Ok(statement) => statement,
+            Err(e) => {
+                let e = self.note(Err(e));
+                return (e, meanwhile());
+            }
+        };
+        let begin = self.take_begin();
+        let (result, other) = {
+            let run = after_begin(
+                &self.client,
+                begin,
+                self.client.query_one(&statement, params),
+            );
+            let mut run = pin!(run);
+            // One poll of the statement queues it, one of the link writes it.
+            let link = &mut self.link;
+            let early = self.runtime.block_on(future::poll_fn(|cx| {
+                let polled = run.as_mut().poll(cx);
+                if let Some(l) = link {
+                    if l.as_mut().poll(cx).is_ready() {
+                        *link = None;
+                    }
+                }
+                Poll::Ready(polled)
+            }));
+            let other = meanwhile();
+            let result = match early {
+                Poll::Ready(result) => result,
+                Poll::Pending => drive(&self.runtime, &mut self.link, run.as_mut()),
+            };
+            (result, other)
+        };
+        (self.note(result), other)
     }
 
     /// Runs a cached statement and returns the number of rows it touched.

@@ -152,20 +152,22 @@ impl Store {
     /// # Errors
     /// `SessionExpired`, `NotFound`, `Unavailable`.
     pub fn get_item(&self, session: SessionId, item_id: i64) -> Result<Item, StoreError> {
-        self.buyer_session(session)?;
-        let row = self.read_product_unless(
-            |product| {
-                product.query_opt(
-                    concat!(
-                        "SELECT ",
-                        item_columns!(),
-                        " FROM items i WHERE i.item_id = $1"
-                    ),
-                    &[&item_id],
-                )
-            },
-            Option::is_none,
-        )?;
+        let read = || {
+            self.read_product_unless(
+                |product| {
+                    product.query_opt(
+                        concat!(
+                            "SELECT ",
+                            item_columns!(),
+                            " FROM items i WHERE i.item_id = $1"
+                        ),
+                        &[&item_id],
+                    )
+                },
+                Option::is_none,
+            )
+        };
+        let row = self.buyer_session_while(session, read)?;
         match row {
             Some(row) => item_at(&row, 0),
             None => Err(no_item(item_id)),
@@ -206,18 +208,22 @@ impl Store {
         seller_id: i64,
     ) -> Result<SellerRating, StoreError> {
         let id = session.0;
-        let row = self.customer()?.query_one(
+        // The seller's votes are read on product_db while the session check
+        // (and the seller's sales) is on its way from customer_db.
+        let (row, votes) = self.customer()?.query_one_while(
             "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
              SELECT s.buyer_id, sl.items_sold
                FROM s LEFT JOIN sellers sl ON s.buyer_id IS NOT NULL AND sl.seller_id = $3",
             &[&id, &self.timeout(), &seller_id],
-        )?;
+            || seller_votes(&mut *self.product()?, seller_id),
+        );
+        let row = row?;
         row.try_get::<_, Option<i64>>(0)?
             .ok_or(StoreError::SessionExpired)?;
         let items_sold: i64 = row
             .try_get::<_, Option<i64>>(1)?
             .ok_or_else(|| StoreError::NotFound(format!("there is no seller {seller_id}")))?;
-        let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
+        let (thumbs_up, thumbs_down) = votes?;
         Ok(SellerRating {
             seller_id,
             thumbs_up,

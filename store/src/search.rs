@@ -274,36 +274,38 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Item>, i64), StoreError> {
-        self.buyer_session(session)?;
         // Searches may lag the primary a little: the standby serves them
-        // while it keeps up.
-        let rows = self.read_product(|product| {
-            if keywords.is_empty() {
-                return product.query(CATEGORY_SQL, &[&category, &limit, &offset]);
-            }
-            let (sorted, keys) = keyword_params(keywords);
-            let m = sorted.len();
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                [&category, &limit, &offset, &sorted, &keys];
-            if m >= PROBE_FROM {
-                let pairs = pair_keys(m, &keys);
-                let shared: bool = product
-                    .query_one(PAIRS_SQL, &[&category, &pairs])?
-                    .try_get(0)?;
-                if !shared {
-                    let one = product.query(keyword_statement(m, Levels::One), &params)?;
-                    // -1: an item sharing two of them was listed meanwhile.
-                    let raced = match one.first() {
-                        Some(row) => row.try_get::<_, i64>(0)? < 0,
-                        None => false,
-                    };
-                    if !raced {
-                        return Ok(one);
+        // while it keeps up. The session check is on its way meanwhile.
+        let read = || {
+            self.read_product(|product| {
+                if keywords.is_empty() {
+                    return product.query(CATEGORY_SQL, &[&category, &limit, &offset]);
+                }
+                let (sorted, keys) = keyword_params(keywords);
+                let m = sorted.len();
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                    [&category, &limit, &offset, &sorted, &keys];
+                if m >= PROBE_FROM {
+                    let pairs = pair_keys(m, &keys);
+                    let shared: bool = product
+                        .query_one(PAIRS_SQL, &[&category, &pairs])?
+                        .try_get(0)?;
+                    if !shared {
+                        let one = product.query(keyword_statement(m, Levels::One), &params)?;
+                        // -1: an item sharing two of them was listed meanwhile.
+                        let raced = match one.first() {
+                            Some(row) => row.try_get::<_, i64>(0)? < 0,
+                            None => false,
+                        };
+                        if !raced {
+                            return Ok(one);
+                        }
                     }
                 }
-            }
-            product.query(keyword_statement(m, Levels::All), &params)
-        })?;
+                product.query(keyword_statement(m, Levels::All), &params)
+            })
+        };
+        let rows = self.buyer_session_while(session, read)?;
         let total: i64 = match rows.first() {
             Some(row) => row.try_get(0)?,
             None => 0,

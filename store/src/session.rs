@@ -148,6 +148,28 @@ impl Store {
         self.touch_session(&BUYERS, session)
     }
 
+    /// [`Store::buyer_session`] overlapped with `read`, a read on product_db
+    /// that does not depend on the buyer: the session check is sent, `read`
+    /// runs while its answer is on its way. The read's result stands only
+    /// for a live session (an expired one hears so, whatever the read found).
+    ///
+    /// # Errors
+    /// As `buyer_session`, then as `read`.
+    pub(crate) fn buyer_session_while<T>(
+        &self,
+        session: SessionId,
+        read: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut customer = self.customer()?;
+        let (touched, value) =
+            customer.query_one_while(BUYERS.touch_session, &[&session.0, &self.timeout()], read);
+        drop(customer);
+        touched?
+            .try_get::<_, Option<i64>>(0)?
+            .ok_or(StoreError::SessionExpired)?;
+        value
+    }
+
     /// Deletes expired buyer sessions (and their carts); returns how many.
     ///
     /// # Errors
