@@ -159,6 +159,16 @@ fn through(url: &str, addr: SocketAddr) -> String {
     format!("{scheme_user}@{addr}/{db}")
 }
 
+/// The host:port of a database URL.
+fn db_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once('@').expect("a URL with a user").1;
+    rest.split_once('/')
+        .expect("a URL with a database")
+        .0
+        .parse()
+        .expect("host:port")
+}
+
 fn key(k: &str) -> Idempotency {
     Idempotency {
         key: k.into(),
@@ -171,11 +181,7 @@ fn key(k: &str) -> Idempotency {
 /// proxy, and a logged-in seller's session and id.
 fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64) {
     let db = stack().db().clone();
-    let product: SocketAddr = {
-        let rest = db.product_url.split_once('@').unwrap().1;
-        rest.split_once('/').unwrap().0.parse().expect("host:port")
-    };
-    let proxy = PgProxy::start(product);
+    let proxy = PgProxy::start(db_addr(&db.product_url));
     let store = Store::open(&DbSettings {
         product_url: through(&db.product_url, proxy.addr),
         pool_size,
@@ -238,11 +244,7 @@ fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
 fn a_keyed_cart_write_learns_its_buyer_in_its_own_statements() {
     // customer_db through the proxy, one connection; product_db direct.
     let db = stack().db().clone();
-    let customer: SocketAddr = {
-        let rest = db.customer_url.split_once('@').unwrap().1;
-        rest.split_once('/').unwrap().0.parse().expect("host:port")
-    };
-    let proxy = PgProxy::start(customer);
+    let proxy = PgProxy::start(db_addr(&db.customer_url));
     let store = Store::open(&DbSettings {
         customer_url: through(&db.customer_url, proxy.addr),
         pool_size: 1,
@@ -322,12 +324,8 @@ fn a_buyers_reads_on_product_db_go_out_while_the_session_check_is_on_its_way() {
     // check's answer is held until product_db has been asked: a store that
     // waited for the check before reading would let it go only after 2 s.
     let db = stack().db().clone();
-    let addr = |url: &str| -> SocketAddr {
-        let rest = url.split_once('@').unwrap().1;
-        rest.split_once('/').unwrap().0.parse().expect("host:port")
-    };
-    let customer = PgProxy::start(addr(&db.customer_url));
-    let product = PgProxy::start(addr(&db.product_url));
+    let customer = PgProxy::start(db_addr(&db.customer_url));
+    let product = PgProxy::start(db_addr(&db.product_url));
     let store = Store::open(&DbSettings {
         customer_url: through(&db.customer_url, customer.addr),
         product_url: through(&db.product_url, product.addr),
