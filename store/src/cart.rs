@@ -6,7 +6,7 @@
 use crate::db::{Conn, Store};
 use crate::item::no_item;
 use crate::once::{run_once_on, Keyed, Scope};
-use crate::session::SessionId;
+use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,9 +20,7 @@ use wire::response::CartContents;
 /// and the resulting cart lines.
 fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
     let first = rows.first().ok_or(StoreError::SessionExpired)?;
-    let _buyer: i64 = first
-        .try_get::<_, Option<i64>>(0)?
-        .ok_or(StoreError::SessionExpired)?;
+    session_account(first)?;
     let changed: i64 = first.try_get(1)?;
     let mut cart_items = BTreeMap::new();
     for row in rows {
@@ -207,9 +205,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.cart_write(session, once, |c| {
             let row = c.query_one(sql, &[&session.0, &self.timeout()])?;
-            row.try_get::<_, Option<i64>>(0)?
-                .map(|_| ())
-                .ok_or(StoreError::SessionExpired)
+            session_account(&row).map(|_| ())
         })
     }
 

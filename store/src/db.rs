@@ -257,7 +257,8 @@ impl Conn {
 
     /// Runs a cached statement as the transaction's last and commits, both
     /// sent at once; returns the rows it touched. A transaction that sent no
-    /// statement yet needs neither BEGIN nor COMMIT: the statement runs alone.
+    /// statement yet (or none begun) needs neither BEGIN nor COMMIT: the
+    /// statement runs alone.
     ///
     /// # Errors
     /// The statement's error when it failed (the COMMIT then rolled the
@@ -275,8 +276,7 @@ impl Conn {
                 return Err(self.rollback().err().unwrap_or(e));
             }
         };
-        let alone = self.txn == Txn::Pending;
-        self.txn = Txn::Idle;
+        let alone = std::mem::replace(&mut self.txn, Txn::Idle) != Txn::Open;
         let result = if alone {
             drive(
                 &self.runtime,

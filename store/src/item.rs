@@ -6,7 +6,7 @@
 use crate::account::{Accounts, BUYERS, SELLERS};
 use crate::db::{Conn, Store};
 use crate::once::run_once_on;
-use crate::session::SessionId;
+use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -185,9 +185,7 @@ impl Store {
              SELECT s.seller_id, sl.items_sold FROM s LEFT JOIN sellers sl USING (seller_id)",
             &[&id, &self.timeout()],
         )?;
-        let seller_id: i64 = row
-            .try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)?;
+        let seller_id = session_account(&row)?;
         let items_sold: i64 = row.try_get::<_, Option<i64>>(1)?.unwrap_or(0);
         let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
         Ok(SellerRating {
@@ -218,8 +216,7 @@ impl Store {
             || seller_votes(&mut *self.product()?, seller_id),
         );
         let row = row?;
-        row.try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)?;
+        session_account(&row)?;
         let items_sold: i64 = row
             .try_get::<_, Option<i64>>(1)?
             .ok_or_else(|| StoreError::NotFound(format!("there is no seller {seller_id}")))?;

@@ -46,6 +46,17 @@ pub enum Scope {
     BuyerOfSession(uuid::Uuid),
 }
 
+impl Scope {
+    /// The statements that claim a key and read a recorded one in this
+    /// scope, and the scope's parameter to both.
+    fn statements(&self) -> (&'static str, &'static str, &(dyn ToSql + Sync)) {
+        match self {
+            Scope::Named(scope) => (CLAIM, RECORDED, scope),
+            Scope::BuyerOfSession(session) => (CLAIM_BY_SESSION, RECORDED_BY_SESSION, session),
+        }
+    }
+}
+
 /// Fails (a unique violation, which aborts the transaction) when the key is
 /// taken: it is sent with the COMMIT, which then rolls the effect back.
 const CLAIM: &str = "INSERT INTO idempotency_keys (scope, key, operation, fingerprint, response)
@@ -135,10 +146,7 @@ fn run_once<T: Serialize + DeserializeOwned>(
                 }
             };
             let once = keyed.once;
-            let (claim, scope): (_, &(dyn ToSql + Sync)) = match &keyed.scope {
-                Scope::Named(scope) => (CLAIM, scope),
-                Scope::BuyerOfSession(session) => (CLAIM_BY_SESSION, session),
-            };
+            let (claim, _, scope) = keyed.scope.statements();
             let claimed = conn.commit_after(
                 claim,
                 &[
@@ -187,13 +195,8 @@ fn recorded<T: DeserializeOwned>(
     conn: &mut Conn,
     keyed: &Keyed<'_>,
 ) -> Result<Option<T>, StoreError> {
-    let row = match &keyed.scope {
-        Scope::Named(scope) => conn.query_opt(RECORDED, &[scope, &keyed.once.key])?,
-        Scope::BuyerOfSession(session) => {
-            conn.query_opt(RECORDED_BY_SESSION, &[session, &keyed.once.key])?
-        }
-    };
-    let Some(row) = row else {
+    let (_, read, scope) = keyed.scope.statements();
+    let Some(row) = conn.query_opt(read, &[scope, &keyed.once.key])? else {
         return Ok(None);
     };
     let operation: String = row.try_get(0)?;

@@ -6,7 +6,7 @@
 //! crash left pending: it fences it in product_db, then finishes or abandons it.
 
 use crate::db::Store;
-use crate::session::SessionId;
+use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use std::time::Duration;
 use wire::request::Idempotency;
@@ -362,9 +362,7 @@ impl Store {
             &[&id, &self.timeout()],
         )?;
         let first = rows.first().ok_or(StoreError::SessionExpired)?;
-        first
-            .try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)?;
+        session_account(first)?;
         let mut out = Vec::new();
         for row in &rows {
             let (Some(purchase_id), Some(item_id)) = (

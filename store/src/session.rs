@@ -10,6 +10,7 @@ use crate::once::run_once_on;
 use crate::StoreError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use tokio_postgres::Row;
 use uuid::Uuid;
 use wire::request::Idempotency;
 
@@ -164,9 +165,7 @@ impl Store {
         let (touched, value) =
             customer.query_one_while(BUYERS.touch_session, &[&session.0, &self.timeout()], read);
         drop(customer);
-        touched?
-            .try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)?;
+        session_account(&touched?)?;
         value
     }
 
@@ -188,8 +187,7 @@ impl Store {
         let row = self
             .customer()?
             .query_one(side.touch_session, &[&id, &self.timeout()])?;
-        row.try_get::<_, Option<i64>>(0)?
-            .ok_or(StoreError::SessionExpired)
+        session_account(&row)
     }
 
     /// Ends a session; succeeds also for an unknown or ended one. With a key,
@@ -222,6 +220,14 @@ impl Store {
         self.customer()?
             .execute(side.sweep_sessions, &[&self.timeout()])
     }
+}
+
+/// The account a session check names in a row's first column (the
+/// `touch_<side>_session` functions, alone or inside a statement);
+/// `SessionExpired` when it is NULL.
+pub(crate) fn session_account(row: &Row) -> Result<i64, StoreError> {
+    row.try_get::<_, Option<i64>>(0)?
+        .ok_or(StoreError::SessionExpired)
 }
 
 /// Opens a session for `buyer_id` whose active cart starts as a copy of the
