@@ -177,20 +177,36 @@ fn key(k: &str) -> Idempotency {
     }
 }
 
-/// A store whose product_db connections (`pool_size` of them) go through a
-/// proxy, and a logged-in seller's session and id.
-fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64) {
+/// A store with `pool_size` connections per database, each database reached
+/// through its proxy when one is given (directly otherwise).
+fn store_via(customer: Option<&PgProxy>, product: Option<&PgProxy>, pool_size: u32) -> Store {
     let db = stack().db().clone();
-    let proxy = PgProxy::start(db_addr(&db.product_url));
-    let store = Store::open(&DbSettings {
-        product_url: through(&db.product_url, proxy.addr),
+    let via = |url: &str, proxy: Option<&PgProxy>| match proxy {
+        Some(p) => through(url, p.addr),
+        None => url.to_owned(),
+    };
+    Store::open(&DbSettings {
+        customer_url: via(&db.customer_url, customer),
+        product_url: via(&db.product_url, product),
         pool_size,
         ..db
     })
-    .unwrap();
-    let name = unique("commit");
+    .unwrap()
+}
+
+/// A new seller of `tag`, logged in: its session and id.
+fn seller(store: &Store, tag: &str) -> (store::SessionId, i64) {
+    let name = unique(tag);
     store.create_seller(&name, "pw", None).unwrap();
-    let (session, seller_id) = store.login_seller(&name, "pw", None).unwrap();
+    store.login_seller(&name, "pw", None).unwrap()
+}
+
+/// A store whose product_db connections (`pool_size` of them) go through a
+/// proxy, and a logged-in seller's session and id.
+fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64) {
+    let proxy = PgProxy::start(db_addr(&stack().db().product_url));
+    let store = store_via(None, Some(&proxy), pool_size);
+    let (session, seller_id) = seller(&store, "commit");
     (store, proxy, session, seller_id)
 }
 
@@ -243,17 +259,9 @@ fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
 #[test]
 fn a_keyed_cart_write_learns_its_buyer_in_its_own_statements() {
     // customer_db through the proxy, one connection; product_db direct.
-    let db = stack().db().clone();
-    let proxy = PgProxy::start(db_addr(&db.customer_url));
-    let store = Store::open(&DbSettings {
-        customer_url: through(&db.customer_url, proxy.addr),
-        pool_size: 1,
-        ..db
-    })
-    .unwrap();
-    let seller = unique("cartseller");
-    store.create_seller(&seller, "pw", None).unwrap();
-    let (seller_session, _) = store.login_seller(&seller, "pw", None).unwrap();
+    let proxy = PgProxy::start(db_addr(&stack().db().customer_url));
+    let store = store_via(Some(&proxy), None, 1);
+    let (seller_session, _) = seller(&store, "cartseller");
     let keywords = vec!["cart".to_owned()];
     let item = NewItem {
         quantity: 10,
@@ -323,19 +331,10 @@ fn a_buyers_reads_on_product_db_go_out_while_the_session_check_is_on_its_way() {
     // Both databases through proxies, one connection each. The session
     // check's answer is held until product_db has been asked: a store that
     // waited for the check before reading would let it go only after 2 s.
-    let db = stack().db().clone();
-    let customer = PgProxy::start(db_addr(&db.customer_url));
-    let product = PgProxy::start(db_addr(&db.product_url));
-    let store = Store::open(&DbSettings {
-        customer_url: through(&db.customer_url, customer.addr),
-        product_url: through(&db.product_url, product.addr),
-        pool_size: 1,
-        ..db
-    })
-    .unwrap();
-    let seller = unique("overlap");
-    store.create_seller(&seller, "pw", None).unwrap();
-    let (seller_session, seller_id) = store.login_seller(&seller, "pw", None).unwrap();
+    let customer = PgProxy::start(db_addr(&stack().db().customer_url));
+    let product = PgProxy::start(db_addr(&stack().db().product_url));
+    let store = store_via(Some(&customer), Some(&product), 1);
+    let (seller_session, seller_id) = seller(&store, "overlap");
     let keywords = vec!["overlap".to_owned()];
     let (item_id, _) = store
         .register_item(seller_session, &item(&keywords), None)
