@@ -565,18 +565,21 @@ fn the_several_hosts_recipe_works_across_two_networks_through_published_ports() 
     );
 }
 
-/// `GET` of Prometheus's HTTP API on the published port, as JSON.
-fn prometheus_api(path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+/// `GET` of Prometheus's HTTP API on the published port, as JSON; an error
+/// says what came back instead (503 while Prometheus starts).
+fn prometheus_api(path: &str, query: &[(&str, &str)]) -> Result<serde_json::Value, String> {
     let port = std::env::var("PROMETHEUS_PORT").expect("PROMETHEUS_PORT (deploy/docker/test.sh)");
     let url = format!("http://127.0.0.1:{port}{path}");
-    let (status, _, body) = support::http("GET", &url, query);
-    assert_eq!(status, 200, "GET {url}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+    let (status, _, body) = support::try_http("GET", &url, query)?;
+    if status != 200 {
+        return Err(format!("GET {url}: {status} {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{url}: {e}: {body}"))
 }
 
 /// The one number a PromQL query returns (0 when it returns no series).
 fn promql(query: &str) -> f64 {
-    let answer = prometheus_api("/api/v1/query", &[("query", query)]);
+    let answer = prometheus_api("/api/v1/query", &[("query", query)]).unwrap();
     assert_eq!(answer["status"], "success", "{query}: {answer}");
     answer["data"]["result"][0]["value"][1]
         .as_str()
@@ -610,19 +613,22 @@ fn the_monitoring_profile_counts_the_requests_loadgen_made() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let targets = loop {
-        let answer = std::panic::catch_unwind(|| prometheus_api("/api/v1/targets", &[]));
-        if let Ok(answer) = answer {
-            let active = answer["data"]["activeTargets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if active.iter().filter(|t| t["health"] == "up").count() == 2 {
-                break active;
+        let last = match prometheus_api("/api/v1/targets", &[]) {
+            Ok(answer) => {
+                let active = answer["data"]["activeTargets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if active.iter().filter(|t| t["health"] == "up").count() == 2 {
+                    break active;
+                }
+                answer.to_string()
             }
-        }
+            Err(e) => e,
+        };
         assert!(
             Instant::now() < deadline,
-            "both servers not scraped within 60 s"
+            "both servers not scraped within 60 s; last: {last}"
         );
         std::thread::sleep(Duration::from_millis(500));
     };
@@ -671,7 +677,7 @@ fn the_monitoring_profile_counts_the_requests_loadgen_made() {
     );
     println!("containers: Prometheus saw loadgen's {calls} calls, {rate:.0} requests/s over the last minute");
 
-    let rules = prometheus_api("/api/v1/rules", &[]);
+    let rules = prometheus_api("/api/v1/rules", &[]).unwrap();
     let mut alerts: Vec<String> = rules["data"]["groups"]
         .as_array()
         .cloned()

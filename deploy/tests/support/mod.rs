@@ -284,6 +284,16 @@ pub fn purchase_json(sid: &str, key: &str) -> String {
 /// (status, content type, body). `query` pairs are encoded into the URL; an
 /// error status is an answer to look at, not a failure.
 pub fn http(method: &str, url: &str, query: &[(&str, &str)]) -> (u16, String, String) {
+    try_http(method, url, query).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http`], with a failure to connect or to read the answer as an error
+/// (for endpoints that may still be starting).
+pub fn try_http(
+    method: &str,
+    url: &str,
+    query: &[(&str, &str)],
+) -> Result<(u16, String, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
@@ -294,13 +304,16 @@ pub fn http(method: &str, url: &str, query: &[(&str, &str)]) -> (u16, String, St
         "POST" => agent.post(url).query_pairs(query.iter().copied()).send(""),
         other => panic!("no {other} here"),
     }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    .map_err(|e| format!("{method} {url}: {e}"))?;
     let content_type = response
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let body = response.body_mut().read_to_string().expect("a text body");
-    (response.status().as_u16(), content_type, body)
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    Ok((response.status().as_u16(), content_type, body))
 }
