@@ -37,7 +37,7 @@ if [ -n "${REPLICA_OF:-}" ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups \
         postgres -D "$PGDATA" -c listen_addresses='*' -k /run/postgresql \
         -c max_connections=200 -c shared_buffers=128MB -c hot_standby=on \
-        -c hot_standby_feedback=on "$@"
+        -c hot_standby_feedback=on -c autovacuum_naptime=5s "$@"
 fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pwfile=$(mktemp)
@@ -64,6 +64,10 @@ if ! grep -q '^host replication all' "$PGDATA/pg_hba.conf"; then
     echo "host replication all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
     echo "host replication all ::/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
 fi
+# Autovacuum looks at each database every 5 s, not every minute: the search
+# index churns (a row per keyword subset of each listed item, deleted when it
+# sells out), and its dead entries slow every search and write that steps
+# over them (deploy/src/pg.rs, AUTOVACUUM_NAPTIME, says what it measured).
 exec setpriv --reuid=postgres --regid=postgres --init-groups \
     postgres -D "$PGDATA" -c listen_addresses='*' -k /run/postgresql \
-    -c max_connections=200 -c shared_buffers=128MB "$@"
+    -c max_connections=200 -c shared_buffers=128MB -c autovacuum_naptime=5s "$@"

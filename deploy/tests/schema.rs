@@ -245,6 +245,56 @@ fn the_search_index_holds_exactly_the_items_with_units_for_sale() {
     assert_eq!(index_rows(&mut conn, empty), 0);
 }
 
+/// The search index churns: a row per keyword subset of each listed item,
+/// deleted when it sells out. Its dead rows slow every search and write that
+/// steps over them until a vacuum removes them, so the cluster's autovacuum
+/// looks every few seconds (deploy/src/pg.rs, `AUTOVACUUM_NAPTIME`), not at
+/// PostgreSQL's default of once a minute.
+#[test]
+fn the_search_indexs_dead_rows_are_vacuumed_within_seconds() {
+    let store = fresh_store("churn");
+    store.migrate().unwrap();
+    assert_eq!(
+        store.autovacuum_settings().unwrap(),
+        (true, 5),
+        "the private cluster's autovacuum is on and looks every 5 s"
+    );
+    assert_eq!(store::search::autovacuum_warning(true, 5), None);
+    let mut conn = store.product().unwrap();
+    conn.execute(
+        "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
+         SELECT 1, 1, 'x', ARRAY['a','b','c','d','e'], 'New', 1, 1 FROM generate_series(1, 200)",
+        &[],
+    )
+    .unwrap();
+    conn.execute("UPDATE items SET quantity = 0", &[]).unwrap();
+    let sold_out = std::time::Instant::now();
+    let dead = 200 * 31;
+    loop {
+        let row = conn
+            .query_one(
+                "SELECT n_dead_tup, autovacuum_count FROM pg_stat_user_tables
+                  WHERE relname = 'item_keyword_sets'",
+                &[],
+            )
+            .unwrap();
+        let (left, vacuums): (i64, i64) = (row.get(0), row.get(1));
+        if vacuums > 0 && left < dead / 10 {
+            eprintln!(
+                "autovacuum removed {dead} dead rows {:?} after they died",
+                sold_out.elapsed()
+            );
+            break;
+        }
+        assert!(
+            sold_out.elapsed() < std::time::Duration::from_secs(20),
+            "{left} of {dead} dead rows still there after {:?} ({vacuums} vacuums)",
+            sold_out.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn the_search_counts_stay_exact_while_two_servers_fold_them() {
     let store = fresh_store("folding");

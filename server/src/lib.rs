@@ -68,6 +68,18 @@ where
     R::Handler: Send + Sync + 'static,
 {
     let store = Store::open_migrated(db, db_wait).map_err(|e| e.to_string())?;
+    match store.autovacuum_settings() {
+        Ok((on, naptime)) => {
+            if let Some(warning) = store::search::autovacuum_warning(on, naptime) {
+                net::log::line(side.name, "WARN", &warning);
+            }
+        }
+        Err(e) => net::log::line(
+            side.name,
+            "WARN",
+            &format!("product_db's autovacuum settings could not be read: {e}"),
+        ),
+    }
     let metrics = settings.metrics(side.server, side.operations);
     let probe = store.clone();
     metrics.watch_databases(move || {
