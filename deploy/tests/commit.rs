@@ -1,10 +1,12 @@
-//! A keyed write whose COMMIT meets a broken connection: the store learns
+//! A keyed write whose commit meets a broken connection: the store learns
 //! from the key whether it committed, so a client told UNAVAILABLE ("nothing
 //! was changed") can rely on it, and one whose write did commit gets its
 //! result. Between the store and product_db sits a proxy that breaks the
-//! connection at COMMIT: after forwarding it (the answer is lost), or before
-//! (it never arrives). The same proxy counts what the store sends: a keyed
-//! write's BEGIN and COMMIT travel with its statements.
+//! connection at a write's commit (its COMMIT, or the one statement of a
+//! write that is a statement with its key): after forwarding it (the answer
+//! is lost), or before (it never arrives). The same proxy counts what the
+//! store sends: a keyed write's BEGIN and COMMIT travel with its statements,
+//! and a one-statement write is one send.
 
 mod support;
 
@@ -26,6 +28,10 @@ const PASS: u8 = 0;
 const LOSE_ANSWER: u8 = 1;
 /// Close both sides instead of forwarding the next COMMIT.
 const LOSE_COMMIT: u8 = 2;
+/// [`LOSE_ANSWER`] for the next send, whatever it holds.
+const LOSE_NEXT_ANSWER: u8 = 3;
+/// [`LOSE_COMMIT`] for the next send, whatever it holds.
+const LOSE_NEXT_SEND: u8 = 4;
 
 struct PgProxy {
     addr: SocketAddr,
@@ -88,6 +94,8 @@ impl PgProxy {
         *self.hold.until.lock().unwrap() = Some((counter.clone(), now));
     }
 
+    /// What to do at the next COMMIT ([`LOSE_ANSWER`], [`LOSE_COMMIT`]) or
+    /// the next send ([`LOSE_NEXT_ANSWER`], [`LOSE_NEXT_SEND`]).
     fn next_commit(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
@@ -113,11 +121,13 @@ fn requests(
         };
         sends.fetch_add(1, Ordering::SeqCst);
         let chunk = &buf[..n];
-        if chunk.windows(COMMIT.len()).any(|w| w == COMMIT) {
+        let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT);
+        let armed = mode.load(Ordering::SeqCst);
+        if commit || matches!(armed, LOSE_NEXT_ANSWER | LOSE_NEXT_SEND) {
             match mode.swap(PASS, Ordering::SeqCst) {
-                LOSE_COMMIT => return close(&client, &server),
+                LOSE_COMMIT | LOSE_NEXT_SEND => return close(&client, &server),
                 // The answer that comes back next is dropped.
-                LOSE_ANSWER => cut.store(1, Ordering::SeqCst),
+                LOSE_ANSWER | LOSE_NEXT_ANSWER => cut.store(1, Ordering::SeqCst),
                 _ => {}
             }
         }
@@ -222,7 +232,7 @@ fn item(keywords: &[String]) -> NewItem<'_> {
 }
 
 #[test]
-fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
+fn a_keyed_registration_is_one_statement_with_its_key() {
     // One connection, so that the measured write finds its statements prepared.
     let (store, proxy, session, _) = store_through_proxy(1);
     let keywords = vec!["pipelined".to_owned()];
@@ -238,19 +248,19 @@ fn a_keyed_write_sends_begin_with_its_statement_and_commit_with_its_key() {
     let (id, _) = store
         .register_item(session, &item, Some(&key("counted")))
         .unwrap();
-    // [BEGIN, the item's INSERT] and [the key's INSERT, COMMIT]: two sends
-    // where one per statement would be four.
-    assert_eq!(proxy.sends.load(Ordering::SeqCst), 2);
+    // The item's INSERT and the key's in one statement: one send, where
+    // BEGIN, two statements and COMMIT would take two.
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 1);
 
-    // A resend meets the taken key: the COMMIT that went with it rolled the
-    // second item back, and the first answer comes back.
+    // A resend meets the taken key: the statement failed as a whole, so the
+    // second item is not there either, and the first answer comes back.
     proxy.sends.store(0, Ordering::SeqCst);
     let (again, _) = store
         .register_item(session, &item, Some(&key("counted")))
         .unwrap();
     assert_eq!(again, id);
-    // The two as above, and the recorded answer read.
-    assert_eq!(proxy.sends.load(Ordering::SeqCst), 3);
+    // The statement, and the recorded answer read.
+    assert_eq!(proxy.sends.load(Ordering::SeqCst), 2);
     let listed = store.seller_items(session, true).unwrap();
     assert_eq!(listed.iter().filter(|i| i.item_id == id).count(), 1);
     assert_eq!(listed.len(), 2, "the warm-up item and this one");
@@ -386,13 +396,19 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
         .unwrap()
         .get(0)
     };
+    // Its statements prepared, so that the next send is the write itself.
+    store
+        .register_item(session, &item, Some(&key("warm")))
+        .unwrap();
+    assert_eq!(count(), 1);
 
-    // The COMMIT is applied, its answer lost: the key says it happened.
-    proxy.next_commit(LOSE_ANSWER);
+    // The registration (one statement, its own commit) is applied, its
+    // answer lost: the key says it happened.
+    proxy.next_commit(LOSE_NEXT_ANSWER);
     let (id, _) = store
         .register_item(session, &item, Some(&key("a")))
         .expect("settled from the key");
-    assert_eq!(count(), 1);
+    assert_eq!(count(), 2);
     // A resend gets the same item, and nothing more is listed.
     assert_eq!(
         store
@@ -401,15 +417,50 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
             .0,
         id
     );
-    assert_eq!(count(), 1);
+    assert_eq!(count(), 2);
 
-    // The COMMIT never arrives: the key is not there, nothing was changed.
-    proxy.next_commit(LOSE_COMMIT);
+    // The statement never arrives: the key is not there, nothing was changed.
+    proxy.next_commit(LOSE_NEXT_SEND);
     match store.register_item(session, &item, Some(&key("b"))) {
         Err(StoreError::Unavailable(detail)) => {
             assert!(detail.contains("did not commit"), "{detail}")
         }
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
-    assert_eq!(count(), 1, "nothing half-done");
+    assert_eq!(count(), 2, "nothing half-done");
+
+    // A vote is a transaction (BEGIN with its statement, COMMIT with its
+    // key): the same when its COMMIT's answer is lost, or the COMMIT is.
+    let buyer = unique("voter");
+    store.create_buyer(&buyer, "pw", None).unwrap();
+    let (voter, _) = store.login_buyer(&buyer, "pw", None).unwrap();
+    let vote_key = |k: &str| Idempotency {
+        key: k.into(),
+        operation: "ProvideFeedback",
+        fingerprint: format!("vote {id}"),
+    };
+    let thumbs = || -> i64 {
+        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+        c.query_one("SELECT thumbs_up FROM items WHERE item_id = $1", &[&id])
+            .unwrap()
+            .get(0)
+    };
+    store
+        .vote(voter, id, false, Some(&vote_key("warm")))
+        .unwrap();
+    proxy.next_commit(LOSE_ANSWER);
+    assert_eq!(
+        store.vote(voter, id, true, Some(&vote_key("up"))),
+        Ok((1, 0)),
+        "settled from the key"
+    );
+    assert_eq!(thumbs(), 1);
+    proxy.next_commit(LOSE_COMMIT);
+    match store.vote(voter, id, false, Some(&vote_key("down"))) {
+        Err(StoreError::Unavailable(detail)) => {
+            assert!(detail.contains("did not commit"), "{detail}")
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    assert_eq!(thumbs(), 1, "the vote stands as it was");
 }

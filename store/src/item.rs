@@ -5,7 +5,7 @@
 
 use crate::account::{Accounts, BUYERS, SELLERS};
 use crate::db::{Conn, Store};
-use crate::once::run_once_on;
+use crate::once::{one_statement, run_once_on, run_statement_once_on, OneStatement};
 use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
@@ -78,9 +78,26 @@ impl Store {
         item: &NewItem<'_>,
         once: Option<&Idempotency>,
     ) -> Result<(i64, i64), StoreError> {
-        self.item_write(&SELLERS, session, once, |c, seller_id| {
-            register(c, seller_id, item)
-        })
+        let seller_id = self.touch_session(&SELLERS, session)?;
+        run_statement_once_on(
+            || self.product(),
+            SELLERS.keyed(once, seller_id).as_ref(),
+            &REGISTER,
+            &[
+                &seller_id,
+                &item.category,
+                &item.item_name,
+                &item.keywords,
+                &item.condition.as_str(),
+                &item.price_cents,
+                &item.quantity,
+            ],
+            |row| {
+                let category: i32 = row.try_get(1)?;
+                Ok((row.try_get(0)?, i64::from(category)))
+            },
+            |_| StoreError::Internal("an INSERT returned no row".into()),
+        )
     }
 
     /// Sets the price of one of the caller's items; returns the price in cents.
@@ -94,17 +111,15 @@ impl Store {
         cents: i64,
         once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
-        self.item_write(&SELLERS, session, once, |c, seller_id| {
-            let row = c.query_opt(
-                "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2
-                 RETURNING price_cents",
-                &[&item_id, &seller_id, &cents],
-            )?;
-            match row {
-                Some(row) => Ok(row.try_get(0)?),
-                None => Err(not_yours(item_id)),
-            }
-        })
+        let seller_id = self.touch_session(&SELLERS, session)?;
+        run_statement_once_on(
+            || self.product(),
+            SELLERS.keyed(once, seller_id).as_ref(),
+            &CHANGE_PRICE,
+            &[&item_id, &seller_id, &cents],
+            |row| Ok(row.try_get(0)?),
+            |_| not_yours(item_id),
+        )
     }
 
     /// Removes `change` units of one of the caller's items (negative adds them
@@ -119,9 +134,15 @@ impl Store {
         change: i64,
         once: Option<&Idempotency>,
     ) -> Result<i64, StoreError> {
-        self.item_write(&SELLERS, session, once, |c, seller_id| {
-            update_units(c, seller_id, item_id, change)
-        })
+        let seller_id = self.touch_session(&SELLERS, session)?;
+        run_statement_once_on(
+            || self.product(),
+            SELLERS.keyed(once, seller_id).as_ref(),
+            &UPDATE_UNITS,
+            &[&item_id, &seller_id, &change],
+            |row| Ok(row.try_get(0)?),
+            |c| why_units_unchanged(c, seller_id, item_id, change),
+        )
     }
 
     /// The caller's items with units for sale, by id; with `sold_out`, also
@@ -297,63 +318,54 @@ pub(crate) fn no_item(item_id: i64) -> StoreError {
     StoreError::NotFound(format!("there is no item {item_id}"))
 }
 
-/// Inserts `item` for `seller_id`; returns its id and category.
-fn register(c: &mut Conn, seller_id: i64, item: &NewItem<'_>) -> Result<(i64, i64), StoreError> {
-    let row = c.query_one(
-        // The keyword index rows come from the items_sync_keywords trigger.
-        "INSERT INTO items (seller_id, category, item_name, keywords, condition,
-                            price_cents, quantity)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         RETURNING item_id, category",
-        &[
-            &seller_id,
-            &item.category,
-            &item.item_name,
-            &item.keywords,
-            &item.condition.as_str(),
-            &item.price_cents,
-            &item.quantity,
-        ],
-    )?;
-    let category: i32 = row.try_get(1)?;
-    Ok((row.try_get(0)?, i64::from(category)))
-}
+/// Lists an item (its rows of the search index come from the
+/// `items_sync_search` trigger); returns its id and category, recorded as
+/// `[id, category]`.
+const REGISTER: OneStatement = one_statement!(
+    "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    returning "item_id, category",
+    response "json_build_array(item_id, category)::text",
+    key "$8, $9, $10, $11"
+);
 
-/// Removes `change` units (negative adds) of `seller_id`'s item in one atomic
-/// statement; returns the new count, or says why not.
-fn update_units(
-    c: &mut Conn,
-    seller_id: i64,
-    item_id: i64,
-    change: i64,
-) -> Result<i64, StoreError> {
-    let row = c.query_opt(
-        "UPDATE items SET quantity = quantity - $3
-          WHERE item_id = $1 AND seller_id = $2
-            AND quantity - $3 BETWEEN 0 AND 1000000000
-         RETURNING quantity",
-        &[&item_id, &seller_id, &change],
-    )?;
-    if let Some(row) = row {
-        return Ok(row.try_get(0)?);
-    }
+/// Sets the price of `$2`'s item `$1` to `$3` cents; returns it.
+const CHANGE_PRICE: OneStatement = one_statement!(
+    "UPDATE items SET price_cents = $3 WHERE item_id = $1 AND seller_id = $2",
+    returning "price_cents",
+    response "price_cents::text",
+    key "$4, $5, $6, $7"
+);
+
+/// Removes `$3` units (negative adds) of `$2`'s item `$1` in one atomic
+/// statement, unless that leaves fewer than 0 or more than 10^9; returns the
+/// new count.
+const UPDATE_UNITS: OneStatement = one_statement!(
+    "UPDATE items SET quantity = quantity - $3
+      WHERE item_id = $1 AND seller_id = $2
+        AND quantity - $3 BETWEEN 0 AND 1000000000",
+    returning "quantity",
+    response "quantity::text",
+    key "$4, $5, $6, $7"
+);
+
+/// Why [`UPDATE_UNITS`] changed nothing.
+fn why_units_unchanged(c: &mut Conn, seller_id: i64, item_id: i64, change: i64) -> StoreError {
     let current = c.query_opt(
         "SELECT quantity FROM items WHERE item_id = $1 AND seller_id = $2",
         &[&item_id, &seller_id],
-    )?;
+    );
     match current {
-        None => Err(not_yours(item_id)),
-        Some(row) => {
-            let left: i64 = row.try_get(0)?;
-            if left - change < 0 {
-                Err(StoreError::InsufficientStock(format!(
-                    "item {item_id} has only {left} units"
-                )))
-            } else {
-                Err(StoreError::Invalid(format!(
-                    "item {item_id} would hold more than 1000000000 units"
-                )))
+        Err(e) => e,
+        Ok(None) => not_yours(item_id),
+        Ok(Some(row)) => match row.try_get::<_, i64>(0) {
+            Err(e) => e.into(),
+            Ok(left) if left - change < 0 => {
+                StoreError::InsufficientStock(format!("item {item_id} has only {left} units"))
             }
-        }
+            Ok(_) => StoreError::Invalid(format!(
+                "item {item_id} would hold more than 1000000000 units"
+            )),
+        },
     }
 }
