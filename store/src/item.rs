@@ -280,7 +280,8 @@ impl Store {
     }
 
     /// Runs `effect` on product_db with the account of `session` (renewed
-    /// first, on customer_db), once per idempotency key: every item write.
+    /// first, on customer_db), once per idempotency key in a transaction: a
+    /// vote. (The seller's item writes are [`OneStatement`]s.)
     fn item_write<T: Serialize + DeserializeOwned>(
         &self,
         side: &Accounts,
