@@ -11,7 +11,7 @@
 //! the first attempt's result (same ids). A request without a key runs as
 //! before, outside any explicit transaction.
 //!
-//! A write whose effect is one statement ([`OneStatement`]: the seller's
+//! A write whose effect is one statement (`OneStatement`: the seller's
 //! item writes) needs no explicit transaction for its key either: the key's
 //! insert joins the effect's own statement, which commits or fails as a
 //! whole.
