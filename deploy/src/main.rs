@@ -137,9 +137,6 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
 }
 
 fn main() -> ExitCode {
-    // Servers may run in this process: their password hashes' memory goes
-    // back to the system (see the servers' own `main`).
-    store::password::keep_hash_memory_out_of_the_arenas();
     let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some(code) = deploy::serve_subcommand(&raw) {
         return code;

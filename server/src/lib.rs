@@ -3,13 +3,22 @@
 //! a side's typed `Handler` to the reactor ([`Served`]), and a server prepared
 //! on its databases with its housekeeping ([`prepare`]).
 //!
-//! It owns process policy (exit codes, signals, the allocator setting the
-//! password hashes need, what is logged when); `net` and `store` stay
+//! It owns process policy (exit codes, signals, the allocator, what is
+//! logged when); `net` and `store` stay
 //! libraries. `seller_srv` and `buyer_srv` each describe their [`Side`] and
 //! implement their handler; everything else is here, once.
 
 mod adapter;
 pub mod settings;
+
+/// Every process that runs a server (`seller_srv`, `buyer_srv`, `marketplace`,
+/// loadgen's local stack) allocates with mimalloc: a request's buffers, rows
+/// and JSON come and go on the reactor and worker threads, and glibc's malloc
+/// spent a seventh of the servers' CPU on them (docs/BENCHMARKS.md, "The
+/// servers' allocator"). A password hash's 19 MiB of working memory is a
+/// segment of its own, given back to the system soon after it is freed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use adapter::{mentions_operation, serve, Served};
 pub use settings::ServerSettings;
@@ -139,7 +148,6 @@ where
     R::Handler: Send + Sync + 'static,
 {
     let name = side.name;
-    store::password::keep_hash_memory_out_of_the_arenas();
     let mut args = arguments(raw, &[ENV, DB_ENV]);
     if args.contains(["-h", "--help"]) {
         println!("usage: {name} [flags]   (environment variable in brackets)\n{USAGE}\n{DB_USAGE}");

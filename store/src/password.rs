@@ -2,12 +2,12 @@
 //!
 //! Slow on purpose; call only from worker threads. Each hash or verification
 //! takes 19 MiB of working memory for ~15 ms of CPU, so at most one per core
-//! runs at once (more would only share the cores and multiply the memory). A
-//! process that hashes should have the working memory mapped fresh and
-//! returned to the system each time ([`keep_hash_memory_out_of_the_arenas`],
-//! called by the servers' `main`): left to malloc's per-thread arenas, a burst
-//! of logins on 16 workers grew a server past 2 GiB of RSS (measured with
-//! loadgen, 100x100).
+//! runs at once (more would only share the cores and multiply the memory):
+//! the gate bounds the working memory a process holds at once, whatever its
+//! allocator keeps for reuse (with glibc's per-thread arenas and no gate, a
+//! burst of logins on 16 workers grew a server past 2 GiB of RSS, measured
+//! with loadgen, 100x100; the servers now allocate with mimalloc, see
+//! `server`).
 
 use crate::StoreError;
 use argon2::password_hash::phc::PasswordHash;
@@ -27,19 +27,6 @@ fn gate() -> &'static Gate {
         free: Mutex::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         freed: Condvar::new(),
     })
-}
-
-/// A process setting for processes that hash passwords, for their `main` to
-/// make (a library must not change the allocator of the whole process):
-/// allocations of 4 MiB and more, like a hash's 19 MiB working memory, are
-/// mapped afresh and returned to the system when freed. The default threshold
-/// rises after the first large free, after which the buffers would stay in
-/// malloc's per-thread arenas for good.
-pub fn keep_hash_memory_out_of_the_arenas() {
-    // SAFETY: mallopt only tunes the allocator.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-    }
 }
 
 /// Runs `f` holding one of the gate's places.
