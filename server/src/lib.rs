@@ -4,9 +4,9 @@
 //! on its databases with its housekeeping ([`prepare`]).
 //!
 //! It owns process policy (exit codes, signals, the allocator, what is
-//! logged when); `net` and `store` stay
-//! libraries. `seller_srv` and `buyer_srv` each describe their [`Side`] and
-//! implement their handler; everything else is here, once.
+//! logged when); `net` and `store` stay libraries. `seller_srv` and
+//! `buyer_srv` each describe their [`Side`] and implement their handler;
+//! everything else is here, once.
 
 mod adapter;
 pub mod settings;
