@@ -22,6 +22,8 @@ use wire::response::Condition;
 
 /// A simple-query `COMMIT` message of the PostgreSQL protocol.
 const COMMIT: &[u8] = b"Q\x00\x00\x00\x0bCOMMIT\x00";
+/// The database's answer that a COMMIT is done.
+const COMMITTED: &[u8] = b"C\x00\x00\x00\x0bCOMMIT\x00";
 
 const PASS: u8 = 0;
 /// Forward the next COMMIT, then close both sides before its answer.
@@ -32,6 +34,21 @@ const LOSE_COMMIT: u8 = 2;
 const LOSE_NEXT_ANSWER: u8 = 3;
 /// [`LOSE_COMMIT`] for the next send, whatever it holds.
 const LOSE_NEXT_SEND: u8 = 4;
+/// Close the store's side at the next COMMIT, and forward the COMMIT to the
+/// database only [`LATE`] later: a COMMIT delayed on its way, whose sender
+/// has given up on the connection.
+const LATE_COMMIT: u8 = 5;
+/// [`LATE_COMMIT`] for the next send, whatever it holds.
+const LATE_NEXT_SEND: u8 = 6;
+/// How long [`LATE_COMMIT`] holds a COMMIT back.
+const LATE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What [`answers`] drops (then closing both sides).
+const CUT_NONE: u8 = 0;
+/// The next answer, whatever it holds.
+const CUT_NEXT: u8 = 1;
+/// The answer that says a COMMIT is done (the database has committed).
+const CUT_COMMITTED: u8 = 2;
 
 struct PgProxy {
     addr: SocketAddr,
@@ -68,7 +85,7 @@ impl PgProxy {
                 };
                 let mode = shared.clone();
                 let sends = counted.clone();
-                let cut = Arc::new(AtomicU8::new(0));
+                let cut = Arc::new(AtomicU8::new(CUT_NONE));
                 let (c2, s2, cut2) = (
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
@@ -94,8 +111,9 @@ impl PgProxy {
         *self.hold.until.lock().unwrap() = Some((counter.clone(), now));
     }
 
-    /// What to do at the next COMMIT ([`LOSE_ANSWER`], [`LOSE_COMMIT`]) or
-    /// the next send ([`LOSE_NEXT_ANSWER`], [`LOSE_NEXT_SEND`]).
+    /// What to do at the next COMMIT ([`LOSE_ANSWER`], [`LOSE_COMMIT`],
+    /// [`LATE_COMMIT`]) or the next send ([`LOSE_NEXT_ANSWER`],
+    /// [`LOSE_NEXT_SEND`], [`LATE_NEXT_SEND`]).
     fn next_commit(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
@@ -123,11 +141,20 @@ fn requests(
         let chunk = &buf[..n];
         let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT);
         let armed = mode.load(Ordering::SeqCst);
-        if commit || matches!(armed, LOSE_NEXT_ANSWER | LOSE_NEXT_SEND) {
+        if commit || matches!(armed, LOSE_NEXT_ANSWER | LOSE_NEXT_SEND | LATE_NEXT_SEND) {
             match mode.swap(PASS, Ordering::SeqCst) {
                 LOSE_COMMIT | LOSE_NEXT_SEND => return close(&client, &server),
-                // The answer that comes back next is dropped.
-                LOSE_ANSWER | LOSE_NEXT_ANSWER => cut.store(1, Ordering::SeqCst),
+                // Dropped once the COMMIT is done: the statements before it
+                // may be answered first.
+                LOSE_ANSWER => cut.store(CUT_COMMITTED, Ordering::SeqCst),
+                LOSE_NEXT_ANSWER => cut.store(CUT_NEXT, Ordering::SeqCst),
+                LATE_COMMIT | LATE_NEXT_SEND => {
+                    let _ = client.shutdown(Shutdown::Both);
+                    std::thread::sleep(LATE);
+                    // The database reads what it was sent before the close.
+                    let _ = server.write_all(chunk);
+                    return close(&client, &server);
+                }
                 _ => {}
             }
         }
@@ -153,8 +180,11 @@ fn answers(mut server: TcpStream, mut client: TcpStream, cut: &AtomicU8, hold: &
             hold.released_by_counter
                 .store(counter.load(Ordering::SeqCst) > above, Ordering::SeqCst);
         }
-        if cut.load(Ordering::SeqCst) == 1 {
-            return close(&client, &server);
+        let committed = buf[..n].windows(COMMITTED.len()).any(|w| w == COMMITTED);
+        match cut.load(Ordering::SeqCst) {
+            CUT_NEXT => return close(&client, &server),
+            CUT_COMMITTED if committed => return close(&client, &server),
+            _ => {}
         }
         if client.write_all(&buf[..n]).is_err() {
             return close(&client, &server);
@@ -463,4 +493,75 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
     assert_eq!(thumbs(), 1, "the vote stands as it was");
+}
+
+#[test]
+fn a_write_delayed_on_its_way_cannot_land_after_it_is_said_undone() {
+    // The store gives up on the connection while its write is still on its
+    // way to the database; the write arrives a second later. Whatever the
+    // store answers must be what the database ends up holding: "nothing was
+    // changed" only if the late write can no longer take effect.
+    let (store, proxy, session, seller_id) = store_through_proxy(2);
+    let keywords = vec!["late".to_owned()];
+    let item = item(&keywords);
+    let count = || -> i64 {
+        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+        c.query_one(
+            "SELECT count(*) FROM items WHERE seller_id = $1",
+            &[&seller_id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    store
+        .register_item(session, &item, Some(&key("late-warm")))
+        .unwrap();
+
+    // A registration: one statement, its own commit.
+    proxy.next_commit(LATE_NEXT_SEND);
+    let answer = store.register_item(session, &item, Some(&key("late-a")));
+    std::thread::sleep(LATE * 2);
+    match answer {
+        Err(StoreError::Unavailable(detail)) => {
+            assert!(detail.contains("did not commit"), "{detail}");
+            assert_eq!(count(), 1, "said undone, yet the late statement landed");
+        }
+        // The fence came after the late statement (a starved machine).
+        Ok(_) => assert_eq!(count(), 2),
+        other => panic!("expected UNAVAILABLE or the item, got {other:?}"),
+    }
+
+    // A vote: a transaction whose COMMIT is late.
+    let (id, _) = store.register_item(session, &item, None).unwrap();
+    let buyer = unique("latevoter");
+    store.create_buyer(&buyer, "pw", None).unwrap();
+    let (voter, _) = store.login_buyer(&buyer, "pw", None).unwrap();
+    let vote_key = |k: &str| Idempotency {
+        key: k.into(),
+        operation: "ProvideFeedback",
+        fingerprint: format!("vote {id}"),
+    };
+    let thumbs = || -> i64 {
+        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+        c.query_one("SELECT thumbs_up FROM items WHERE item_id = $1", &[&id])
+            .unwrap()
+            .get(0)
+    };
+    store
+        .vote(voter, id, false, Some(&vote_key("late-warm")))
+        .unwrap();
+    proxy.next_commit(LATE_COMMIT);
+    let answer = store.vote(voter, id, true, Some(&vote_key("late-up")));
+    std::thread::sleep(LATE * 2);
+    match answer {
+        Err(StoreError::Unavailable(detail)) => {
+            assert!(detail.contains("did not commit"), "{detail}");
+            assert_eq!(thumbs(), 0, "said undone, yet the late COMMIT landed");
+        }
+        Ok(votes) => {
+            assert_eq!(votes, (1, 0));
+            assert_eq!(thumbs(), 1);
+        }
+        other => panic!("expected UNAVAILABLE or the vote, got {other:?}"),
+    }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row, Socket, Statement};
+use tokio_postgres::{Client, Config, NoTls, Row, SimpleQueryMessage, Socket, Statement};
 
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -61,7 +61,33 @@ pub struct Conn {
     failures: Arc<AtomicU64>,
     /// The pool's error count, for the metrics.
     errors: Arc<AtomicU64>,
+    /// The server process at the other end.
+    backend: Backend,
 }
+
+/// The server process that serves a connection: its pid, and when it
+/// started (in microseconds since the epoch), since a pid alone may name
+/// another process after a restart or on another host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pid: i32,
+    started: i64,
+}
+
+/// The [`Backend`] of the connection that runs it.
+const WHO_AM_I: &str = "SELECT pid, (extract(epoch FROM backend_start) * 1000000)::int8
+                          FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+
+/// Ends a [`Backend`] (`$1`, `$2`) and waits up to `$3` ms for it to be gone;
+/// a row `true` when it went, `false` when it is still there, no row when it
+/// was gone already.
+const FENCE: &str = "SELECT pg_terminate_backend(pid, $3)
+                       FROM pg_stat_activity
+                      WHERE pid = $1
+                        AND (extract(epoch FROM backend_start) * 1000000)::int8 = $2";
+
+/// How long [`Conn::fence`] waits for a server process to end, in ms.
+const FENCE_WAIT_MS: i64 = 1000;
 
 /// Runs `work` to completion, driving the connection's socket meanwhile.
 fn drive<T>(runtime: &Runtime, link: &mut Option<Link>, work: impl Future<Output = T>) -> T {
@@ -326,6 +352,25 @@ impl Conn {
         drive(&self.runtime, &mut self.link, self.client.simple_query("")).map(|_| ())
     }
 
+    /// The server process at the other end of this connection.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Ends `backend` (another connection's server process, on this
+    /// connection's server) and waits until it is gone: a transaction it
+    /// was running has then committed or rolled back, and a statement or
+    /// COMMIT still on its way to it can no longer take effect. Whether a
+    /// write whose connection broke committed can be read only after this.
+    /// Ok(false) when it is still there after [`FENCE_WAIT_MS`].
+    ///
+    /// # Errors
+    /// As [`Conn::query`] (`Internal` when this role may not end it).
+    pub(crate) fn fence(&mut self, backend: Backend) -> Result<bool, StoreError> {
+        let row = self.query_opt(FENCE, &[&backend.pid, &backend.started, &FENCE_WAIT_MS])?;
+        Ok(row.map_or(Ok(true), |r| r.try_get(0))?)
+    }
+
     pub(crate) fn mark_broken(&mut self) {
         self.broken = true;
     }
@@ -358,10 +403,25 @@ impl r2d2::ManageConnection for Manager {
             // Only an exhausted process gets here (no file descriptors left).
             .map_err(|e| StoreError::Unavailable(format!("a connection's runtime: {e}")))?;
         let (client, link) = runtime.block_on(self.config.connect(NoTls))?;
+        let mut link: Option<Link> = Some(Box::pin(link));
+        let who = drive(&runtime, &mut link, client.simple_query(WHO_AM_I))?;
+        let backend = who
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(Backend {
+                    pid: row.get(0)?.parse().ok()?,
+                    started: row.get(1)?.parse().ok()?,
+                }),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                StoreError::Internal("a connection's server process is not listed".into())
+            })?;
         Ok(Conn {
             runtime,
-            link: Some(Box::pin(link)),
+            link,
             client,
+            backend,
             statements: HashMap::new(),
             txn: Txn::Idle,
             broken: false,

@@ -18,7 +18,7 @@
 //!
 //! MakePurchase records its key on the purchase itself (see `purchase.rs`).
 
-use crate::db::{Conn, Params, Pooled, Store};
+use crate::db::{Backend, Conn, Params, Pooled, Store};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,8 +101,11 @@ pub(crate) fn run_once_on<T: Serialize + DeserializeOwned>(
     keyed: Option<&Keyed<'_>>,
     effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let result = run_once(&mut *connect()?, keyed, effect);
-    settle(connect, keyed, result)
+    let mut conn = connect()?;
+    let result = run_once(&mut conn, keyed, effect);
+    let backend = conn.backend();
+    drop(conn);
+    settle(connect, keyed, backend, result)
 }
 
 /// A write whose effect is one statement that returns at most one row, in
@@ -177,6 +180,7 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
     let once = keyed.once;
     let mut all = params.to_vec();
     all.extend_from_slice(&[scope, &once.key, &once.operation, &once.fingerprint]);
+    let backend = conn.backend();
     let result = match conn.query_opt(statement.keyed, &all) {
         Ok(Some(row)) => read(&row),
         // The effect did not apply; perhaps because the first attempt did
@@ -193,15 +197,22 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
         Err(e) => Err(e),
     };
     drop(conn);
-    settle(connect, Some(keyed), result)
+    settle(connect, Some(keyed), backend, result)
 }
 
 /// When `result` is `CommitUnknown` (the connection broke while the write's
 /// commit was on its way), the outcome is learned from the key on a fresh
 /// connection (see [`run_once_on`]); any other result stands.
+///
+/// The key is read only once the broken connection's server process
+/// (`backend`) is gone: until then a COMMIT delayed on its way, or one the
+/// process is still running, may yet commit, and a key read absent would be
+/// a false "nothing was changed". A process that is not gone within the
+/// settling time, or that this role may not end, leaves the outcome unknown.
 fn settle<T: DeserializeOwned>(
     connect: impl Fn() -> Result<Pooled, StoreError>,
     keyed: Option<&Keyed<'_>>,
+    backend: Backend,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let (Err(StoreError::CommitUnknown(detail)), Some(keyed)) = (&result, keyed) else {
@@ -209,7 +220,15 @@ fn settle<T: DeserializeOwned>(
     };
     let deadline = Instant::now() + SETTLE;
     loop {
-        match connect().and_then(|mut c| recorded(&mut c, keyed)) {
+        let looked = connect().and_then(|mut c| {
+            if !c.fence(backend)? {
+                return Err(StoreError::Unavailable(
+                    "the broken connection's server process is still running".into(),
+                ));
+            }
+            recorded(&mut c, keyed)
+        });
+        match looked {
             Ok(Some(value)) => return Ok(value),
             Ok(None) => {
                 return Err(StoreError::Unavailable(format!(
@@ -219,7 +238,7 @@ fn settle<T: DeserializeOwned>(
             Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(StoreError::Unavailable(_)) => return result,
+            Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => return result,
             Err(e) => return Err(e),
         }
     }
