@@ -69,7 +69,7 @@ pub struct Conn {
 /// started (in microseconds since the epoch), since a pid alone may name
 /// another process after a restart or on another host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backend {
+pub(crate) struct Backend {
     pid: i32,
     started: i64,
 }
