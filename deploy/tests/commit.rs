@@ -250,6 +250,25 @@ fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64
     (store, proxy, session, seller_id)
 }
 
+/// product_db's settled commits so far.
+fn settled(store: &Store) -> store::SettledCounts {
+    store
+        .db_stats()
+        .into_iter()
+        .find(|d| d.db == "product")
+        .expect("product_db's pool")
+        .settled
+}
+
+/// [`store::SettledCounts`] from (committed, not_committed, unknown).
+fn counts(committed: u64, not_committed: u64, unknown: u64) -> store::SettledCounts {
+    store::SettledCounts {
+        committed,
+        not_committed,
+        unknown,
+    }
+}
+
 fn item(keywords: &[String]) -> NewItem<'_> {
     NewItem {
         item_name: "lost answer",
@@ -435,10 +454,12 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     // The registration (one statement, its own commit) is applied, its
     // answer lost: the key says it happened.
     proxy.next_commit(LOSE_NEXT_ANSWER);
+    assert_eq!(settled(&store), counts(0, 0, 0));
     let (id, _) = store
         .register_item(session, &item, Some(&key("a")))
         .expect("settled from the key");
     assert_eq!(count(), 2);
+    assert_eq!(settled(&store), counts(1, 0, 0), "counted for the metrics");
     // A resend gets the same item, and nothing more is listed.
     assert_eq!(
         store
@@ -458,6 +479,7 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
     assert_eq!(count(), 2, "nothing half-done");
+    assert_eq!(settled(&store), counts(1, 1, 0));
 
     // A vote is a transaction (BEGIN with its statement, COMMIT with its
     // key): the same when its COMMIT's answer is lost, or the COMMIT is.
@@ -485,6 +507,7 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
         "settled from the key"
     );
     assert_eq!(thumbs(), 1);
+    assert_eq!(settled(&store), counts(2, 1, 0));
     proxy.next_commit(LOSE_COMMIT);
     match store.vote(voter, id, false, Some(&vote_key("down"))) {
         Err(StoreError::Unavailable(detail)) => {
@@ -493,6 +516,7 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     }
     assert_eq!(thumbs(), 1, "the vote stands as it was");
+    assert_eq!(settled(&store), counts(2, 2, 0));
 }
 
 #[test]

@@ -312,6 +312,7 @@ fn promtool_accepts_the_exposition() {
         "marketplace_password_hashes_waiting",
         "marketplace_db_pool_connections",
         "marketplace_db_errors_total",
+        "marketplace_db_commits_settled_total",
         "marketplace_sessions_swept_total",
         "marketplace_build_info",
     ] {

@@ -117,6 +117,9 @@ pub struct DbStats {
     /// Database errors so far (failed connections and statements that failed
     /// for another reason than a constraint the request broke).
     pub errors: u64,
+    /// Keyed writes whose connection broke at their commit, by how they
+    /// were settled: `committed`, `not_committed`, `unknown`, with counts.
+    pub commits_settled: [(&'static str, u64); 3],
 }
 
 type DbProbe = Box<dyn Fn() -> Vec<DbStats> + Send + Sync>;
@@ -662,6 +665,7 @@ impl Collector for Servers {
             .collect();
         let mut pool = Vec::new();
         let mut errors = Vec::new();
+        let mut settled = Vec::new();
         for (server, stats) in &databases {
             for d in stats {
                 let busy = d.open.saturating_sub(d.idle);
@@ -672,6 +676,12 @@ impl Collector for Servers {
                     ));
                 }
                 errors.push((vec![("server", *server), ("db", d.db)], d.errors));
+                for (outcome, n) in d.commits_settled {
+                    settled.push((
+                        vec![("server", *server), ("db", d.db), ("outcome", outcome)],
+                        n,
+                    ));
+                }
             }
         }
         gauge(
@@ -686,6 +696,16 @@ impl Collector for Servers {
             "Database errors: connections that failed or could not be had, and statements \
              that failed other than by a constraint the request broke.",
             &errors,
+        )?;
+        counter(
+            e,
+            "marketplace_db_commits_settled",
+            "Keyed writes whose database connection broke at their commit, by what their \
+             key said once the old connection's server process was gone: committed (the \
+             write happened and its result was the answer), not_committed (nothing changed; \
+             UNAVAILABLE), unknown (the database could not be asked in time; UNAVAILABLE \
+             saying so).",
+            &settled,
         )?;
         counter(
             e,

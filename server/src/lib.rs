@@ -104,6 +104,11 @@ where
                 open: s.open,
                 idle: s.idle,
                 errors: s.errors,
+                commits_settled: [
+                    ("committed", s.settled.committed),
+                    ("not_committed", s.settled.not_committed),
+                    ("unknown", s.settled.unknown),
+                ],
             })
             .collect()
     });

@@ -63,6 +63,55 @@ pub struct Conn {
     errors: Arc<AtomicU64>,
     /// The server process at the other end.
     backend: Backend,
+    /// The pool's counts of settled commits.
+    settles: Arc<Settles>,
+}
+
+/// Keyed writes whose connection broke at their commit, by what settling
+/// them found (see `once::settle`).
+#[derive(Debug, Default)]
+pub(crate) struct Settles {
+    committed: AtomicU64,
+    not_committed: AtomicU64,
+    unknown: AtomicU64,
+}
+
+/// How a keyed write whose connection broke at its commit was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The key was recorded: the write happened, its result was the answer.
+    Committed,
+    /// It was not, once the old server process was gone: nothing changed.
+    NotCommitted,
+    /// The database could not be asked in time: the answer said so.
+    Unknown,
+}
+
+impl Settles {
+    pub(crate) fn count(&self, settled: Settled) {
+        let n = match settled {
+            Settled::Committed => &self.committed,
+            Settled::NotCommitted => &self.not_committed,
+            Settled::Unknown => &self.unknown,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> SettledCounts {
+        SettledCounts {
+            committed: self.committed.load(Ordering::Relaxed),
+            not_committed: self.not_committed.load(Ordering::Relaxed),
+            unknown: self.unknown.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A pool's settled commits so far, by outcome (see [`Store::db_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettledCounts {
+    pub committed: u64,
+    pub not_committed: u64,
+    pub unknown: u64,
 }
 
 /// The server process that serves a connection: its pid, and when it
@@ -357,6 +406,11 @@ impl Conn {
         self.backend
     }
 
+    /// Its pool's counts of settled commits.
+    pub(crate) fn settles(&self) -> Arc<Settles> {
+        self.settles.clone()
+    }
+
     /// Ends `backend` (another connection's server process, on this
     /// connection's server) and waits until it is gone: a transaction it
     /// was running has then committed or rolled back, and a statement or
@@ -390,6 +444,7 @@ pub struct Manager {
     config: Config,
     failures: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
+    settles: Arc<Settles>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -429,6 +484,7 @@ impl r2d2::ManageConnection for Manager {
             last_used: std::time::Instant::now(),
             failures: self.failures.clone(),
             errors: self.errors.clone(),
+            settles: self.settles.clone(),
         })
     }
 
@@ -461,6 +517,8 @@ pub(crate) struct Db {
     failures: Arc<AtomicU64>,
     /// Errors met on this database (see [`Store::db_stats`]).
     errors: Arc<AtomicU64>,
+    /// Its settled commits (see [`Store::db_stats`]).
+    settles: Arc<Settles>,
 }
 
 impl Db {
@@ -534,10 +592,12 @@ pub(crate) fn pool(
         .tcp_user_timeout(Duration::from_millis(1500))
         .application_name("marketplace");
     let errors = Arc::new(AtomicU64::new(0));
+    let settles = Arc::new(Settles::default());
     let manager = Manager {
         config,
         failures: failures.clone(),
         errors: errors.clone(),
+        settles: settles.clone(),
     };
     // Built unchecked: a server starts (and answers UNAVAILABLE) while a database
     // is down, and recovers when it comes back. Connections are not tested on
@@ -558,6 +618,7 @@ pub(crate) fn pool(
         pool,
         failures: failures.clone(),
         errors,
+        settles,
     })
 }
 
@@ -573,6 +634,9 @@ pub struct DbStats {
     /// Database errors so far (failed connections and statements that failed
     /// for another reason than a constraint the request broke).
     pub errors: u64,
+    /// Keyed writes whose connection broke at their commit, by how they
+    /// were settled.
+    pub settled: SettledCounts,
 }
 
 /// Both databases, and the session timeout every use case applies.
@@ -723,7 +787,8 @@ impl Store {
 
     /// Each pool's connections and the errors met on its database so far:
     /// connections that failed or could not be had, and statements that
-    /// failed other than by a constraint (a taken username is not an error).
+    /// failed other than by a constraint (a taken username is not an error);
+    /// and its keyed writes settled after their connection broke.
     pub fn db_stats(&self) -> Vec<DbStats> {
         [("customer", &self.customer), ("product", &self.product)]
             .into_iter()
@@ -735,6 +800,7 @@ impl Store {
                     open: state.connections,
                     idle: state.idle_connections,
                     errors: d.errors.load(Ordering::Relaxed),
+                    settled: d.settles.read(),
                 }
             })
             .collect()

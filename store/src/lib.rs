@@ -29,7 +29,7 @@ pub mod search;
 pub mod session;
 pub mod settings;
 
-pub use db::{DbStats, Store};
+pub use db::{DbStats, SettledCounts, Store};
 pub use error::StoreError;
 pub use item::NewItem;
 pub use once::{Keyed, Scope};

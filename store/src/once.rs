@@ -18,7 +18,7 @@
 //!
 //! MakePurchase records its key on the purchase itself (see `purchase.rs`).
 
-use crate::db::{Backend, Conn, Params, Pooled, Store};
+use crate::db::{Backend, Conn, Params, Pooled, Settled, Settles, Store};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -103,9 +103,9 @@ pub(crate) fn run_once_on<T: Serialize + DeserializeOwned>(
 ) -> Result<T, StoreError> {
     let mut conn = connect()?;
     let result = run_once(&mut conn, keyed, effect);
-    let backend = conn.backend();
+    let (backend, settles) = (conn.backend(), conn.settles());
     drop(conn);
-    settle(connect, keyed, backend, result)
+    settle(connect, keyed, backend, &settles, result)
 }
 
 /// A write whose effect is one statement that returns at most one row, in
@@ -180,7 +180,7 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
     let once = keyed.once;
     let mut all = params.to_vec();
     all.extend_from_slice(&[scope, &once.key, &once.operation, &once.fingerprint]);
-    let backend = conn.backend();
+    let (backend, settles) = (conn.backend(), conn.settles());
     let result = match conn.query_opt(statement.keyed, &all) {
         Ok(Some(row)) => read(&row),
         // The effect did not apply; perhaps because the first attempt did
@@ -197,7 +197,7 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
         Err(e) => Err(e),
     };
     drop(conn);
-    settle(connect, Some(keyed), backend, result)
+    settle(connect, Some(keyed), backend, &settles, result)
 }
 
 /// When `result` is `CommitUnknown` (the connection broke while the write's
@@ -213,6 +213,7 @@ fn settle<T: DeserializeOwned>(
     connect: impl Fn() -> Result<Pooled, StoreError>,
     keyed: Option<&Keyed<'_>>,
     backend: Backend,
+    settles: &Settles,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let (Err(StoreError::CommitUnknown(detail)), Some(keyed)) = (&result, keyed) else {
@@ -229,16 +230,23 @@ fn settle<T: DeserializeOwned>(
             recorded(&mut c, keyed)
         });
         match looked {
-            Ok(Some(value)) => return Ok(value),
+            Ok(Some(value)) => {
+                settles.count(Settled::Committed);
+                return Ok(value);
+            }
             Ok(None) => {
+                settles.count(Settled::NotCommitted);
                 return Err(StoreError::Unavailable(format!(
                     "{detail}; the key is not recorded, so it did not commit"
-                )))
+                )));
             }
             Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => return result,
+            Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => {
+                settles.count(Settled::Unknown);
+                return result;
+            }
             Err(e) => return Err(e),
         }
     }
