@@ -728,6 +728,7 @@ fn the_monitoring_profile_counts_the_requests_loadgen_made() {
     assert_eq!(
         alerts,
         [
+            "MarketplaceCommitOutcomeUnknown",
             "MarketplaceServerDown",
             "MarketplaceServerErrors",
             "MarketplaceSlowRequests"
