@@ -517,6 +517,30 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     }
     assert_eq!(thumbs(), 1, "the vote stands as it was");
     assert_eq!(settled(&store), counts(2, 2, 0));
+
+    // Without a key nothing tells whether it committed: the answer says so
+    // (UNAVAILABLE, but not "nothing was changed"), and here it had. Once
+    // first, so that the next send is the statement, not its preparation.
+    store.register_item(session, &item, None).unwrap();
+    assert_eq!(count(), 3);
+    proxy.next_commit(LOSE_NEXT_ANSWER);
+    match store.register_item(session, &item, None) {
+        Err(e @ StoreError::CommitUnknown(_)) => {
+            assert_eq!(e.code(), wire::ErrorCode::Unavailable);
+            let message = e.client_message();
+            assert!(
+                message.contains("may or may not have been applied"),
+                "{message}"
+            );
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    assert_eq!(count(), 4, "it was applied");
+    assert_eq!(
+        settled(&store),
+        counts(2, 2, 0),
+        "nothing to settle it from"
+    );
 }
 
 #[test]

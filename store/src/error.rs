@@ -72,8 +72,9 @@ impl StoreError {
                 completed or cancelled automatically within a minute: check your purchase \
                 history before buying again"
                 .into(),
-            StoreError::CommitUnknown(_) => "a database went away while this was being saved; \
-                resend it with the same idempotency_key to learn whether it was applied"
+            StoreError::CommitUnknown(_) => "a database went away while this was being saved, \
+                so it may or may not have been applied: a resend with the same idempotency_key \
+                learns which (without one, check before sending it again)"
                 .into(),
             StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
                 "internal error".into()

@@ -167,7 +167,10 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
 ) -> Result<T, StoreError> {
     let mut conn = connect()?;
     let Some(keyed) = keyed else {
-        return match conn.query_opt(statement.plain, params)? {
+        return match conn
+            .query_opt(statement.plain, params)
+            .map_err(unknown_if_broken)?
+        {
             Some(row) => read(&row),
             None => Err(missing(&mut conn)),
         };
@@ -266,7 +269,7 @@ fn run_once<T: Serialize + DeserializeOwned>(
     effect: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let Some(keyed) = keyed else {
-        return effect(conn);
+        return effect(conn).map_err(unknown_if_broken);
     };
     // Three round trips for a one-statement effect: BEGIN goes with the
     // effect's first statement, the key's INSERT with the COMMIT.
@@ -322,6 +325,16 @@ fn run_once<T: Serialize + DeserializeOwned>(
                 None => Err(e),
             }
         }
+    }
+}
+
+/// A write without a key whose connection broke while it was on its way
+/// may have been applied, and nothing can tell (there is no key to read):
+/// its answer says the outcome is unknown, not "nothing was changed".
+fn unknown_if_broken(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(detail) => StoreError::CommitUnknown(detail),
+        e => e,
     }
 }
 
