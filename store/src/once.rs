@@ -18,7 +18,7 @@
 //!
 //! MakePurchase records its key on the purchase itself (see `purchase.rs`).
 
-use crate::db::{Backend, Conn, Params, Pooled, Settled, Settles, Store};
+use crate::db::{Conn, Params, Pooled, Settled, Store};
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -103,9 +103,7 @@ pub(crate) fn run_once_on<T: Serialize + DeserializeOwned>(
 ) -> Result<T, StoreError> {
     let mut conn = connect()?;
     let result = run_once(&mut conn, keyed, effect);
-    let (backend, settles) = (conn.backend(), conn.settles());
-    drop(conn);
-    settle(connect, keyed, backend, &settles, result)
+    settle(connect, keyed, conn, result)
 }
 
 /// A write whose effect is one statement that returns at most one row, in
@@ -183,7 +181,6 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
     let once = keyed.once;
     let mut all = params.to_vec();
     all.extend_from_slice(&[scope, &once.key, &once.operation, &once.fingerprint]);
-    let (backend, settles) = (conn.backend(), conn.settles());
     let result = match conn.query_opt(statement.keyed, &all) {
         Ok(Some(row)) => read(&row),
         // The effect did not apply; perhaps because the first attempt did
@@ -199,29 +196,32 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
         Err(StoreError::Unavailable(detail)) => Err(StoreError::CommitUnknown(detail)),
         Err(e) => Err(e),
     };
-    drop(conn);
-    settle(connect, Some(keyed), backend, &settles, result)
+    settle(connect, Some(keyed), conn, result)
 }
 
 /// When `result` is `CommitUnknown` (the connection broke while the write's
 /// commit was on its way), the outcome is learned from the key on a fresh
-/// connection (see [`run_once_on`]); any other result stands.
+/// connection (see [`run_once_on`]); any other result stands. `used` is the
+/// connection the write ran on, given back to its pool here.
 ///
-/// The key is read only once the broken connection's server process
-/// (`backend`) is gone: until then a COMMIT delayed on its way, or one the
+/// The key is read only once the broken connection's server process is
+/// gone: until then a COMMIT delayed on its way, or one the
 /// process is still running, may yet commit, and a key read absent would be
 /// a false "nothing was changed". A process that is not gone within the
 /// settling time, or that this role may not end, leaves the outcome unknown.
 fn settle<T: DeserializeOwned>(
     connect: impl Fn() -> Result<Pooled, StoreError>,
     keyed: Option<&Keyed<'_>>,
-    backend: Backend,
-    settles: &Settles,
+    used: Pooled,
     result: Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let (Err(StoreError::CommitUnknown(detail)), Some(keyed)) = (&result, keyed) else {
         return result;
     };
+    // Given back (broken, so replaced) before a fresh one is asked for: the
+    // pool may hold no other.
+    let (backend, settles) = (used.backend(), used.settles());
+    drop(used);
     let deadline = Instant::now() + SETTLE;
     loop {
         let looked = connect().and_then(|mut c| {
