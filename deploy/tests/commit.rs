@@ -269,6 +269,38 @@ fn counts(committed: u64, not_committed: u64, unknown: u64) -> store::SettledCou
     }
 }
 
+/// One number `sql` reads with `id` (`$1`), directly from product_db.
+fn product_number(sql: &str, id: i64) -> i64 {
+    let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    c.query_one(sql, &[&id]).unwrap().get(0)
+}
+
+/// How many items `seller_id` has listed.
+fn listed_by(seller_id: i64) -> i64 {
+    product_number("SELECT count(*) FROM items WHERE seller_id = $1", seller_id)
+}
+
+/// An item's thumbs up.
+fn thumbs_up(item_id: i64) -> i64 {
+    product_number("SELECT thumbs_up FROM items WHERE item_id = $1", item_id)
+}
+
+/// A new buyer of `tag`, logged in: its session.
+fn voter(store: &Store, tag: &str) -> store::SessionId {
+    let name = unique(tag);
+    store.create_buyer(&name, "pw", None).unwrap();
+    store.login_buyer(&name, "pw", None).unwrap().0
+}
+
+/// The idempotency key `k` of a vote on `item_id`.
+fn vote_key(item_id: i64, k: &str) -> Idempotency {
+    Idempotency {
+        key: k.into(),
+        operation: "ProvideFeedback",
+        fingerprint: format!("vote {item_id}"),
+    }
+}
+
 fn item(keywords: &[String]) -> NewItem<'_> {
     NewItem {
         item_name: "lost answer",
@@ -436,15 +468,7 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
     let (store, proxy, session, seller_id) = store_through_proxy(2);
     let keywords = vec!["lost".to_owned()];
     let item = item(&keywords);
-    let count = || -> i64 {
-        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
-        c.query_one(
-            "SELECT count(*) FROM items WHERE seller_id = $1",
-            &[&seller_id],
-        )
-        .unwrap()
-        .get(0)
-    };
+    let count = || listed_by(seller_id);
     // Its statements prepared, so that the next send is the write itself.
     store
         .register_item(session, &item, Some(&key("warm")))
@@ -483,20 +507,9 @@ fn a_commit_whose_answer_is_lost_is_settled_from_the_key() {
 
     // A vote is a transaction (BEGIN with its statement, COMMIT with its
     // key): the same when its COMMIT's answer is lost, or the COMMIT is.
-    let buyer = unique("voter");
-    store.create_buyer(&buyer, "pw", None).unwrap();
-    let (voter, _) = store.login_buyer(&buyer, "pw", None).unwrap();
-    let vote_key = |k: &str| Idempotency {
-        key: k.into(),
-        operation: "ProvideFeedback",
-        fingerprint: format!("vote {id}"),
-    };
-    let thumbs = || -> i64 {
-        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
-        c.query_one("SELECT thumbs_up FROM items WHERE item_id = $1", &[&id])
-            .unwrap()
-            .get(0)
-    };
+    let voter = voter(&store, "voter");
+    let vote_key = |k: &str| vote_key(id, k);
+    let thumbs = || thumbs_up(id);
     store
         .vote(voter, id, false, Some(&vote_key("warm")))
         .unwrap();
@@ -552,15 +565,7 @@ fn a_write_delayed_on_its_way_cannot_land_after_it_is_said_undone() {
     let (store, proxy, session, seller_id) = store_through_proxy(2);
     let keywords = vec!["late".to_owned()];
     let item = item(&keywords);
-    let count = || -> i64 {
-        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
-        c.query_one(
-            "SELECT count(*) FROM items WHERE seller_id = $1",
-            &[&seller_id],
-        )
-        .unwrap()
-        .get(0)
-    };
+    let count = || listed_by(seller_id);
     store
         .register_item(session, &item, Some(&key("late-warm")))
         .unwrap();
@@ -581,20 +586,9 @@ fn a_write_delayed_on_its_way_cannot_land_after_it_is_said_undone() {
 
     // A vote: a transaction whose COMMIT is late.
     let (id, _) = store.register_item(session, &item, None).unwrap();
-    let buyer = unique("latevoter");
-    store.create_buyer(&buyer, "pw", None).unwrap();
-    let (voter, _) = store.login_buyer(&buyer, "pw", None).unwrap();
-    let vote_key = |k: &str| Idempotency {
-        key: k.into(),
-        operation: "ProvideFeedback",
-        fingerprint: format!("vote {id}"),
-    };
-    let thumbs = || -> i64 {
-        let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
-        c.query_one("SELECT thumbs_up FROM items WHERE item_id = $1", &[&id])
-            .unwrap()
-            .get(0)
-    };
+    let voter = voter(&store, "latevoter");
+    let vote_key = |k: &str| vote_key(id, k);
+    let thumbs = || thumbs_up(id);
     store
         .vote(voter, id, false, Some(&vote_key("late-warm")))
         .unwrap();
