@@ -3,7 +3,7 @@
 //! cache); any number of instances can serve the same buyers.
 
 use chrono::Datelike;
-use net::metrics::ServerMetrics;
+use server::metrics::Metrics;
 use server::Side;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,7 +258,7 @@ pub static SIDE: Side<Request> = Side {
 };
 
 /// What the buyer server does once per sweep interval.
-fn chores(store: &Store, metrics: &ServerMetrics) -> Result<(), String> {
+fn chores(store: &Store, metrics: &Metrics) -> Result<(), String> {
     let swept = store.sweep_buyer_sessions().map_err(|e| e.to_string())?;
     metrics.sessions_swept(swept);
     let settled = store

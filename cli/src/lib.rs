@@ -4,7 +4,7 @@
 //! no-echo passwords) or from a script (stdin that is not a terminal, or `-c`),
 //! [`args`] splits and parses command lines, [`table`] prints results, and
 //! [`seller`] / [`buyer`] hold each side's commands. Every request and response
-//! is a `wire` type sent through `net::Client`; nothing here speaks JSON itself.
+//! is a `wire` type sent through `client::Client`; nothing here speaks JSON itself.
 
 pub mod account;
 pub mod args;

@@ -6,7 +6,7 @@
 //! per line, no prompts or colours, exit status 1 if any command failed.
 
 use crate::args::{self, Args, Usage};
-use net::{Client, ClientConfig, ClientError};
+use client::{Client, ClientConfig, ClientError};
 use rustyline::completion::{Completer, Pair};
 use rustyline::config::Configurer;
 use rustyline::error::ReadlineError;
@@ -577,7 +577,7 @@ pub fn main(side: &Side) -> ExitCode {
         return ExitCode::from(2);
     }
     let tls = match &ca {
-        Some(ca) => match net::tls::Tls::from_ca_file(ca, net::tls::host_of(&server)) {
+        Some(ca) => match client::tls::Tls::from_ca_file(ca, client::tls::host_of(&server)) {
             Ok(tls) => Some(tls),
             Err(e) => {
                 eprintln!("{}-cli: {e}", side.name);
@@ -606,7 +606,7 @@ pub fn main(side: &Side) -> ExitCode {
     // that needs one connects.
     // Reconnecting keeps trying for about 30 s (backoff capped at 2 s).
     let config = ClientConfig {
-        retry: net::Retry {
+        retry: client::Retry {
             attempts: 20,
             base: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),

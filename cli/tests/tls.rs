@@ -4,7 +4,7 @@
 
 mod support;
 
-use net::tls::testing::front;
+use client::tls::testing::front;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;

@@ -89,7 +89,7 @@ pub struct Stack {
     mode: ServerMode,
     running: Mutex<Vec<Running>>,
     /// The metrics listener of this process, when asked for one.
-    endpoint: Option<net::metrics::Endpoint>,
+    endpoint: Option<server::metrics::Endpoint>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,7 +124,7 @@ impl Stack {
             session_timeout: config.session_timeout,
             ..DbSettings::default()
         };
-        let exporter = net::metrics::Exporter::default();
+        let exporter = server::metrics::Exporter::default();
         let processes = matches!(config.servers, ServerMode::Processes { .. });
         let own_metrics = |addr: Option<SocketAddr>| -> Result<Option<SocketAddr>, String> {
             match addr {
@@ -212,7 +212,7 @@ impl Stack {
             },
             trace: false,
             metrics_listen: None,
-            exporter: net::metrics::Exporter::default(),
+            exporter: server::metrics::Exporter::default(),
         };
         Stack {
             cluster: Mutex::new(None),

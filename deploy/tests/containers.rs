@@ -7,7 +7,7 @@
 
 mod support;
 
-use net::{Client, ClientConfig, Retry};
+use client::{Client, ClientConfig, Retry};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

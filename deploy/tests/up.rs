@@ -9,7 +9,8 @@ use wire::request::NoFields;
 use wire::response::Pong;
 
 fn ping(addr: &str, request: &(impl wire::Operation + serde::Serialize)) -> Pong {
-    let mut client = net::Client::connect(addr, net::ClientConfig::default()).expect("connect");
+    let mut client =
+        client::Client::connect(addr, client::ClientConfig::default()).expect("connect");
     client
         .call_request(request)
         .expect("a response")

@@ -2,18 +2,19 @@
 //! threads of a tokio runtime, so loadgen's own threads do not compete with the
 //! servers for the cores at 1000x1000.
 //!
-//! The same contract as the blocking [`net::Client::call_raw`]: a
-//! state-changing request carries a fresh idempotency key, the same on each
-//! resend; a lost connection is reconnected and the request resent with
-//! [`net::Retry`]'s backoff; without keys, a write is sent once.
+//! The same rules as the blocking [`client::Client`], from the same code
+//! ([`client::rules`]): a state-changing request carries a fresh idempotency
+//! key, the same on each resend; a lost connection is reconnected and the
+//! request resent with [`client::Retry`]'s backoff; without keys, a write is
+//! sent once.
 
 use bytes::BytesMut;
-use net::tls::Tls;
-use net::{ClientConfig, ClientError};
+use client::rules::jitter_seed;
+use client::tls::Tls;
+use client::{Attempts, Call, ClientConfig, ClientError};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -47,9 +48,6 @@ fn timed_out(what: &str) -> ClientError {
 
 impl Conn {
     pub fn new(addr: SocketAddr, config: ClientConfig) -> Conn {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
         Conn {
             addr,
             config,
@@ -58,7 +56,7 @@ impl Conn {
             decoder: FrameDecoder::new(config.frame_limit),
             read_buf: BytesMut::with_capacity(4096),
             write_buf: BytesMut::with_capacity(512),
-            jitter: (seed ^ u64::from(addr.port())) | 1,
+            jitter: jitter_seed(u64::from(addr.port())),
         }
     }
 
@@ -73,11 +71,11 @@ impl Conn {
     /// # Errors
     /// [`ClientError::GaveUp`] when every attempt failed.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
-        let mut n = 0;
+        let mut attempts = Attempts::new(self.config.retry);
         loop {
             match self.ensure_connected().await {
                 Ok(()) => return Ok(()),
-                Err(e) => n = self.after_failure(e, n).await?,
+                Err(e) => self.after_failure(&mut attempts, e).await?,
             }
         }
     }
@@ -108,22 +106,17 @@ impl Conn {
         Ok(())
     }
 
-    /// After failed attempt `n` (from 0): waits and returns `n + 1` when the
-    /// error is a lost connection and the policy allows another attempt.
-    async fn after_failure(&mut self, e: ClientError, n: u32) -> Result<u32, ClientError> {
+    /// After a failed attempt: drops the connection, and waits before the
+    /// next when the rules allow one.
+    async fn after_failure(
+        &mut self,
+        attempts: &mut Attempts,
+        e: ClientError,
+    ) -> Result<(), ClientError> {
         self.stream = None;
-        let retries = self.config.retry.attempts.saturating_sub(1);
-        if !e.is_connection_lost() {
-            return Err(e);
-        }
-        if n >= retries {
-            return Err(ClientError::GaveUp {
-                attempts: n + 1,
-                last: Box::new(e),
-            });
-        }
-        tokio::time::sleep(self.config.retry.delay(n + 1, &mut self.jitter)).await;
-        Ok(n + 1)
+        let retry = attempts.after_failure(e, &mut self.jitter)?;
+        tokio::time::sleep(retry.delay).await;
+        Ok(())
     }
 
     /// One attempt: sends the frame in `write_buf` and reads one reply frame.
@@ -155,7 +148,8 @@ impl Conn {
     }
 
     /// Sends `request` and returns the raw reply body, reconnecting and
-    /// resending (with the same idempotency key) when the connection is lost.
+    /// resending (with the same idempotency key) when the connection is lost,
+    /// as [`client::rules`] says.
     ///
     /// # Errors
     /// [`ClientError::GaveUp`] when no attempt got a reply; other errors at once.
@@ -163,8 +157,7 @@ impl Conn {
         &mut self,
         request: &R,
     ) -> Result<BytesMut, ClientError> {
-        let keyed = request.changes_state() && self.config.idempotency_keys;
-        let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
+        let Call { key, mut attempts } = Call::new(request, &self.config);
         self.write_buf.clear();
         frame::encode(
             &mut self.write_buf,
@@ -174,16 +167,10 @@ impl Conn {
                 request,
             },
         );
-        let mut n = 0;
         loop {
             match self.exchange().await {
                 Ok(body) => return Ok(body),
-                // Without a key a resend could apply the write twice: one attempt.
-                Err(e) if request.changes_state() && !keyed => {
-                    self.stream = None;
-                    return Err(e);
-                }
-                Err(e) => n = self.after_failure(e, n).await?,
+                Err(e) => self.after_failure(&mut attempts, e).await?,
             }
         }
     }

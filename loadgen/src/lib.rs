@@ -7,7 +7,7 @@
 //! the JSON report, [`chart`] the SVG chart, [`procfs`] the servers' CPU and
 //! memory read from /proc, [`scrape`] the servers' own latency histograms
 //! from their metrics endpoints. Requests are `wire` types sent by [`conn`]
-//! (net::Client's contract on a tokio runtime, so thousands of clients share a
+//! (client::Client's contract on a tokio runtime, so thousands of clients share a
 //! few threads): every request is one a real client could send.
 
 pub mod catalogue;

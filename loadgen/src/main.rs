@@ -99,7 +99,7 @@ struct Options {
     metrics: Option<Vec<String>>,
     no_metrics: bool,
     /// TLS to the seller and to the buyer server.
-    tls: Option<(net::tls::Tls, net::tls::Tls)>,
+    tls: Option<(client::tls::Tls, client::tls::Tls)>,
 }
 
 fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
@@ -215,7 +215,7 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
             return Err("--tls and --ca are for --seller/--buyer (a proxy's TLS ports)".into())
         }
         (Some(ca), Some((seller, buyer))) => {
-            let tls = |addr: &str| net::tls::Tls::from_ca_file(ca, net::tls::host_of(addr));
+            let tls = |addr: &str| client::tls::Tls::from_ca_file(ca, client::tls::host_of(addr));
             Some((tls(seller)?, tls(buyer)?))
         }
     };

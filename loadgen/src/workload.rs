@@ -4,7 +4,7 @@
 use crate::conn::Conn;
 use crate::mix::{self, BuyerOp, Mix, SellerOp, CATEGORIES, VOCABULARY};
 use crate::stats::{ClientStats, Outcome, Side, ACCOUNT_OPERATIONS, CONNECT};
-use net::{ClientConfig, Retry};
+use client::{ClientConfig, Retry};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ pub struct Plan {
     /// timed: a person between clicks.
     pub think: Duration,
     /// Speak TLS to the server (a TLS port of the proxy).
-    pub tls: Option<net::tls::Tls>,
+    pub tls: Option<client::tls::Tls>,
 }
 
 impl Plan {

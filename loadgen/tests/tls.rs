@@ -8,8 +8,8 @@ use std::process::Command;
 fn a_run_over_tls_completes_without_an_unexpected_error() {
     let stack = deploy::testing::shared_stack(|_| {});
     let dir = deploy::testing::scratch_dir("loadgen-tls");
-    let sellers = net::tls::testing::front(stack.seller_addr(), &["localhost"], &dir.join("s"));
-    let buyers = net::tls::testing::front(stack.buyer_addr(), &["localhost"], &dir.join("b"));
+    let sellers = client::tls::testing::front(stack.seller_addr(), &["localhost"], &dir.join("s"));
+    let buyers = client::tls::testing::front(stack.buyer_addr(), &["localhost"], &dir.join("b"));
     let out = dir.join("tls.json");
     let run = |ca: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_loadgen"))

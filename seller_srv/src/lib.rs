@@ -2,7 +2,7 @@
 //! and one store call. It holds no state between requests; everything lives in
 //! the databases, so any number of instances can serve the same sellers.
 
-use net::metrics::ServerMetrics;
+use server::metrics::Metrics;
 use server::Side;
 use std::sync::Arc;
 use store::NewItem;
@@ -185,7 +185,7 @@ pub static SIDE: Side<Request> = Side {
 };
 
 /// What the seller server does once per sweep interval.
-fn chores(store: &Store, metrics: &ServerMetrics) -> Result<(), String> {
+fn chores(store: &Store, metrics: &Metrics) -> Result<(), String> {
     let swept = store.sweep_seller_sessions().map_err(|e| e.to_string())?;
     metrics.sessions_swept(swept);
     Ok(())

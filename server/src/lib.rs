@@ -1,33 +1,23 @@
 //! What both marketplace servers are made of besides their handlers: flags
 //! with environment twins ([`settings`]), the process `main`, the adapter from
-//! a side's typed `Handler` to the reactor ([`Served`]), and a server prepared
-//! on its databases with its housekeeping ([`prepare`]).
+//! a side's typed `Handler` to the reactor ([`Served`]), a server prepared on
+//! its databases with its housekeeping ([`prepare`]), and the Prometheus
+//! exporter of the transport's and the marketplace's counters ([`metrics`]).
 //!
-//! It owns process policy (exit codes, signals, the allocator, what is
-//! logged when); `net` and `store` stay libraries. `seller_srv` and
+//! It owns process policy (exit codes, signals, what is logged when); `net`
+//! and `store` stay libraries. The allocator is the binaries' choice
+//! (`seller_srv`, `buyer_srv` and `marketplace` set mimalloc). `seller_srv` and
 //! `buyer_srv` each describe their [`Side`] and implement their handler;
 //! everything else is here, once.
 
 mod adapter;
+pub mod metrics;
 pub mod settings;
-
-/// Every process that runs a server (`seller_srv`, `buyer_srv`,
-/// `marketplace`, and loadgen, whose local stack runs them) allocates with
-/// mimalloc rather than glibc's malloc. A password hash's 19 MiB of working
-/// memory is then reused by the next hash instead of mapped and faulted
-/// afresh (4,868 page faults per hash), and a request's buffers, rows and
-/// JSON come and go a little faster: in the seed mix's login storm the
-/// servers spent a fifth less CPU per call, in the durable default mix a
-/// tenth (docs/BENCHMARKS.md, "The servers' allocator"). Transparent huge
-/// pages are off for the process (the crate's `no_thp`): with them an idle
-/// server held ~60 MB more for ~5% less CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use adapter::{mentions_operation, serve, Served};
 pub use settings::ServerSettings;
 
-use net::metrics::ServerMetrics;
+use metrics::Metrics;
 use settings::{arguments, db_from_args, DB_ENV, DB_USAGE, ENV, USAGE};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -59,7 +49,7 @@ pub struct Side<R: Operation> {
     pub handler: fn(Store) -> Arc<R::Handler>,
     /// Its own chores, once per sweep interval (expired sessions, and on the
     /// buyer side interrupted purchases), beside the common ones.
-    pub chores: fn(&Store, &ServerMetrics) -> Result<(), String>,
+    pub chores: fn(&Store, &Metrics) -> Result<(), String>,
 }
 
 /// Opens and migrates the databases (waiting up to `db_wait` for them), binds
@@ -95,23 +85,7 @@ where
     }
     let metrics = settings.metrics(side.server, side.operations);
     let probe = store.clone();
-    metrics.watch_databases(move || {
-        probe
-            .db_stats()
-            .into_iter()
-            .map(|s| net::metrics::DbStats {
-                db: s.db,
-                open: s.open,
-                idle: s.idle,
-                errors: s.errors,
-                commits_settled: [
-                    ("committed", s.settled.committed),
-                    ("not_committed", s.settled.not_committed),
-                    ("unknown", s.settled.unknown),
-                ],
-            })
-            .collect()
-    });
+    metrics.watch_databases(move || probe.db_stats());
     let served = Served::<R>::new(
         (side.handler)(store.clone()),
         side.name,

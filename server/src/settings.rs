@@ -4,7 +4,7 @@
 //! Every flag has an environment twin (the same names in the README, the
 //! containers and the local stack); a flag on the command line wins.
 
-use net::metrics::{Exporter, ServerMetrics};
+use crate::metrics::{Exporter, Metrics};
 use net::{Config, Server, Service};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -255,7 +255,7 @@ impl ServerSettings {
         &self,
         server: &'static str,
         operations: &[&'static str],
-    ) -> std::sync::Arc<ServerMetrics> {
+    ) -> std::sync::Arc<Metrics> {
         self.exporter.server(server, operations)
     }
 
@@ -280,9 +280,9 @@ impl ServerSettings {
     pub fn serve(
         &self,
         service: std::sync::Arc<dyn Service>,
-        metrics: std::sync::Arc<ServerMetrics>,
+        metrics: std::sync::Arc<Metrics>,
         every: Duration,
-        mut sweep: impl FnMut(&ServerMetrics) -> Result<(), String> + Send + 'static,
+        mut sweep: impl FnMut(&Metrics) -> Result<(), String> + Send + 'static,
     ) -> Result<Server, String> {
         let name = self.reactor.name.clone();
         let server = self
@@ -290,7 +290,7 @@ impl ServerSettings {
             .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
         Ok(server
             .with_service(service)
-            .with_metrics(metrics.clone())
+            .with_metrics(metrics.transport().clone())
             .with_housekeeping(every, move || {
                 if let Err(e) = sweep(&metrics) {
                     net::log::line(&name, "ERROR", &format!("housekeeping failed: {e}"));

@@ -4,9 +4,9 @@
 
 pub mod proxy;
 
+use client::{Client, ClientConfig, Retry};
 use deploy::testing::shared_stack;
 use deploy::Stack;
-use net::{Client, ClientConfig, Retry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -64,7 +64,7 @@ impl Api {
         // MARKETPLACE_TEST_CA: the stack is a TLS port of the proxy (see
         // deploy/docker/test.sh), whose certificate names 127.0.0.1.
         if let Some(ca) = std::env::var_os("MARKETPLACE_TEST_CA") {
-            let tls = net::tls::Tls::from_ca_file(ca.as_ref(), &addr.ip().to_string())
+            let tls = client::tls::Tls::from_ca_file(ca.as_ref(), &addr.ip().to_string())
                 .expect("the test CA");
             client.use_tls(tls);
         }

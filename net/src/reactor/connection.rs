@@ -148,7 +148,7 @@ pub(super) fn step(conn: &mut Connection, key: usize, shared: &mut Shared) -> Re
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    shared.metrics.frame_rejected(match e {
+                    shared.metrics.count_frame_rejected(match e {
                         wire::FrameError::Empty => FrameRejected::Empty,
                         wire::FrameError::TooLarge { .. } => FrameRejected::TooLarge,
                     });

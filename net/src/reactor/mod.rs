@@ -490,7 +490,7 @@ impl Reactor {
                 stream,
                 "too many connections from your address; retry later",
             );
-            self.shared.metrics.refused(Refused::PerPeer);
+            self.shared.metrics.count_refused(Refused::PerPeer);
             return;
         }
         if self.connections.len() >= self.config.max_connections {
@@ -498,7 +498,7 @@ impl Reactor {
                 Some(key) => self.close(key, Closed::Evicted),
                 None => {
                     refuse(stream, "too many connections; retry later");
-                    self.shared.metrics.refused(Refused::Capacity);
+                    self.shared.metrics.count_refused(Refused::Capacity);
                     return;
                 }
             }
@@ -585,7 +585,7 @@ impl Reactor {
                 "too many connections from your address; retry later",
                 Closed::PeerLimit,
             );
-            self.shared.metrics.refused(Refused::PerPeer);
+            self.shared.metrics.count_refused(Refused::PerPeer);
         } else {
             self.connections[key].counted = true;
             *self.peers.entry(peer).or_insert(0) += 1;
@@ -760,7 +760,9 @@ impl Reactor {
             .collect();
         for (key, why) in idle {
             if why == Closed::FrameDeadline {
-                self.shared.metrics.frame_rejected(FrameRejected::Deadline);
+                self.shared
+                    .metrics
+                    .count_frame_rejected(FrameRejected::Deadline);
             }
             self.close(key, why);
         }

@@ -3,7 +3,8 @@
 
 mod support;
 
-use net::{Client, ClientConfig, ClientError, Config, Retry};
+use client::{Client, ClientConfig, ClientError, Retry};
+use net::Config;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;

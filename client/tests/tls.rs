@@ -4,9 +4,9 @@
 
 mod support;
 
-use net::client::{Client, ClientConfig};
-use net::tls::testing::front;
-use net::tls::Tls;
+use client::tls::testing::front;
+use client::tls::Tls;
+use client::{Client, ClientConfig};
 use net::Config;
 use support::*;
 
@@ -14,7 +14,7 @@ fn dir(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("net-tls-{tag}-{}", std::process::id()))
 }
 
-fn echo_through(client: &mut Client, body: &[u8]) -> Result<Vec<u8>, net::client::ClientError> {
+fn echo_through(client: &mut Client, body: &[u8]) -> Result<Vec<u8>, client::ClientError> {
     client.send_raw(body)?;
     Ok(client.recv()?.to_vec())
 }
@@ -35,7 +35,7 @@ fn a_client_with_the_ca_reaches_the_server_by_name_or_address() {
 fn a_wrong_name_or_an_unknown_ca_fails_at_once_and_is_not_a_lost_connection() {
     let server = start(Config::default());
     let front = front(server.addr, &["localhost"], &dir("name"));
-    let other = net::tls::testing::front(server.addr, &["localhost"], &dir("other"));
+    let other = client::tls::testing::front(server.addr, &["localhost"], &dir("other"));
     for (ca, name) in [(&front.ca, "market.example"), (&other.ca, "localhost")] {
         let mut client = Client::lazy(&front.addr.to_string(), ClientConfig::default()).unwrap();
         client.use_tls(Tls::from_ca_file(ca, name).unwrap());

@@ -1,73 +1,21 @@
-//! The blocking client used by the CLIs and the load generator.
+//! The blocking client of the CLIs (and of tests and tools).
 //!
 //! One TCP connection, frames in and out through reusable buffers, pipelining
-//! (`send` several, then `recv` as many), and [`Client::call`] which reconnects with
-//! exponential backoff and jitter when the connection is lost, reporting every
+//! (`send` several, then `recv` as many), and [`Client::call`] which reconnects
+//! and resends by [`crate::rules`] when the connection is lost, reporting every
 //! retry to a callback so a CLI can show it.
-//!
-//! A resend is safe because every state-changing request that [`Client::call`]
-//! sends carries an `idempotency_key`, fresh for each logical request and the
-//! same on each resend of it: the server applies it at most once and answers a
-//! resend with the first attempt's result (PROTOCOL.md, "Retries"). Which
-//! operations change state comes from the operation list itself
-//! ([`wire::Operation::changes_state`]), so no caller can forget the key.
 
+use crate::rules::{jitter_seed, Attempts, Call, ClientConfig, ClientError};
 use crate::tls::Tls;
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wire::frame::{self, FrameDecoder, FrameError};
+use std::time::Duration;
+use wire::frame::{self, FrameDecoder};
 use wire::request::Envelope;
 use wire::{Op, Operation, RequestId, Response};
-
-/// Reconnect policy: `attempts` tries in all, waiting `base * 2^n` (at most `max`),
-/// each wait jittered to between half and all of it.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 5,
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Client settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientConfig {
-    pub connect_timeout: Duration,
-    /// Longest wait for a reply (or for a write to go out).
-    pub io_timeout: Duration,
-    pub frame_limit: usize,
-    pub retry: Retry,
-    /// Attach an idempotency key to every state-changing request (the default).
-    /// Off only to measure what keys cost; a client without keys must not
-    /// resend writes.
-    pub idempotency_keys: bool,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            connect_timeout: Duration::from_secs(3),
-            io_timeout: Duration::from_secs(30),
-            frame_limit: wire::DEFAULT_FRAME_LIMIT,
-            retry: Retry::default(),
-            idempotency_keys: true,
-        }
-    }
-}
 
 /// One retry about to happen, as reported to the callback.
 #[derive(Debug)]
@@ -78,62 +26,6 @@ pub struct RetryEvent<'a> {
     pub of: u32,
     pub delay: Duration,
     pub error: &'a ClientError,
-}
-
-/// Why a call failed.
-#[derive(Debug)]
-pub enum ClientError {
-    /// Connecting, reading or writing failed (including timeouts).
-    Io(io::Error),
-    /// The server closed the connection before answering.
-    Closed,
-    /// The server sent a frame header this client refuses.
-    Frame(FrameError),
-    /// The response frame was not a well-formed response.
-    Decode(String),
-    /// Every reconnect attempt failed; the last error is kept.
-    GaveUp {
-        attempts: u32,
-        last: Box<ClientError>,
-    },
-    /// The retry callback asked to stop retrying (e.g. the user pressed Ctrl-C).
-    Cancelled,
-}
-
-impl ClientError {
-    /// Whether reconnecting and resending may help. Not for a TLS failure
-    /// (an untrusted certificate, a wrong name: `InvalidData`), which would
-    /// fail the same way again.
-    pub fn is_connection_lost(&self) -> bool {
-        match self {
-            ClientError::Io(e) => e.kind() != io::ErrorKind::InvalidData,
-            ClientError::Closed => true,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Io(e) => write!(f, "connection error: {e}"),
-            ClientError::Closed => f.write_str("the server closed the connection"),
-            ClientError::Frame(e) => write!(f, "bad frame from the server: {e}"),
-            ClientError::Decode(e) => write!(f, "bad response from the server: {e}"),
-            ClientError::GaveUp { attempts, last } => {
-                write!(f, "gave up after {attempts} attempts: {last}")
-            }
-            ClientError::Cancelled => f.write_str("cancelled"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-impl From<io::Error> for ClientError {
-    fn from(e: io::Error) -> Self {
-        ClientError::Io(e)
-    }
 }
 
 /// Told about each retry before it waits; returns whether to go on retrying.
@@ -191,7 +83,7 @@ impl Client {
     /// When the address does not resolve or every attempt fails.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
         let mut client = Client::lazy(addr, config)?;
-        client.with_retries(|c| c.ensure_connected())?;
+        client.with_retries(Attempts::new(config.retry), |c| c.ensure_connected())?;
         Ok(client)
     }
 
@@ -207,9 +99,6 @@ impl Client {
                 format!("{addr} resolves to no address"),
             ))
         })?;
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
         Ok(Client {
             addr,
             config,
@@ -219,7 +108,7 @@ impl Client {
             read_buf: BytesMut::with_capacity(4096),
             write_buf: BytesMut::with_capacity(512),
             on_retry: None,
-            jitter: seed | 1,
+            jitter: jitter_seed(0),
         })
     }
 
@@ -359,12 +248,9 @@ impl Client {
     }
 
     /// Sends `request` and returns the raw reply body, reconnecting and resending
-    /// per the retry policy if the connection is lost on the way.
-    ///
-    /// A request whose connection broke after it was sent may have been carried
-    /// out already. A state-changing request therefore goes out with a fresh
-    /// idempotency key, and every resend of it with the same key: the server
-    /// applies it once and answers the resend with the first result.
+    /// when the connection is lost on the way, by [`crate::rules`]: a write
+    /// carries a fresh idempotency key, the same on every resend; without keys
+    /// it is sent once.
     ///
     /// # Errors
     /// [`ClientError::GaveUp`] when no attempt got a reply; other errors at once.
@@ -373,15 +259,8 @@ impl Client {
         request: &R,
         request_id: Option<&RequestId>,
     ) -> Result<BytesMut, ClientError> {
-        let keyed = request.changes_state() && self.config.idempotency_keys;
-        if request.changes_state() && !keyed {
-            // Without a key a resend could apply the write twice: one attempt.
-            self.ensure_connected()?;
-            self.send_keyed(request, request_id, None)?;
-            return self.recv();
-        }
-        let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
-        self.with_retries(|c| {
+        let Call { key, attempts } = Call::new(request, &self.config);
+        self.with_retries(attempts, |c| {
             c.send_keyed(request, request_id, key.as_deref())?;
             c.recv()
         })
@@ -411,106 +290,37 @@ impl Client {
 
     fn with_retries<T>(
         &mut self,
+        mut attempts: Attempts,
         mut attempt: impl FnMut(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let retries = self.config.retry.attempts.saturating_sub(1);
-        let mut n = 0;
         loop {
-            match attempt(self) {
+            let e = match attempt(self) {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_connection_lost() && n < retries => {
-                    n += 1;
-                    let delay = self.backoff(n);
-                    if let Some(hook) = &mut self.on_retry {
-                        let go_on = hook(&RetryEvent {
-                            attempt: n,
-                            of: retries,
-                            delay,
-                            error: &e,
-                        });
-                        if !go_on {
-                            self.disconnect();
-                            return Err(ClientError::Cancelled);
-                        }
-                    }
-                    self.disconnect();
-                    std::thread::sleep(delay);
+                Err(e) => e,
+            };
+            self.disconnect();
+            let retry = attempts.after_failure(e, &mut self.jitter)?;
+            if let Some(hook) = &mut self.on_retry {
+                let go_on = hook(&RetryEvent {
+                    attempt: retry.attempt,
+                    of: retry.of,
+                    delay: retry.delay,
+                    error: &retry.error,
+                });
+                if !go_on {
+                    return Err(ClientError::Cancelled);
                 }
-                Err(e) if e.is_connection_lost() => {
-                    return Err(ClientError::GaveUp {
-                        attempts: n + 1,
-                        last: Box::new(e),
-                    })
-                }
-                Err(e) => return Err(e),
             }
+            std::thread::sleep(retry.delay);
         }
-    }
-
-    /// The wait before retry `n` (from 1): exponential, capped, jittered to 50-100%.
-    fn backoff(&mut self, n: u32) -> Duration {
-        self.config.retry.delay(n, &mut self.jitter)
-    }
-}
-
-impl Retry {
-    /// The wait before retry `n` (from 1): `base * 2^(n-1)`, at most `max`,
-    /// jittered to 50-100% of that by `state` (a xorshift64 state, never 0).
-    pub fn delay(&self, n: u32, state: &mut u64) -> Duration {
-        let full = self
-            .base
-            .saturating_mul(1u32.checked_shl(n.max(1) - 1).unwrap_or(u32::MAX))
-            .min(self.max);
-        // xorshift64: jitter needs spread, not cryptographic quality.
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        let fraction = 0.5 + (*state % 1000) as f64 / 2000.0;
-        full.mul_f64(fraction)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::Retry;
     use std::net::TcpListener;
-
-    fn client_for(retry: Retry) -> Client {
-        Client {
-            addr: "127.0.0.1:9".parse().unwrap(),
-            config: ClientConfig {
-                retry,
-                ..ClientConfig::default()
-            },
-            tls: None,
-            stream: None,
-            decoder: FrameDecoder::default(),
-            read_buf: BytesMut::new(),
-            write_buf: BytesMut::new(),
-            on_retry: None,
-            jitter: 12345,
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_is_capped_and_jittered_within_half_to_full() {
-        let mut c = client_for(Retry {
-            attempts: 10,
-            base: Duration::from_millis(100),
-            max: Duration::from_millis(1000),
-        });
-        for (n, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (40, 1000),
-        ] {
-            let d = c.backoff(n).as_millis() as u64;
-            assert!(d >= full / 2 && d <= full, "retry {n}: {d} ms of {full}");
-        }
-    }
 
     /// A port that was just free (it refuses connections) and a policy of
     /// `attempts` quick retries.
