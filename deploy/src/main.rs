@@ -1,11 +1,12 @@
 //! `marketplace`: runs the whole marketplace on this machine.
 //!
 //! `marketplace up` starts a private PostgreSQL cluster (or uses the databases
-//! given), both servers, prints `ready seller=ADDR buyer=ADDR`, and on SIGINT or
+//! given), both servers, writes the databases' URLs to `DATA_DIR/urls.env`,
+//! prints `ready seller=ADDR buyer=ADDR ... urls=PATH`, and on SIGINT or
 //! SIGTERM stops everything it started.
 
 use deploy::pg::Durability;
-use deploy::{Stack, StackConfig};
+use deploy::{ServerMode, Stack, StackConfig};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ usage: marketplace up [flags]
 
 Starts PostgreSQL (a private cluster in --data-dir, created on first use),
 both databases, the seller server and the buyer server; Ctrl-C stops them all.
+Once all answer it writes the databases' URLs to DATA_DIR/urls.env (mode 0600)
+and prints one line:
+  ready seller=ADDR buyer=ADDR [metrics=URL ...] urls=FILE [seller_pid=N buyer_pid=N]
 
   --data-dir DIR           cluster directory [default: ~/.local/share/marketplace,
                            or /var/lib/marketplace as root]
@@ -46,7 +50,13 @@ both databases, the seller server and the buyer server; Ctrl-C stops them all.
   --log-requests           one log line per request
   --log-format text|json   log lines as text or as JSON objects [default: text]
   --metrics-listen ADDR    serve both servers' Prometheus metrics at
-                           http://ADDR/metrics (and /health) [default: off]";
+                           http://ADDR/metrics (and /health) [default: off]
+  --server-processes       run each server as a process of its own
+                           (marketplace seller|buyer), so that each has its
+                           own CPU time; the ready line gives their pids
+  --commit sync|async      async: PostgreSQL answers a commit before its WAL
+                           is on disk (a crash loses the last writes; for
+                           benchmarks only) [default: sync]";
 
 fn default_data_dir() -> PathBuf {
     // PostgreSQL refuses to run as root, so as root it runs as `postgres`, which
@@ -88,7 +98,11 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
     };
     let mut config =
         StackConfig::local(value(args, "--data-dir")?.map_or_else(default_data_dir, PathBuf::from));
-    config.durability = Durability::Durable;
+    config.durability = match value(args, "--commit")?.as_deref() {
+        None | Some("sync") => Durability::Durable,
+        Some("async") => Durability::AsyncCommit,
+        Some(other) => return Err(format!("--commit: {other:?} is not sync or async")),
+    };
     config.seller_listen = addr(
         value(args, "--seller-listen")?,
         "0.0.0.0:5001",
@@ -133,6 +147,14 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         )
     });
     config.trace = args.contains("--log-requests");
+    if args.contains("--server-processes") {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("--server-processes: cannot find this program: {e}"))?;
+        config.servers = ServerMode::Processes {
+            exe,
+            prefix: vec![],
+        };
+    }
     if let Some(addr) = value(args, "--metrics-listen")? {
         config.metrics_listen = Some(addr.parse().map_err(|_| {
             format!("--metrics-listen: {addr:?} is not an address like 127.0.0.1:9101")
@@ -144,6 +166,46 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         net::log::set_format(format);
     }
     Ok(config)
+}
+
+/// `DATA_DIR/urls.env`: the databases' URLs as `NAME=URL` lines, for a
+/// second server, a tool or psql pointed at this stack. Written anew (mode
+/// 0600 from its creation: a URL may carry a password) and moved into place.
+fn write_urls(path: &std::path::Path, db: &store::DbSettings) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension(format!("env.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)?;
+    writeln!(file, "CUSTOMER_DB_URL={}", db.customer_url)?;
+    writeln!(file, "PRODUCT_DB_URL={}", db.product_url)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
+/// `ready seller=ADDR buyer=ADDR [metrics=URL ...] urls=FILE [seller_pid=N
+/// buyer_pid=N]`: what a script or loadgen reads to use the stack.
+fn ready_line(stack: &Stack, urls: &std::path::Path) -> String {
+    let mut line = format!(
+        "ready seller={} buyer={}",
+        stack.seller_addr(),
+        stack.buyer_addr()
+    );
+    for addr in stack.metrics_addrs() {
+        line.push_str(&format!(" metrics=http://{addr}/metrics"));
+    }
+    line.push_str(&format!(" urls={}", urls.display()));
+    for (name, pid) in stack.server_pids() {
+        line.push_str(&format!(" {name}_pid={pid}"));
+    }
+    line
 }
 
 fn main() -> ExitCode {
@@ -189,16 +251,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let metrics: String = stack
-        .metrics_addrs()
-        .iter()
-        .map(|a| format!(" metrics=http://{a}/metrics"))
-        .collect();
-    println!(
-        "ready seller={} buyer={}{metrics}",
-        stack.seller_addr(),
-        stack.buyer_addr()
-    );
+    let urls = config.data_dir.join("urls.env");
+    if let Err(e) = write_urls(&urls, stack.db()) {
+        eprintln!("marketplace: cannot write {}: {e}", urls.display());
+        stack.stop();
+        return ExitCode::FAILURE;
+    }
+    println!("{}", ready_line(&stack, &urls));
     if signals.forever().next().is_some() {
         net::log::line("marketplace", "INFO", "stopping");
     }

@@ -25,6 +25,10 @@ struct Up {
     buyer: String,
     /// The metrics URL, with `--metrics-listen`.
     metrics: Option<String>,
+    /// The `urls.env` file the ready line names.
+    urls: String,
+    /// The servers' pids, with `--server-processes`.
+    pids: Vec<(String, u32)>,
 }
 
 impl Up {
@@ -40,20 +44,41 @@ impl Up {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let rest = line
-            .trim()
-            .strip_prefix("ready seller=")
-            .unwrap_or_else(|| panic!("{line:?}"));
-        let (seller, buyer) = rest.split_once(" buyer=").expect("two addresses");
-        let (buyer, metrics) = match buyer.split_once(" metrics=") {
-            Some((buyer, metrics)) => (buyer, Some(metrics.to_owned())),
-            None => (buyer, None),
+        assert!(line.starts_with("ready seller="), "{line:?}");
+        let fields: Vec<(&str, &str)> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|f| {
+                f.split_once('=')
+                    .unwrap_or_else(|| panic!("{f:?} in {line:?}"))
+            })
+            .collect();
+        let all = |key: &str| -> Vec<String> {
+            fields
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .collect()
         };
+        let one = |key: &str| {
+            all(key)
+                .pop()
+                .unwrap_or_else(|| panic!("{key} in {line:?}"))
+        };
+        let pids = ["seller", "buyer"]
+            .iter()
+            .filter_map(|side| {
+                let pid = all(&format!("{side}_pid")).pop()?;
+                Some((side.to_string(), pid.parse().expect("a pid")))
+            })
+            .collect();
         let up = Up {
             child,
-            seller: seller.to_owned(),
-            buyer: buyer.to_owned(),
-            metrics,
+            seller: one("seller"),
+            buyer: one("buyer"),
+            metrics: all("metrics").first().cloned(),
+            urls: one("urls"),
+            pids,
         };
         up.ping();
         up
@@ -208,6 +233,7 @@ fn bad_flags_print_usage_and_exit_2() {
         &["up", "--customer-db", "x"],
         &["down"],
         &["up", "--nope"],
+        &["up", "--commit", "later"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
             .args(args)
@@ -253,6 +279,60 @@ fn a_stack_can_run_each_server_in_a_process_of_its_own() {
         );
     }
     drop(stack);
+}
+
+#[test]
+fn up_with_server_processes_names_their_pids_and_writes_its_databases_urls_privately() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = deploy::testing::scratch_dir("up-processes");
+    let data = dir.join("data");
+    let up = Up::start(
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--server-processes",
+            "--commit",
+            "async",
+        ],
+        &[],
+    );
+    let names: Vec<&str> = up.pids.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["seller", "buyer"]);
+    for (_, pid) in &up.pids {
+        assert_ne!(*pid, up.child.id(), "each server is a process of its own");
+    }
+    assert_eq!(Path::new(&up.urls), data.join("urls.env"));
+    let mode = std::fs::metadata(&up.urls).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the URLs may carry a password");
+    let text = std::fs::read_to_string(&up.urls).unwrap();
+    for (name, db) in [
+        ("CUSTOMER_DB_URL", "customer_db"),
+        ("PRODUCT_DB_URL", "product_db"),
+    ] {
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("{name} in {text}"));
+        let mut client = postgres::Client::connect(url, postgres::NoTls).expect(url);
+        let row = client
+            .query_one(
+                "SELECT current_database() AS db, current_setting('synchronous_commit') AS sc",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>("db"), db);
+        assert_eq!(row.get::<_, String>("sc"), "off", "--commit async");
+    }
+    let pids = up.pids.clone();
+    up.stop();
+    for (_, pid) in pids {
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_ne!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "server {pid} still runs"
+        );
+    }
 }
 
 #[test]

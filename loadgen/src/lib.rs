@@ -4,7 +4,8 @@
 //!
 //! [`mix`] holds the workloads as weighted tables, [`workload`] the client loops,
 //! [`stats`] the HDR histograms and their summaries, [`report`] the tables and
-//! the JSON report, [`chart`] the SVG chart, [`procfs`] the servers' CPU and
+//! the JSON report, [`chart`] the SVG chart, [`local`] the local stack (a
+//! `marketplace up` process), [`procfs`] the servers' CPU and
 //! memory read from /proc, [`scrape`] the servers' own latency histograms
 //! from their metrics endpoints. Requests are `wire` types sent by [`conn`]
 //! (client::Client's contract on a tokio runtime, so thousands of clients share a
@@ -13,6 +14,7 @@
 pub mod catalogue;
 pub mod chart;
 pub mod conn;
+pub mod local;
 pub mod mix;
 pub mod procfs;
 pub mod report;

@@ -6,7 +6,7 @@ use loadgen::mix::Mix;
 use loadgen::report::{self, Conditions, Report, ServerUse};
 use loadgen::stats::{merge_into, BySide, OpStats, Side};
 use loadgen::workload::{self, Plan};
-use loadgen::{chart, procfs};
+use loadgen::{chart, local, procfs};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -20,8 +20,9 @@ usage: loadgen [flags]
 
 Runs S sellers and B buyers at once, each with its own connection, account and
 session, N calls each per run (CreateAccount, Login and Logout included), R runs
-per scenario. Without --seller/--buyer it starts the local stack itself (a fresh
-PostgreSQL cluster and both servers as processes) and stops it at the end.
+per scenario. Without --seller/--buyer it starts the local stack itself
+(`marketplace up` with a fresh PostgreSQL cluster and both servers as
+processes) and stops it at the end.
 
   --scenario LIST     scenarios as SxB, comma-separated [default: 1x1,10x10,100x100]
   --ops N             calls per client per run (at least 3) [default: 1000]
@@ -50,6 +51,8 @@ PostgreSQL cluster and both servers as processes) and stops it at the end.
                       on disk) or async (synchronous_commit=off: a crash can lose
                       the last ~0.6 s of commits) [default: async]
   --data-dir DIR      where the local stack's cluster goes [default: a fresh temp dir]
+  --marketplace PATH  the marketplace binary that starts the local stack
+                      [default: the one beside loadgen]
   --out FILE          the JSON report [default: loadgen-report.json]
   --svg FILE          the SVG chart [default: the --out file with .svg]
   --label TEXT        the commit shown in the report [default: git rev-parse --short HEAD]
@@ -80,8 +83,10 @@ struct Options {
     mix: Mix,
     target: Option<(String, String)>,
     workers: usize,
-    commit: deploy::pg::Durability,
+    /// The local stack's commits are answered before their WAL is on disk.
+    async_commit: bool,
     data_dir: Option<PathBuf>,
+    marketplace: Option<PathBuf>,
     out: PathBuf,
     svg: PathBuf,
     label: Option<String>,
@@ -153,12 +158,13 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
     if workers == 0 {
         return Err("--workers must be at least 1".into());
     }
-    let commit = match value(&mut args, "--commit")?.as_deref() {
-        None | Some("async") => deploy::pg::Durability::AsyncCommit,
-        Some("sync") => deploy::pg::Durability::Durable,
+    let async_commit = match value(&mut args, "--commit")?.as_deref() {
+        None | Some("async") => true,
+        Some("sync") => false,
         Some(other) => return Err(format!("--commit: {other:?} is not sync or async")),
     };
     let data_dir = value(&mut args, "--data-dir")?.map(PathBuf::from);
+    let marketplace = value(&mut args, "--marketplace")?.map(PathBuf::from);
     let out =
         PathBuf::from(value(&mut args, "--out")?.unwrap_or_else(|| "loadgen-report.json".into()));
     let svg = value(&mut args, "--svg")?.map_or_else(|| out.with_extension("svg"), PathBuf::from);
@@ -232,8 +238,9 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
         mix,
         target,
         workers,
-        commit,
+        async_commit,
         data_dir,
+        marketplace,
         out,
         svg,
         label,
@@ -372,10 +379,6 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
 
 fn main() -> ExitCode {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // The local stack runs each server as `loadgen seller|buyer ...`.
-    if let Some(code) = deploy::serve_subcommand(&raw) {
-        return code;
-    }
     let mut args = pico_args::Arguments::from_vec(raw);
     if args.contains(["-h", "--help"]) {
         println!("{USAGE}");
@@ -391,32 +394,27 @@ fn main() -> ExitCode {
     let (stack, temp, addrs) = match &o.target {
         Some(addrs) => (None, None, addrs.clone()),
         None => {
-            let dir = o
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| deploy::testing::temp_dir("loadgen"));
-            let mut config = deploy::StackConfig::local(dir.join("cluster"));
-            config.durability = o.commit;
-            config.workers = o.workers;
-            if !o.no_metrics {
-                config.metrics_listen = Some(([127, 0, 0, 1], 0).into());
-            }
-            config.servers = match std::env::current_exe() {
-                Ok(exe) => deploy::ServerMode::Processes {
-                    exe,
-                    prefix: vec![],
-                },
-                Err(e) => {
-                    eprintln!("loadgen: cannot find its own executable: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(exe) = o.marketplace.clone().or_else(local::beside_this_program) else {
+                eprintln!(
+                    "loadgen: no marketplace binary beside loadgen to start the local stack: \
+                     build it (cargo build --release -p deploy), name it with --marketplace \
+                     PATH, or load running servers with --seller/--buyer"
+                );
+                return ExitCode::FAILURE;
             };
-            match deploy::Stack::start(&config) {
+            let dir = o.data_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("marketplace-loadgen-{}", std::process::id()))
+            });
+            let options = local::Options {
+                exe,
+                data_dir: dir.join("cluster"),
+                workers: o.workers,
+                async_commit: o.async_commit,
+                metrics: !o.no_metrics,
+            };
+            match local::LocalStack::start(&options) {
                 Ok(stack) => {
-                    let addrs = (
-                        stack.seller_addr().to_string(),
-                        stack.buyer_addr().to_string(),
-                    );
+                    let addrs = (stack.ready.seller.clone(), stack.ready.buyer.clone());
                     (Some(stack), o.data_dir.is_none().then_some(dir), addrs)
                 }
                 Err(e) => {
@@ -446,16 +444,20 @@ fn main() -> ExitCode {
         let url = o
             .product_db
             .clone()
-            .or_else(|| stack.as_ref().map(|s| s.db().product_url.clone()));
+            .map(Ok)
+            .or_else(|| stack.as_ref().map(|s| s.product_db_url()));
         let loaded = url
-            .ok_or_else(|| "no product_db to fill".to_owned())
+            .unwrap_or_else(|| Err("no product_db to fill".to_owned()))
             .and_then(|url| loadgen::catalogue::load(&url, n));
         if let Err(e) = loaded {
             eprintln!("loadgen: --catalogue: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let pids = stack.as_ref().map(|s| s.server_pids()).unwrap_or_default();
+    let pids = stack
+        .as_ref()
+        .map(|s| s.ready.pids.clone())
+        .unwrap_or_default();
     let resolved = match (resolve(&addrs.0), resolve(&addrs.1)) {
         (Ok(seller), Ok(buyer)) => (seller, buyer),
         (Err(e), _) | (_, Err(e)) => {
@@ -480,12 +482,9 @@ fn main() -> ExitCode {
         Vec::new()
     } else {
         o.metrics.clone().unwrap_or_else(|| {
-            stack.as_ref().map_or_else(Vec::new, |s| {
-                s.metrics_addrs()
-                    .iter()
-                    .map(|a| format!("http://{a}/metrics"))
-                    .collect()
-            })
+            stack
+                .as_ref()
+                .map_or_else(Vec::new, |s| s.ready.metrics.clone())
         })
     };
     let scrape = |when: &str| -> Option<loadgen::scrape::Buckets> {
@@ -505,11 +504,7 @@ fn main() -> ExitCode {
             None => format!(
                 "local stack, {} workers per server, {} commits, all co-located",
                 o.workers,
-                if o.commit == deploy::pg::Durability::Durable {
-                    "sync"
-                } else {
-                    "async"
-                }
+                if o.async_commit { "async" } else { "sync" }
             ),
         },
         mix: o.mix.name().into(),
