@@ -57,6 +57,31 @@ pub fn temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// A name no other test (or run) uses, at most 32 characters of letters,
+/// digits and `x` (a username, an item name or a keyword as any side takes
+/// it): `prefix`, this process's id, the clock's nanoseconds and a counter.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}{}x{nanos}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+    .chars()
+    .take(32)
+    .collect()
+}
+
+/// An item category no other test of this process uses.
+pub fn unique_category() -> i64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let pid = i64::from(std::process::id() % 100_000);
+    1_000_000 + pid * 10_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 10_000) as i64
+}
+
 /// The stack of this test binary, started on first call with `configure`
 /// applied to a local, throwaway configuration (later calls get the same stack).
 ///

@@ -501,7 +501,7 @@ fn search_counts_exactly_up_to_ten_thousand_then_says_more() {
     let cat = unique_category();
     // 10,000 then 10,001 matches, inserted directly: through the API it would
     // take most of a minute.
-    let mut db = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    let mut db = product_db();
     let insert = "INSERT INTO items (seller_id, category, item_name, keywords, condition,
                                      price_cents, quantity)
                   SELECT $1, $2, 'bulk', ARRAY['many'], 'New', 100, 1
@@ -555,7 +555,7 @@ fn keywords_no_item_shares_rank_and_count_like_any_others() {
 fn several_keywords_count_their_union_exactly_up_to_ten_thousand() {
     let (_, _, seller_id) = new_seller();
     let (mut api, sid, _, _) = new_buyer();
-    let mut db = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    let mut db = product_db();
     let insert = "INSERT INTO items (seller_id, category, item_name, keywords, condition,
                                      price_cents, quantity)
                   SELECT $1, $2, 'bulk', $3, 'New', 100, 1 FROM generate_series(1, $4::int)";

@@ -271,7 +271,7 @@ fn counts(committed: u64, not_committed: u64, unknown: u64) -> store::SettledCou
 
 /// One number `sql` reads with `id` (`$1`), directly from product_db.
 fn product_number(sql: &str, id: i64) -> i64 {
-    let mut c = postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap();
+    let mut c = product_db();
     c.query_one(sql, &[&id]).unwrap().get(0)
 }
 

@@ -87,14 +87,6 @@ fn patient(addr: std::net::SocketAddr) -> Api {
     }
 }
 
-fn customer_db() -> postgres::Client {
-    postgres::Client::connect(&stack().db().customer_url, postgres::NoTls).expect("customer_db")
-}
-
-fn product_db() -> postgres::Client {
-    postgres::Client::connect(&stack().db().product_url, postgres::NoTls).expect("product_db")
-}
-
 fn cli(service: &str, program: &str, script: &str) -> String {
     let id = container(service);
     let out = docker(&["exec", "-i", &id, program, "-c", script]);

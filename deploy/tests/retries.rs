@@ -33,14 +33,6 @@ fn lose_first_reply<T>(api: &mut Api, proxy: &DropProxy, call: impl FnOnce(&mut 
     result
 }
 
-fn customer_db() -> postgres::Client {
-    postgres::Client::connect(&stack().db().customer_url, postgres::NoTls).unwrap()
-}
-
-fn product_db() -> postgres::Client {
-    postgres::Client::connect(&stack().db().product_url, postgres::NoTls).unwrap()
-}
-
 fn my_items(api: &mut Api, sid: &str) -> ItemList {
     api.ok(&S::DisplayItemsForSale(session(sid).into()))
 }

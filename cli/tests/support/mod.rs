@@ -60,29 +60,8 @@ pub fn buyer(script: &str) -> Run {
     )
 }
 
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}{}x{nanos}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-    .chars()
-    .take(32)
-    .collect()
-}
-
-pub fn unique_category() -> i64 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    2_000_000
-        + i64::from(std::process::id() % 100_000) * 100
-        + i64::from(NEXT.fetch_add(1, Ordering::Relaxed))
-}
+#[allow(unused_imports)]
+pub use deploy::testing::{unique_category, unique_name as unique};
 
 /// The number in a line like "item 12 registered in category 3".
 pub fn id_after(text: &str, prefix: &str) -> i64 {

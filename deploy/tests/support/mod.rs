@@ -10,7 +10,6 @@ use deploy::Stack;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use wire::request::{Credentials, RegisterItem, SessionOnly};
 use wire::response::{
@@ -23,25 +22,17 @@ pub fn stack() -> &'static Stack {
     shared_stack(|_| {})
 }
 
-/// A name no other test (or run) uses, at most 32 characters.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    name.chars().take(32).collect()
+#[allow(unused_imports)]
+pub use deploy::testing::{unique_category, unique_name as unique};
+
+/// A connection to this binary's customer_db, as the tests inspect it.
+pub fn customer_db() -> postgres::Client {
+    postgres::Client::connect(&stack().db().customer_url, postgres::NoTls).expect("customer_db")
 }
 
-/// A category no other test uses.
-pub fn unique_category() -> i64 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let pid = i64::from(std::process::id() % 100_000);
-    1_000_000 + pid * 10_000 + i64::from(NEXT.fetch_add(1, Ordering::Relaxed))
+/// A connection to this binary's product_db, as the tests inspect it.
+pub fn product_db() -> postgres::Client {
+    postgres::Client::connect(&stack().db().product_url, postgres::NoTls).expect("product_db")
 }
 
 /// A typed connection to one server.

@@ -1,5 +1,10 @@
 //! A private PostgreSQL cluster: created with initdb in a data directory, started
 //! and stopped with pg_ctl, listening on loopback only.
+//!
+//! Its own crate so that what needs a real PostgreSQL and nothing else (the
+//! store's tests) gets one without the servers, and what must not start one
+//! (the client tools) never links it. It knows no marketplace database: the
+//! caller creates those and runs its migrations.
 
 use std::ffi::CString;
 use std::net::TcpListener;
