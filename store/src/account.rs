@@ -8,14 +8,15 @@ use wire::request::Idempotency;
 
 /// The statements of one side's accounts.
 pub(crate) struct Accounts {
-    /// `INSERT ... (username, password_hash) VALUES ($1, $2) RETURNING id`
+    /// `INSERT ... (username, password_hash) VALUES ($1, $2) RETURNING
+    /// <side>_id AS account_id`
     pub insert: &'static str,
-    /// `SELECT id, password_hash ... WHERE username = $1`
+    /// `SELECT <side>_id AS account_id, password_hash ... WHERE username = $1`
     pub credentials: &'static str,
     /// `DELETE FROM <side>_sessions WHERE session_id = $1`
     pub end_session: &'static str,
-    /// `SELECT touch_<side>_session($1, $2)`: renews a live session, returns
-    /// its account (NULL when expired).
+    /// `SELECT touch_<side>_session($1, $2) AS account_id`: renews a live
+    /// session, returns its account (NULL when expired).
     pub touch_session: &'static str,
     /// `DELETE FROM <side>_sessions WHERE session_state(last_active_at, $1) =
     /// 'expired'`: the sweep of sessions nobody came back to.
@@ -48,20 +49,22 @@ impl Accounts {
 }
 
 pub(crate) const SELLERS: Accounts = Accounts {
-    insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2) RETURNING seller_id",
-    credentials: "SELECT seller_id, password_hash FROM sellers WHERE username = $1",
+    insert: "INSERT INTO sellers (username, password_hash) VALUES ($1, $2)
+             RETURNING seller_id AS account_id",
+    credentials: "SELECT seller_id AS account_id, password_hash FROM sellers WHERE username = $1",
     end_session: "DELETE FROM seller_sessions WHERE session_id = $1",
-    touch_session: "SELECT touch_seller_session($1, $2)",
+    touch_session: "SELECT touch_seller_session($1, $2) AS account_id",
     sweep_sessions:
         "DELETE FROM seller_sessions WHERE session_state(last_active_at, $1) = 'expired'",
     side: "seller",
 };
 
 pub(crate) const BUYERS: Accounts = Accounts {
-    insert: "INSERT INTO buyers (username, password_hash) VALUES ($1, $2) RETURNING buyer_id",
-    credentials: "SELECT buyer_id, password_hash FROM buyers WHERE username = $1",
+    insert: "INSERT INTO buyers (username, password_hash) VALUES ($1, $2)
+             RETURNING buyer_id AS account_id",
+    credentials: "SELECT buyer_id AS account_id, password_hash FROM buyers WHERE username = $1",
     end_session: "DELETE FROM buyer_sessions WHERE session_id = $1",
-    touch_session: "SELECT touch_buyer_session($1, $2)",
+    touch_session: "SELECT touch_buyer_session($1, $2) AS account_id",
     sweep_sessions:
         "DELETE FROM buyer_sessions WHERE session_state(last_active_at, $1) = 'expired'",
     side: "buyer",
@@ -109,7 +112,7 @@ impl Store {
             || self.customer(),
             keyed.as_ref(),
             |c| match c.query_one(side.insert, &[&username, &hash]) {
-                Ok(row) => Ok(row.try_get(0)?),
+                Ok(row) => Ok(row.try_get("account_id")?),
                 Err(StoreError::Conflict(_)) => Err(StoreError::UsernameTaken),
                 Err(e) => Err(e),
             },
@@ -130,8 +133,8 @@ impl Store {
             password::verify_nobody(password);
             return Err(StoreError::AuthFailed);
         };
-        let id: i64 = row.try_get(0)?;
-        let stored: String = row.try_get(1)?;
+        let id: i64 = row.try_get("account_id")?;
+        let stored: String = row.try_get("password_hash")?;
         if password::verify(password, &stored) {
             Ok(id)
         } else {

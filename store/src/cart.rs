@@ -3,7 +3,8 @@
 //! statement spans the two); every cart statement renews the session in the
 //! same statement.
 
-use crate::db::{Conn, Store};
+use crate::conn::Conn;
+use crate::db::Store;
 use crate::item::no_item;
 use crate::once::{run_once_on, Keyed, Scope};
 use crate::session::{session_account, SessionId};
@@ -15,18 +16,18 @@ use tokio_postgres::Row;
 use wire::request::Idempotency;
 use wire::response::CartContents;
 
-/// Reads `(buyer_id, changed, item_id, quantity)` rows of a cart statement: the
-/// session's buyer (NULL when expired), how many cart rows the statement changed,
-/// and the resulting cart lines.
+/// Reads the `(account_id, changed, item_id, quantity)` rows of a cart
+/// statement: the session's buyer (NULL when expired), how many cart rows the
+/// statement changed, and the resulting cart lines.
 fn cart_rows(rows: &[Row]) -> Result<(i64, CartContents), StoreError> {
     let first = rows.first().ok_or(StoreError::SessionExpired)?;
     session_account(first)?;
-    let changed: i64 = first.try_get(1)?;
+    let changed: i64 = first.try_get("changed")?;
     let mut cart_items = BTreeMap::new();
     for row in rows {
         if let (Some(item), Some(quantity)) = (
-            row.try_get::<_, Option<i64>>(2)?,
-            row.try_get::<_, Option<i64>>(3)?,
+            row.try_get::<_, Option<i64>>("item_id")?,
+            row.try_get::<_, Option<i64>>("quantity")?,
         ) {
             cart_items.insert(item.to_string(), quantity);
         }
@@ -57,7 +58,7 @@ impl Store {
                 },
                 Option::is_none,
             )?
-            .map(|row| row.try_get(0))
+            .map(|row| row.try_get("quantity"))
             .transpose()?;
         let Some(available) = available else {
             // An expired session hears so before it learns anything of items.
@@ -76,7 +77,8 @@ impl Store {
                   WHERE c.quantity + EXCLUDED.quantity <= $5::bigint
                  RETURNING c.item_id, c.quantity
              )
-             SELECT s.buyer_id, (SELECT count(*) FROM up), l.item_id, l.quantity
+             SELECT s.buyer_id AS account_id, (SELECT count(*) FROM up) AS changed,
+                    l.item_id, l.quantity
                FROM s LEFT JOIN (
                    SELECT item_id, quantity FROM active_carts
                     WHERE session_id = $1 AND item_id <> $3
@@ -127,7 +129,8 @@ impl Store {
                     AND c.quantity <= $4
                  RETURNING c.item_id
              )
-             SELECT s.buyer_id, (SELECT count(*) FROM cut) + (SELECT count(*) FROM gone),
+             SELECT s.buyer_id AS account_id,
+                    (SELECT count(*) FROM cut) + (SELECT count(*) FROM gone) AS changed,
                     l.item_id, l.quantity
                FROM s LEFT JOIN (
                    SELECT item_id, quantity FROM active_carts
@@ -154,7 +157,7 @@ impl Store {
         let id = session.0;
         let rows = self.customer()?.query(
             "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
-             SELECT s.buyer_id, 0::bigint, c.item_id, c.quantity
+             SELECT s.buyer_id AS account_id, 0::bigint AS changed, c.item_id, c.quantity
                FROM s LEFT JOIN active_carts c
                  ON s.buyer_id IS NOT NULL AND c.session_id = $1",
             &[&id, &self.timeout()],
@@ -171,7 +174,7 @@ impl Store {
         session: SessionId,
         once: Option<&Idempotency>,
     ) -> Result<(), StoreError> {
-        self.whole_cart_write(session, once, "SELECT save_cart($1, $2)")
+        self.whole_cart_write(session, once, "SELECT save_cart($1, $2) AS account_id")
     }
 
     /// Empties the session's active cart and the buyer's saved cart.
@@ -190,13 +193,13 @@ impl Store {
              a AS (DELETE FROM active_carts c USING s
                     WHERE s.buyer_id IS NOT NULL AND c.session_id = $1),
              b AS (DELETE FROM saved_carts c USING s WHERE c.buyer_id = s.buyer_id)
-             SELECT buyer_id FROM s",
+             SELECT buyer_id AS account_id FROM s",
         )
     }
 
     /// Runs `sql` once per idempotency key: a statement on the session's
     /// carts that takes the session and the timeout, renews the session and
-    /// returns its buyer (NULL when it has expired).
+    /// returns its buyer as `account_id` (NULL when it has expired).
     fn whole_cart_write(
         &self,
         session: SessionId,

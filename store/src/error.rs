@@ -1,6 +1,7 @@
 //! The store's error type, with the protocol code of every variant.
 
 use std::fmt;
+use tokio_postgres::error::SqlState;
 use wire::ErrorCode;
 
 /// Why a use case failed.
@@ -31,6 +32,14 @@ pub enum StoreError {
     /// ended while its cart was being changed). Use cases that expect one say
     /// what it means; anywhere else it is a bug.
     Orphan(String),
+    /// The database refused a statement for another reason, named by its
+    /// SQLSTATE (e.g. a NOT NULL violation): use cases that expect one
+    /// match on `state`; anywhere else it is a bug, answered and logged as
+    /// `Internal`.
+    Refused {
+        state: SqlState,
+        detail: String,
+    },
     /// Anything else: a bug, logged by the server.
     Internal(String),
 }
@@ -49,9 +58,10 @@ impl StoreError {
             StoreError::Unavailable(_) | StoreError::InDoubt(_) | StoreError::CommitUnknown(_) => {
                 ErrorCode::Unavailable
             }
-            StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
-                ErrorCode::Internal
-            }
+            StoreError::Conflict(_)
+            | StoreError::Orphan(_)
+            | StoreError::Refused { .. }
+            | StoreError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -76,9 +86,10 @@ impl StoreError {
                 so it may or may not have been applied: a resend with the same idempotency_key \
                 learns which (without one, check before sending it again)"
                 .into(),
-            StoreError::Conflict(_) | StoreError::Orphan(_) | StoreError::Internal(_) => {
-                "internal error".into()
-            }
+            StoreError::Conflict(_)
+            | StoreError::Orphan(_)
+            | StoreError::Refused { .. }
+            | StoreError::Internal(_) => "internal error".into(),
         }
     }
 }
@@ -89,7 +100,9 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
             StoreError::InDoubt(detail) => write!(f, "purchase in doubt: {detail}"),
             StoreError::CommitUnknown(detail) => write!(f, "commit outcome unknown: {detail}"),
-            StoreError::Internal(detail) => write!(f, "internal: {detail}"),
+            StoreError::Internal(detail) | StoreError::Refused { detail, .. } => {
+                write!(f, "internal: {detail}")
+            }
             StoreError::Conflict(detail) => write!(f, "conflict: {detail}"),
             StoreError::Orphan(detail) => write!(f, "orphan: {detail}"),
             other => f.write_str(&other.client_message()),
@@ -99,20 +112,23 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// SQLSTATE classes and codes that mean "the connection or server is gone".
+/// SQLSTATEs that mean "the connection or server is gone".
+const GONE: [SqlState; 4] = [
+    SqlState::ADMIN_SHUTDOWN,
+    SqlState::CRASH_SHUTDOWN,
+    SqlState::CANNOT_CONNECT_NOW,
+    SqlState::TOO_MANY_CONNECTIONS,
+];
+
+/// Whether `e` says the connection or server is gone: its SQLSTATE is one of
+/// [`GONE`] or of class 08 (connection exception, every code of it, the
+/// ones PostgreSQL may add too).
 fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
     match e.code() {
-        Some(state) => {
-            let code = state.code();
-            code.starts_with("08") // connection exception
-                || code == "57P01" // admin_shutdown
-                || code == "57P02" // crash_shutdown
-                || code == "57P03" // cannot_connect_now
-                || code == "53300" // too_many_connections
-        }
+        Some(state) => state.code().starts_with("08") || GONE.contains(state),
         // No SQLSTATE: an I/O error on the socket, or a protocol failure.
         None => e.as_db_error().is_none(),
     }
@@ -137,13 +153,17 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let detail = describe(&e);
         if is_connection_failure(&e) {
-            StoreError::Unavailable(detail)
-        } else if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-            StoreError::Conflict(detail)
-        } else if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
-            StoreError::Orphan(detail)
-        } else {
-            StoreError::Internal(detail)
+            return StoreError::Unavailable(detail);
+        }
+        match e.code() {
+            Some(state) if *state == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(detail),
+            Some(state) if *state == SqlState::FOREIGN_KEY_VIOLATION => StoreError::Orphan(detail),
+            Some(state) => StoreError::Refused {
+                state: state.clone(),
+                detail,
+            },
+            // Not reached: an error without a SQLSTATE is a connection failure.
+            None => StoreError::Internal(detail),
         }
     }
 }
@@ -155,6 +175,7 @@ impl From<StoreError> for wire::Refusal {
             | StoreError::InDoubt(d)
             | StoreError::CommitUnknown(d)
             | StoreError::Internal(d)
+            | StoreError::Refused { detail: d, .. }
             | StoreError::Conflict(d)
             | StoreError::Orphan(d) => Some(d.clone()),
             _ => None,
@@ -198,6 +219,13 @@ mod tests {
             (StoreError::CartEmpty, ErrorCode::CartEmpty),
             (StoreError::Conflict("x".into()), ErrorCode::Internal),
             (StoreError::Orphan("x".into()), ErrorCode::Internal),
+            (
+                StoreError::Refused {
+                    state: SqlState::NOT_NULL_VIOLATION,
+                    detail: "x".into(),
+                },
+                ErrorCode::Internal,
+            ),
             (StoreError::Internal("x".into()), ErrorCode::Internal),
         ];
         for (error, code) in cases {

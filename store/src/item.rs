@@ -4,7 +4,8 @@
 //! on product_db.
 
 use crate::account::{Accounts, BUYERS, SELLERS};
-use crate::db::{Conn, Store};
+use crate::conn::Conn;
+use crate::db::Store;
 use crate::once::{one_statement, run_once_on, run_statement_once_on, OneStatement};
 use crate::session::{session_account, SessionId};
 use crate::StoreError;
@@ -14,7 +15,7 @@ use tokio_postgres::Row;
 use wire::request::Idempotency;
 use wire::response::{Condition, Item, SellerRating};
 
-/// The columns of an item, in the order [`item_at`] reads them.
+/// The columns of an item, by the names [`read_item`] reads them by.
 macro_rules! item_columns {
     () => {
         "i.item_id, i.category, i.item_name, i.keywords, i.condition, i.price_cents, \
@@ -23,23 +24,23 @@ macro_rules! item_columns {
 }
 pub(crate) use item_columns;
 
-/// Reads the item columns of `row` starting at column `at`.
-pub(crate) fn item_at(row: &Row, at: usize) -> Result<Item, StoreError> {
-    let condition: String = row.try_get(at + 4)?;
-    let category: i32 = row.try_get(at + 1)?;
-    let cents: i64 = row.try_get(at + 5)?;
+/// Reads the [`item_columns`] of `row`.
+pub(crate) fn read_item(row: &Row) -> Result<Item, StoreError> {
+    let condition: String = row.try_get("condition")?;
+    let category: i32 = row.try_get("category")?;
+    let cents: i64 = row.try_get("price_cents")?;
     Ok(Item {
-        item_id: row.try_get(at)?,
+        item_id: row.try_get("item_id")?,
         category: i64::from(category),
-        item_name: row.try_get(at + 2)?,
-        keywords: row.try_get(at + 3)?,
+        item_name: row.try_get("item_name")?,
+        keywords: row.try_get("keywords")?,
         condition: Condition::parse(&condition)
             .ok_or_else(|| StoreError::Internal(format!("stored condition {condition:?}")))?,
         sale_price: wire::response::cents_to_price(cents),
-        quantity: row.try_get(at + 6)?,
-        thumbs_up: row.try_get(at + 7)?,
-        thumbs_down: row.try_get(at + 8)?,
-        seller_id: row.try_get(at + 9)?,
+        quantity: row.try_get("quantity")?,
+        thumbs_up: row.try_get("thumbs_up")?,
+        thumbs_down: row.try_get("thumbs_down")?,
+        seller_id: row.try_get("seller_id")?,
     })
 }
 
@@ -62,7 +63,7 @@ pub(crate) fn seller_votes(product: &mut Conn, seller_id: i64) -> Result<(i64, i
         &[&seller_id],
     )?;
     match row {
-        Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+        Some(row) => Ok((row.try_get("thumbs_up")?, row.try_get("thumbs_down")?)),
         None => Ok((0, 0)),
     }
 }
@@ -93,8 +94,8 @@ impl Store {
                 &item.quantity,
             ],
             |row| {
-                let category: i32 = row.try_get(1)?;
-                Ok((row.try_get(0)?, i64::from(category)))
+                let category: i32 = row.try_get("category")?;
+                Ok((row.try_get("item_id")?, i64::from(category)))
             },
             |_| StoreError::Internal("an INSERT returned no row".into()),
         )
@@ -117,7 +118,7 @@ impl Store {
             SELLERS.keyed(once, seller_id).as_ref(),
             &CHANGE_PRICE,
             &[&item_id, &seller_id, &cents],
-            |row| Ok(row.try_get(0)?),
+            |row| Ok(row.try_get("price_cents")?),
             |_| not_yours(item_id),
         )
     }
@@ -140,7 +141,7 @@ impl Store {
             SELLERS.keyed(once, seller_id).as_ref(),
             &UPDATE_UNITS,
             &[&item_id, &seller_id, &change],
-            |row| Ok(row.try_get(0)?),
+            |row| Ok(row.try_get("quantity")?),
             |c| why_units_unchanged(c, seller_id, item_id, change),
         )
     }
@@ -164,7 +165,7 @@ impl Store {
         self.product()?
             .query(sql, &[&seller_id])?
             .iter()
-            .map(|row| item_at(row, 0))
+            .map(read_item)
             .collect()
     }
 
@@ -190,7 +191,7 @@ impl Store {
         };
         let row = self.buyer_session_while(session, read)?;
         match row {
-            Some(row) => item_at(&row, 0),
+            Some(row) => read_item(&row),
             None => Err(no_item(item_id)),
         }
     }
@@ -203,11 +204,12 @@ impl Store {
         let id = session.0;
         let row = self.customer()?.query_one(
             "WITH s AS MATERIALIZED (SELECT touch_seller_session($1, $2) AS seller_id)
-             SELECT s.seller_id, sl.items_sold FROM s LEFT JOIN sellers sl USING (seller_id)",
+             SELECT s.seller_id AS account_id, sl.items_sold
+               FROM s LEFT JOIN sellers sl USING (seller_id)",
             &[&id, &self.timeout()],
         )?;
         let seller_id = session_account(&row)?;
-        let items_sold: i64 = row.try_get::<_, Option<i64>>(1)?.unwrap_or(0);
+        let items_sold: i64 = row.try_get::<_, Option<i64>>("items_sold")?.unwrap_or(0);
         let (thumbs_up, thumbs_down) = seller_votes(&mut *self.product()?, seller_id)?;
         Ok(SellerRating {
             seller_id,
@@ -231,7 +233,7 @@ impl Store {
         // (and the seller's sales) is on its way from customer_db.
         let (row, votes) = self.customer()?.query_one_while(
             "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
-             SELECT s.buyer_id, sl.items_sold
+             SELECT s.buyer_id AS account_id, sl.items_sold
                FROM s LEFT JOIN sellers sl ON s.buyer_id IS NOT NULL AND sl.seller_id = $3",
             &[&id, &self.timeout(), &seller_id],
             || seller_votes(&mut *self.product()?, seller_id),
@@ -239,7 +241,7 @@ impl Store {
         let row = row?;
         session_account(&row)?;
         let items_sold: i64 = row
-            .try_get::<_, Option<i64>>(1)?
+            .try_get::<_, Option<i64>>("items_sold")?
             .ok_or_else(|| StoreError::NotFound(format!("there is no seller {seller_id}")))?;
         let (thumbs_up, thumbs_down) = votes?;
         Ok(SellerRating {
@@ -271,7 +273,7 @@ impl Store {
                     &[&item_id, &buyer_id, &up],
                 )?;
                 match row {
-                    Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+                    Some(row) => Ok((row.try_get("up_votes")?, row.try_get("down_votes")?)),
                     None => Err(no_item(item_id)),
                 }
             })
@@ -359,7 +361,7 @@ fn why_units_unchanged(c: &mut Conn, seller_id: i64, item_id: i64, change: i64) 
     match current {
         Err(e) => e,
         Ok(None) => not_yours(item_id),
-        Ok(Some(row)) => match row.try_get::<_, i64>(0) {
+        Ok(Some(row)) => match row.try_get::<_, i64>("quantity") {
             Err(e) => e.into(),
             Ok(left) if left - change < 0 => {
                 StoreError::InsufficientStock(format!("item {item_id} has only {left} units"))

@@ -5,7 +5,7 @@
 //! at once take turns; the second finds everything applied and does nothing. Each
 //! migration runs in its own transaction, so a failed one leaves no trace.
 
-use crate::db::Conn;
+use crate::conn::Conn;
 use crate::StoreError;
 
 /// One migration file.
@@ -125,7 +125,7 @@ fn apply_locked(conn: &mut Conn, migrations: &[Migration]) -> Result<Vec<i32>, S
     let applied: Vec<(i32, i64)> = conn
         .query("SELECT version, checksum FROM schema_migrations", &[])?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| Ok((row.try_get("version")?, row.try_get("checksum")?)))
         .collect::<Result<_, tokio_postgres::Error>>()?;
     let mut newly = Vec::new();
     for m in migrations {

@@ -18,17 +18,18 @@
 //!
 //! MakePurchase records its key on the purchase itself (see `purchase.rs`).
 
-use crate::db::{Conn, Params, Pooled, Settled, Store};
+use crate::conn::{Conn, Params};
+use crate::db::Store;
+use crate::pool::Pooled;
+use crate::stats::Settled;
 use crate::StoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use wire::request::Idempotency;
-
-/// The SQLSTATE of a NOT NULL violation, as `StoreError`'s detail names it.
-const NOT_NULL_VIOLATION: &str = "23502";
 
 /// How long a key is remembered, in hours (PROTOCOL.md: 24 hours).
 pub const RETENTION_HOURS: i32 = 24;
@@ -246,7 +247,9 @@ fn settle<T: DeserializeOwned>(
             Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(StoreError::Unavailable(_) | StoreError::Internal(_)) => {
+            Err(
+                StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Refused { .. },
+            ) => {
                 settles.count(Settled::Unknown);
                 return result;
             }
@@ -271,7 +274,7 @@ fn run_once<T: Serialize + DeserializeOwned>(
     let Some(keyed) = keyed else {
         return effect(conn).map_err(unknown_if_broken);
     };
-    // Three round trips for a one-statement effect: BEGIN goes with the
+    // Two round trips for a one-statement effect: BEGIN goes with the
     // effect's first statement, the key's INSERT with the COMMIT.
     conn.begin();
     match effect(conn) {
@@ -302,9 +305,9 @@ fn run_once<T: Serialize + DeserializeOwned>(
                     StoreError::Internal("an idempotency key vanished while read".into())
                 }),
                 // No buyer for the scope: the session ended meanwhile.
-                Err(StoreError::Internal(detail))
+                Err(StoreError::Refused { state, .. })
                     if matches!(keyed.scope, Scope::BuyerOfSession(_))
-                        && detail.contains(NOT_NULL_VIOLATION) =>
+                        && state == SqlState::NOT_NULL_VIOLATION =>
                 {
                     Err(StoreError::SessionExpired)
                 }
@@ -347,8 +350,8 @@ fn recorded<T: DeserializeOwned>(
     let Some(row) = conn.query_opt(read, &[scope, &keyed.once.key])? else {
         return Ok(None);
     };
-    let operation: String = row.try_get(0)?;
-    let fingerprint: String = row.try_get(1)?;
+    let operation: String = row.try_get("operation")?;
+    let fingerprint: String = row.try_get("fingerprint")?;
     if operation != keyed.once.operation || fingerprint != keyed.once.fingerprint {
         return Err(StoreError::Invalid(format!(
             "idempotency_key {:?} was already used for a different request ({operation}); \
@@ -356,7 +359,7 @@ fn recorded<T: DeserializeOwned>(
             keyed.once.key
         )));
     }
-    let response: String = row.try_get(2)?;
+    let response: String = row.try_get("response")?;
     serde_json::from_str(&response)
         .map(Some)
         .map_err(|e| StoreError::Internal(format!("a recorded result does not decode: {e}")))

@@ -9,6 +9,7 @@ use crate::db::Store;
 use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use std::time::Duration;
+use tokio_postgres::Row;
 use wire::request::Idempotency;
 use wire::response::{cents_to_price, PurchaseLine, PurchaseReceipt, PurchaseRecord};
 
@@ -49,23 +50,23 @@ pub enum Taking {
     Fenced,
 }
 
-/// Reads a taken line from columns `at..at + 5`: item, seller, quantity, price,
-/// name.
-fn taken_at(row: &tokio_postgres::Row, at: usize) -> Result<Taken, StoreError> {
+/// Reads a taken line: `item_id`, `seller_id`, `quantity`,
+/// `unit_price_cents`, `item_name`.
+fn read_taken(row: &Row) -> Result<Taken, StoreError> {
     Ok(Taken {
-        item_id: row.try_get(at)?,
-        seller_id: row.try_get(at + 1)?,
-        quantity: row.try_get(at + 2)?,
-        price_cents: row.try_get(at + 3)?,
-        item_name: row.try_get(at + 4)?,
+        item_id: row.try_get("item_id")?,
+        seller_id: row.try_get("seller_id")?,
+        quantity: row.try_get("quantity")?,
+        price_cents: row.try_get("unit_price_cents")?,
+        item_name: row.try_get("item_name")?,
     })
 }
 
 fn in_doubt(e: StoreError) -> StoreError {
     match e {
-        StoreError::Unavailable(detail) | StoreError::Internal(detail) => {
-            StoreError::InDoubt(detail)
-        }
+        StoreError::Unavailable(detail)
+        | StoreError::Internal(detail)
+        | StoreError::Refused { detail, .. } => StoreError::InDoubt(detail),
         other => other,
     }
 }
@@ -169,9 +170,9 @@ impl Store {
                FROM begin_purchase($1, $2, $3)",
             &[&id, &self.timeout(), &key],
         )?;
-        row.try_get::<_, Option<i64>>(1)?
+        row.try_get::<_, Option<i64>>("buyer_id")?
             .ok_or(StoreError::SessionExpired)?;
-        let state: Option<String> = row.try_get(4)?;
+        let state: Option<String> = row.try_get("state")?;
         if state.as_deref() == Some("reused") {
             return Err(StoreError::Invalid(format!(
                 "idempotency_key {:?} was already used for a different request; \
@@ -180,12 +181,12 @@ impl Store {
             )));
         }
         let purchase_id: i64 = row
-            .try_get::<_, Option<i64>>(0)?
+            .try_get::<_, Option<i64>>("purchase_id")?
             .ok_or(StoreError::CartEmpty)?;
         Ok(Begun {
             purchase_id,
-            items: row.try_get(2)?,
-            quantities: row.try_get(3)?,
+            items: row.try_get("items")?,
+            quantities: row.try_get("quantities")?,
             done: state.as_deref() == Some("done"),
         })
     }
@@ -205,15 +206,15 @@ impl Store {
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Internal(format!("purchase {purchase_id} has no lines")))?;
-        let total: i64 = first.try_get(0)?;
+        let total: i64 = first.try_get("total_cents")?;
         let lines = rows
             .iter()
             .map(|r| {
-                let cents: i64 = r.try_get(3)?;
+                let cents: i64 = r.try_get("unit_price_cents")?;
                 Ok(PurchaseLine {
-                    item_id: r.try_get(1)?,
-                    item_name: r.try_get(4)?,
-                    quantity: r.try_get(2)?,
+                    item_id: r.try_get("item_id")?,
+                    item_name: r.try_get("item_name")?,
+                    quantity: r.try_get("quantity")?,
                     unit_price: cents_to_price(cents),
                 })
             })
@@ -240,19 +241,16 @@ impl Store {
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Internal("take_stock returned nothing".into()))?;
-        let outcome: String = first.try_get(0)?;
+        let outcome: String = first.try_get("outcome")?;
         Ok(match outcome.as_str() {
-            "taken" => Taking::Taken(
-                rows.iter()
-                    .map(|r| taken_at(r, 1))
-                    .collect::<Result<_, _>>()?,
-            ),
+            "taken" => Taking::Taken(rows.iter().map(read_taken).collect::<Result<_, _>>()?),
+            // A short line's `quantity` is the units the item has left.
             "short" => Taking::Short {
-                item_id: first.try_get(1)?,
-                available: first.try_get(3)?,
+                item_id: first.try_get("item_id")?,
+                available: first.try_get("quantity")?,
             },
             "missing" => Taking::Missing {
-                item_id: first.try_get(1)?,
+                item_id: first.try_get("item_id")?,
             },
             "fenced" => Taking::Fenced,
             other => return Err(StoreError::Internal(format!("take_stock said {other:?}"))),
@@ -268,7 +266,7 @@ impl Store {
     pub fn finish_purchase(&self, purchase_id: i64, taken: &[Taken]) -> Result<i64, StoreError> {
         let column = |f: fn(&Taken) -> i64| taken.iter().map(f).collect::<Vec<i64>>();
         let row = self.customer()?.query_one(
-            "SELECT finish_purchase($1, $2, $3, $4, $5, $6)",
+            "SELECT finish_purchase($1, $2, $3, $4, $5, $6) AS total_cents",
             &[
                 &purchase_id,
                 &column(|t| t.item_id),
@@ -281,11 +279,12 @@ impl Store {
                     .collect::<Vec<&str>>(),
             ],
         )?;
-        row.try_get::<_, Option<i64>>(0)?.ok_or_else(|| {
-            StoreError::Internal(format!(
-                "purchase {purchase_id} vanished before it finished"
-            ))
-        })
+        row.try_get::<_, Option<i64>>("total_cents")?
+            .ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "purchase {purchase_id} vanished before it finished"
+                ))
+            })
     }
 
     fn abandon_purchase(&self, purchase_id: i64) -> Result<(), StoreError> {
@@ -313,14 +312,14 @@ impl Store {
                 &[&older_than.as_secs_f64()],
             )?
             .iter()
-            .map(|r| r.try_get(0))
+            .map(|r| r.try_get("purchase_id"))
             .collect::<Result<_, _>>()?;
         let mut recovered = Recovered::default();
         for &purchase_id in &pending {
             let taken: bool = self
                 .product()?
-                .query_one("SELECT fence_purchase($1)", &[&purchase_id])?
-                .try_get(0)?;
+                .query_one("SELECT fence_purchase($1) AS taken", &[&purchase_id])?
+                .try_get("taken")?;
             if taken {
                 let lines: Vec<Taken> = self
                     .product()?
@@ -330,7 +329,7 @@ impl Store {
                         &[&purchase_id],
                     )?
                     .iter()
-                    .map(|r| taken_at(r, 0))
+                    .map(read_taken)
                     .collect::<Result<_, _>>()?;
                 self.finish_purchase(purchase_id, &lines)?;
                 recovered.completed += 1;
@@ -352,9 +351,10 @@ impl Store {
         let id = session.0;
         let rows = self.customer()?.query(
             "WITH s AS MATERIALIZED (SELECT touch_buyer_session($1, $2) AS buyer_id)
-             SELECT s.buyer_id, p.purchase_id, l.item_id, l.quantity, l.unit_price_cents,
-                    l.item_name,
+             SELECT s.buyer_id AS account_id, p.purchase_id, l.item_id, l.quantity,
+                    l.unit_price_cents, l.item_name,
                     to_char(p.purchased_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                        AS purchased_at
                FROM s
                LEFT JOIN purchases p ON p.buyer_id = s.buyer_id AND p.state = 'done'
                LEFT JOIN purchase_lines l ON l.purchase_id = p.purchase_id
@@ -366,19 +366,19 @@ impl Store {
         let mut out = Vec::new();
         for row in &rows {
             let (Some(purchase_id), Some(item_id)) = (
-                row.try_get::<_, Option<i64>>(1)?,
-                row.try_get::<_, Option<i64>>(2)?,
+                row.try_get::<_, Option<i64>>("purchase_id")?,
+                row.try_get::<_, Option<i64>>("item_id")?,
             ) else {
                 continue;
             };
-            let cents: i64 = row.try_get(4)?;
+            let cents: i64 = row.try_get("unit_price_cents")?;
             out.push(PurchaseRecord {
                 purchase_id,
                 item_id,
-                item_name: row.try_get(5)?,
-                quantity: row.try_get(3)?,
+                item_name: row.try_get("item_name")?,
+                quantity: row.try_get("quantity")?,
                 unit_price: cents_to_price(cents),
-                purchased_at: row.try_get(6)?,
+                purchased_at: row.try_get("purchased_at")?,
             });
         }
         Ok(out)

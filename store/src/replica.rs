@@ -10,7 +10,7 @@
 //! What the watcher saw is there to read ([`crate::Store::replica_health`]):
 //! logging it is the server's business.
 
-use crate::db::{pool, Db, Pooled};
+use crate::pool::{pool, Db, Pooled};
 use crate::{DbSettings, StoreError};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,11 +79,12 @@ impl fmt::Display for Health {
 /// recovery is not a standby (a test pointing at the primary): usable; a
 /// standby must be streaming, and be caught up or have replayed its last
 /// transaction at most `max_lag` ago.
-const CHECK_SQL: &str = "SELECT pg_is_in_recovery(),
-        coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+const CHECK_SQL: &str = "SELECT pg_is_in_recovery() AS recovering,
+        coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) AS streaming,
         CASE WHEN NOT pg_is_in_recovery() THEN 0
              WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END";
+             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+        END AS lag_secs";
 
 impl Replica {
     /// The standby at `url`, and its watcher thread.
@@ -157,9 +158,9 @@ impl Replica {
             return Health::Down;
         };
         let (Ok(recovering), Ok(streaming), Ok(lag)) = (
-            row.try_get::<_, bool>(0),
-            row.try_get::<_, bool>(1),
-            row.try_get::<_, Option<f64>>(2),
+            row.try_get::<_, bool>("recovering"),
+            row.try_get::<_, bool>("streaming"),
+            row.try_get::<_, Option<f64>>("lag_secs"),
         ) else {
             return Health::Down;
         };
@@ -204,7 +205,7 @@ impl Replica {
             }
             // E.g. a query cancelled by a conflict with recovery: the
             // primary answers this one.
-            Err(StoreError::Internal(_)) => None,
+            Err(StoreError::Internal(_) | StoreError::Refused { .. }) => None,
             result => {
                 self.reads.fetch_add(1, Ordering::Relaxed);
                 Some(result)

@@ -18,7 +18,7 @@
 //! the keywords, read from the ranges of the keyword pairs: what this costs is
 //! what the keywords have in common, nothing when they have nothing.
 
-use crate::item::item_at;
+use crate::item::read_item;
 use crate::session::SessionId;
 use crate::{Store, StoreError};
 use std::sync::LazyLock;
@@ -102,7 +102,7 @@ fn range(columns: &str, index: usize, others: u32, m: usize) -> String {
 /// the index, so that a search of keywords no item shares can skip the
 /// levels above one ([`Levels::One`]).
 pub const PAIRS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM item_keyword_sets \
-                              WHERE category = $1 AND keys = ANY ($2::text[]))";
+                              WHERE category = $1 AND keys = ANY ($2::text[])) AS shared";
 
 /// The keys of the keyword pairs among `keys` (as [`keyword_params`] orders
 /// them), for [`PAIRS_SQL`].
@@ -130,9 +130,9 @@ pub enum Levels {
 
 /// The search statement for `m` keywords (1 to 5): `$1` category, `$2`
 /// limit, `$3` offset, `$4` the keywords sorted in byte order, `$5` the keys
-/// of their subsets ([`keyword_params`]). One row with the total (capped at
-/// [`COUNT_LIMIT`]) first, then the page's item columns, NULL when the page
-/// is empty.
+/// of their subsets ([`keyword_params`]). One row per item of the page, the
+/// total (`total`, capped at [`COUNT_LIMIT`]) first, then the item columns;
+/// one row with NULL item columns when the page is empty.
 pub fn keyword_sql(m: usize, read: Levels) -> String {
     assert!((1..=MAX_KEYWORDS).contains(&m));
     let all = (1u32 << m) - 1;
@@ -211,7 +211,7 @@ pub fn keyword_sql(m: usize, read: Levels) -> String {
         )
     };
     format!(
-        "SELECT {total}, {columns} \
+        "SELECT {total} AS total, {columns} \
            FROM (SELECT 1) one \
            LEFT JOIN LATERAL ( \
                SELECT r.matched, r.score, i.* FROM ( \
@@ -245,7 +245,7 @@ pub const PROBE_FROM: usize = 3;
 /// the total is the category's count.
 pub const CATEGORY_SQL: &str = concat!(
     "SELECT (SELECT coalesce(sum(n), 0)::bigint FROM search_counts
-              WHERE category = $1 AND keyword = ''), ",
+              WHERE category = $1 AND keyword = '') AS total, ",
     crate::item::item_columns!(),
     " FROM (SELECT 1) one
       LEFT JOIN LATERAL (
@@ -268,8 +268,9 @@ pub const NAPTIME_LIMIT_SECS: i64 = 10;
 /// Whether autovacuum is on and how often it looks, in seconds: product_db's
 /// server settings.
 const AUTOVACUUM_SQL: &str =
-    "SELECT (SELECT setting = 'on' FROM pg_settings WHERE name = 'autovacuum'),
-            (SELECT setting::bigint FROM pg_settings WHERE name = 'autovacuum_naptime')";
+    "SELECT (SELECT setting = 'on' FROM pg_settings WHERE name = 'autovacuum') AS enabled,
+            (SELECT setting::bigint FROM pg_settings WHERE name = 'autovacuum_naptime')
+                AS naptime_secs";
 
 /// What to say about product_db's autovacuum settings, if anything: the
 /// search index churns (a row per keyword subset of every listed item,
@@ -302,7 +303,7 @@ impl Store {
     /// `Unavailable`.
     pub fn autovacuum_settings(&self) -> Result<(bool, i64), StoreError> {
         let row = self.product()?.query_one(AUTOVACUUM_SQL, &[])?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        Ok((row.try_get("enabled")?, row.try_get("naptime_secs")?))
     }
 
     /// Items of `category` with units left: with no keywords all of them, newest
@@ -334,12 +335,12 @@ impl Store {
                     let pairs = pair_keys(m, &keys);
                     let shared: bool = product
                         .query_one(PAIRS_SQL, &[&category, &pairs])?
-                        .try_get(0)?;
+                        .try_get("shared")?;
                     if !shared {
                         let one = product.query(keyword_statement(m, Levels::One), &params)?;
                         // -1: an item sharing two of them was listed meanwhile.
                         let raced = match one.first() {
-                            Some(row) => row.try_get::<_, i64>(0)? < 0,
+                            Some(row) => row.try_get::<_, i64>("total")? < 0,
                             None => false,
                         };
                         if !raced {
@@ -352,13 +353,13 @@ impl Store {
         };
         let rows = self.buyer_session_while(session, read)?;
         let total: i64 = match rows.first() {
-            Some(row) => row.try_get(0)?,
+            Some(row) => row.try_get("total")?,
             None => 0,
         };
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            if row.try_get::<_, Option<i64>>(1)?.is_some() {
-                items.push(item_at(row, 1)?);
+            if row.try_get::<_, Option<i64>>("item_id")?.is_some() {
+                items.push(read_item(row)?);
             }
         }
         Ok((items, total))
@@ -373,8 +374,8 @@ impl Store {
     pub fn fold_search_counts(&self) -> Result<i64, StoreError> {
         Ok(self
             .product()?
-            .query_one("SELECT fold_search_counts()", &[])?
-            .try_get(0)?)
+            .query_one("SELECT fold_search_counts() AS folded", &[])?
+            .try_get("folded")?)
     }
 }
 

@@ -5,6 +5,7 @@
 //! statement per request, a write only once per grace period.
 
 use crate::account::{Accounts, BUYERS, SELLERS};
+use crate::conn::Conn;
 use crate::db::Store;
 use crate::once::run_once_on;
 use crate::StoreError;
@@ -222,17 +223,17 @@ impl Store {
     }
 }
 
-/// The account a session check names in a row's first column (the
+/// The account a session check names in a row's `account_id` column (the
 /// `touch_<side>_session` functions, alone or inside a statement);
 /// `SessionExpired` when it is NULL.
 pub(crate) fn session_account(row: &Row) -> Result<i64, StoreError> {
-    row.try_get::<_, Option<i64>>(0)?
+    row.try_get::<_, Option<i64>>("account_id")?
         .ok_or(StoreError::SessionExpired)
 }
 
 /// Opens a session for `buyer_id` whose active cart starts as a copy of the
 /// saved cart (one statement); returns the session id and the buyer.
-fn login(c: &mut crate::db::Conn, buyer_id: i64) -> Result<(SessionId, i64), StoreError> {
+fn login(c: &mut Conn, buyer_id: i64) -> Result<(SessionId, i64), StoreError> {
     let session = SessionId::fresh();
     c.execute(
         "WITH s AS (
