@@ -1,10 +1,13 @@
 //! One stack per test binary: started on first use in a fresh temporary
 //! directory, stopped (PostgreSQL included) and removed when the binary exits.
+//! The scratch directories and unique names are `pgcluster::testing`'s,
+//! re-exported.
+
+pub use pgcluster::testing::{scratch_dir, temp_dir, unique_category, unique_name, TempDir};
 
 use crate::pg::Durability;
 use crate::stack::{Stack, StackConfig};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 static SHARED: OnceLock<(Stack, PathBuf)> = OnceLock::new();
@@ -14,72 +17,6 @@ extern "C" fn stop_shared() {
         stack.stop();
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-/// A test's scratch directory, removed when dropped (a failing test's too).
-pub struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A fresh scratch directory for one test, removed when the guard drops.
-///
-/// # Panics
-/// When it cannot be created (a test set-up failure).
-pub fn scratch_dir(label: &str) -> TempDir {
-    TempDir(temp_dir(label))
-}
-
-/// A fresh directory under the system temp dir, unique to this process; the
-/// caller removes it.
-///
-/// # Panics
-/// When it cannot be created (a test set-up failure).
-pub fn temp_dir(label: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "marketplace-{label}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
-}
-
-/// A name no other test (or run) uses, at most 32 characters of letters,
-/// digits and `x` (a username, an item name or a keyword as any side takes
-/// it): `prefix`, this process's id, the clock's nanoseconds and a counter.
-pub fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}{}x{nanos}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-    .chars()
-    .take(32)
-    .collect()
-}
-
-/// An item category no other test of this process uses.
-pub fn unique_category() -> i64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let pid = i64::from(std::process::id() % 100_000);
-    1_000_000 + pid * 10_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 10_000) as i64
 }
 
 /// The stack of this test binary, started on first call with `configure`

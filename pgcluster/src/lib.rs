@@ -6,6 +6,8 @@
 //! (the client tools) never links it. It knows no marketplace database: the
 //! caller creates those and runs its migrations.
 
+pub mod testing;
+
 use std::ffi::CString;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -77,7 +77,7 @@ impl Store {
     ///
     /// # Errors
     /// `Unavailable` when none can be had within the connect timeout.
-    pub fn customer(&self) -> Result<Pooled, StoreError> {
+    pub(crate) fn customer(&self) -> Result<Pooled, StoreError> {
         self.customer.get()
     }
 
@@ -85,7 +85,7 @@ impl Store {
     ///
     /// # Errors
     /// `Unavailable` when none can be had within the connect timeout.
-    pub fn product(&self) -> Result<Pooled, StoreError> {
+    pub(crate) fn product(&self) -> Result<Pooled, StoreError> {
         self.product.primary()
     }
 

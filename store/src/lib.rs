@@ -37,6 +37,8 @@ pub mod search;
 pub mod session;
 pub mod settings;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use db::{DbStats, SettledCounts, Store};
 pub use error::StoreError;

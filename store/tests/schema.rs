@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Barrier};
 use store::migrate::{self, Migration};
 use store::{DbSettings, Store, StoreError};
-use support::stack;
+use support::create_database;
 
 fn fresh_store(tag: &str) -> Store {
     fresh_store_at(tag).0
@@ -20,9 +20,8 @@ fn fresh_store_at(tag: &str) -> (Store, String) {
 /// [`fresh_store_at`] with the product_db standby `replica` makes of the
 /// product_db URL, if any.
 fn fresh_store_with(tag: &str, replica: impl FnOnce(&str) -> Option<String>) -> (Store, String) {
-    let stack = stack();
-    let customer = stack.create_database(&format!("{tag}_customer")).unwrap();
-    let product = stack.create_database(&format!("{tag}_product")).unwrap();
+    let customer = create_database(&format!("{tag}_customer"));
+    let product = create_database(&format!("{tag}_product"));
     let store = Store::open(&DbSettings {
         customer_url: customer,
         product_url: product.clone(),
@@ -35,8 +34,7 @@ fn fresh_store_with(tag: &str, replica: impl FnOnce(&str) -> Option<String>) -> 
 }
 
 fn applied(store: &Store) -> Vec<(i32, String)> {
-    store
-        .customer()
+    store::testing::customer(store)
         .unwrap()
         .query(
             "SELECT version, name FROM schema_migrations ORDER BY version",
@@ -78,7 +76,7 @@ fn two_servers_migrating_at_once_apply_each_migration_exactly_once() {
 #[test]
 fn an_applied_migration_that_was_edited_is_refused() {
     let store = fresh_store("edited");
-    let mut conn = store.customer().unwrap();
+    let mut conn = store::testing::customer(&store).unwrap();
     let first = [Migration {
         version: 1,
         name: "t",
@@ -163,7 +161,7 @@ fn category_count(conn: &mut store::db::Pooled, keyword: &'static str) -> i64 {
 fn the_search_index_holds_exactly_the_items_with_units_for_sale() {
     let store = fresh_store("keywords");
     store.migrate().unwrap();
-    let mut conn = store.product().unwrap();
+    let mut conn = store::testing::product(&store).unwrap();
     let listed: i64 = conn
         .query_one(
             "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
@@ -260,7 +258,7 @@ fn the_search_indexs_dead_rows_are_vacuumed_within_seconds() {
         "the private cluster's autovacuum is on and looks every 5 s"
     );
     assert_eq!(store::search::autovacuum_warning(true, 5), None);
-    let mut conn = store.product().unwrap();
+    let mut conn = store::testing::product(&store).unwrap();
     conn.execute(
         "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
          SELECT 1, 1, 'x', ARRAY['a','b','c','d','e'], 'New', 1, 1 FROM generate_series(1, 200)",
@@ -318,7 +316,7 @@ fn the_search_counts_stay_exact_while_two_servers_fold_them() {
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
-                let mut conn = store.product().unwrap();
+                let mut conn = store::testing::product(&store).unwrap();
                 for i in 0..300 {
                     let id: i64 = conn
                         .query_one(
@@ -343,7 +341,7 @@ fn the_search_counts_stay_exact_while_two_servers_fold_them() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let folded: i64 = folders.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(folded > 0, "the folders folded something");
-    let mut conn = store.product().unwrap();
+    let mut conn = store::testing::product(&store).unwrap();
     let available: i64 = conn
         .query_one(
             "SELECT count(*) FROM items WHERE category = 1 AND quantity > 0",
@@ -370,7 +368,7 @@ fn the_search_counts_stay_exact_while_two_servers_fold_them() {
 fn search_reads_its_page_from_the_indexes_in_ranking_order() {
     let (store, url) = fresh_store_at("explain");
     store.migrate().unwrap();
-    let mut conn = store.product().unwrap();
+    let mut conn = store::testing::product(&store).unwrap();
     // 200 categories x 100 items, 3 distinct keywords each (the trigger fills
     // item_keyword_sets).
     conn.execute(
@@ -459,7 +457,7 @@ fn search_reads_its_page_from_the_indexes_in_ranking_order() {
 fn a_sellers_listing_reads_only_the_items_on_sale() {
     let (store, url) = fresh_store_at("listing");
     store.migrate().unwrap();
-    let mut conn = store.product().unwrap();
+    let mut conn = store::testing::product(&store).unwrap();
     // 20 sellers with 1,000 items each, all but 5 of each sold out.
     conn.execute(
         "INSERT INTO items (seller_id, category, item_name, keywords, condition, price_cents, quantity)
@@ -526,7 +524,7 @@ fn searches_go_to_a_standby_that_keeps_up_and_to_the_primary_without_one() {
         "its pool is watched"
     );
 
-    let port = deploy::pg::free_port().unwrap();
+    let port = pgcluster::free_port().unwrap();
     let dead = store_with_replica("replica_dead", |product| {
         let (head, tail) = product.rsplit_once('/').unwrap();
         let (host, _) = head.rsplit_once(':').unwrap();

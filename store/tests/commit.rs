@@ -220,7 +220,7 @@ fn key(k: &str) -> Idempotency {
 /// A store with `pool_size` connections per database, each database reached
 /// through its proxy when one is given (directly otherwise).
 fn store_via(customer: Option<&PgProxy>, product: Option<&PgProxy>, pool_size: u32) -> Store {
-    let db = stack().db().clone();
+    let db = db().clone();
     let via = |url: &str, proxy: Option<&PgProxy>| match proxy {
         Some(p) => through(url, p.addr),
         None => url.to_owned(),
@@ -244,7 +244,7 @@ fn seller(store: &Store, tag: &str) -> (store::SessionId, i64) {
 /// A store whose product_db connections (`pool_size` of them) go through a
 /// proxy, and a logged-in seller's session and id.
 fn store_through_proxy(pool_size: u32) -> (Store, PgProxy, store::SessionId, i64) {
-    let proxy = PgProxy::start(db_addr(&stack().db().product_url));
+    let proxy = PgProxy::start(db_addr(&db().product_url));
     let store = store_via(None, Some(&proxy), pool_size);
     let (session, seller_id) = seller(&store, "commit");
     (store, proxy, session, seller_id)
@@ -350,7 +350,7 @@ fn a_keyed_registration_is_one_statement_with_its_key() {
 #[test]
 fn a_keyed_cart_write_learns_its_buyer_in_its_own_statements() {
     // customer_db through the proxy, one connection; product_db direct.
-    let proxy = PgProxy::start(db_addr(&stack().db().customer_url));
+    let proxy = PgProxy::start(db_addr(&db().customer_url));
     let store = store_via(Some(&proxy), None, 1);
     let (seller_session, _) = seller(&store, "cartseller");
     let keywords = vec!["cart".to_owned()];
@@ -422,8 +422,8 @@ fn a_buyers_reads_on_product_db_go_out_while_the_session_check_is_on_its_way() {
     // Both databases through proxies, one connection each. The session
     // check's answer is held until product_db has been asked: a store that
     // waited for the check before reading would let it go only after 2 s.
-    let customer = PgProxy::start(db_addr(&stack().db().customer_url));
-    let product = PgProxy::start(db_addr(&stack().db().product_url));
+    let customer = PgProxy::start(db_addr(&db().customer_url));
+    let product = PgProxy::start(db_addr(&db().product_url));
     let store = store_via(Some(&customer), Some(&product), 1);
     let (seller_session, seller_id) = seller(&store, "overlap");
     let keywords = vec!["overlap".to_owned()];
