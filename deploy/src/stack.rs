@@ -88,7 +88,9 @@ pub struct Stack {
     buyer: ServerSettings,
     mode: ServerMode,
     running: Mutex<Vec<Running>>,
-    /// The metrics listener of this process, when asked for one.
+    /// The metrics of the servers that run in this process (both share it,
+    /// as one exposition), and its listener when asked for one.
+    exporter: server::metrics::Exporter,
     endpoint: Option<server::metrics::Endpoint>,
 }
 
@@ -144,7 +146,6 @@ impl Stack {
                 },
                 trace: config.trace,
                 metrics_listen: own_metrics(config.metrics_listen)?,
-                exporter: exporter.clone(),
             })
         };
         let fixed = |addr: SocketAddr| -> Result<SocketAddr, String> {
@@ -164,6 +165,7 @@ impl Stack {
             buyer: settings(buyer_srv::NAME, fixed(config.buyer_listen)?)?,
             mode: config.servers.clone(),
             running: Mutex::new(Vec::new()),
+            exporter: exporter.clone(),
             endpoint: None,
         };
         if let (Some(addr), false) = (config.metrics_listen, processes) {
@@ -212,7 +214,6 @@ impl Stack {
             },
             trace: false,
             metrics_listen: None,
-            exporter: server::metrics::Exporter::default(),
         };
         Stack {
             cluster: Mutex::new(None),
@@ -222,6 +223,7 @@ impl Stack {
             buyer: settings(buyer_srv::NAME, buyer),
             mode: ServerMode::Threads,
             running: Mutex::new(Vec::new()),
+            exporter: server::metrics::Exporter::default(),
             endpoint: None,
         }
     }
@@ -244,15 +246,27 @@ impl Stack {
             return Ok((self.seller.listen, self.buyer.listen));
         }
         let wait = Duration::from_secs(10);
-        let seller = server::prepare(&seller_srv::SIDE, &self.seller, &self.db, wait)?;
-        let buyer = server::prepare(&buyer_srv::SIDE, &self.buyer, &self.db, wait)?;
+        let seller = server::prepare(
+            &seller_srv::SIDE,
+            &self.seller,
+            &self.db,
+            wait,
+            &self.exporter,
+        )?;
+        let buyer = server::prepare(
+            &buyer_srv::SIDE,
+            &self.buyer,
+            &self.db,
+            wait,
+            &self.exporter,
+        )?;
         let addrs = (seller.local_addr(), buyer.local_addr());
         let mut running = lock(&self.running);
         for server in [seller, buyer] {
             let handle = server.shutdown_handle();
             let thread = std::thread::Builder::new()
                 .name("server".into())
-                .spawn(move || server.run_prepared())
+                .spawn(move || server.run())
                 .map_err(|e| format!("cannot start a server thread: {e}"))?;
             running.push(Running::Thread { handle, thread });
         }

@@ -1,7 +1,7 @@
 //! What both marketplace servers are made of besides their handlers: flags
 //! with environment twins ([`settings`]), the process `main`, the adapter from
 //! a side's typed `Handler` to the reactor ([`Served`]), a server prepared on
-//! its databases with its housekeeping ([`prepare`]), and the Prometheus
+//! its databases with its [`housekeeping`] ([`prepare`]), and the Prometheus
 //! exporter of the transport's and the marketplace's counters ([`metrics`]).
 //!
 //! It owns process policy (exit codes, signals, what is logged when); `net`
@@ -11,19 +11,19 @@
 //! everything else is here, once.
 
 mod adapter;
+pub mod housekeeping;
 pub mod metrics;
 pub mod settings;
 
 pub use adapter::{mentions_operation, serve, Served};
 pub use settings::ServerSettings;
 
-use metrics::Metrics;
+use metrics::{Exporter, Metrics};
 use settings::{arguments, db_from_args, DB_ENV, DB_USAGE, ENV, USAGE};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
 use store::search::FOLD_EVERY;
 use store::{DbSettings, Store, StoreError};
 use wire::Operation;
@@ -65,7 +65,8 @@ pub fn prepare<R>(
     settings: &ServerSettings,
     db: &DbSettings,
     db_wait: Duration,
-) -> Result<net::Server, String>
+    exporter: &Exporter,
+) -> Result<Prepared, String>
 where
     R: Operation + 'static,
     R::Handler: Send + Sync + 'static,
@@ -83,7 +84,7 @@ where
             &format!("product_db's autovacuum settings could not be read: {e}"),
         ),
     }
-    let metrics = settings.metrics(side.server, side.operations);
+    let metrics = exporter.server(side.server, side.operations);
     let probe = store.clone();
     metrics.watch_databases(move || probe.db_stats());
     let served = Served::<R>::new(
@@ -92,10 +93,14 @@ where
         settings.trace,
         side.slow,
     );
-    let mut sweep = Every::new(db.sweep_interval());
+    let mut sweep = housekeeping::Every::new(db.sweep_interval());
     let mut replica_was = None;
     let (name, chores) = (side.name, side.chores);
-    settings.serve(Arc::new(served), metrics, FOLD_EVERY, move |metrics| {
+    let server = settings
+        .bind()
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let counted = metrics.transport().clone();
+    let mut tick = move || -> Result<(), String> {
         if let Some(health) = store.replica_health() {
             let usable = health.is_usable();
             if replica_was != Some(usable) {
@@ -113,12 +118,52 @@ where
         if !sweep.due() {
             return Ok(());
         }
-        chores(&store, metrics)?;
+        chores(&store, &metrics)?;
         store
             .sweep_idempotency_keys()
             .map_err(|e| format!("idempotency keys: {e}"))?;
         Ok(())
+    };
+    Ok(Prepared {
+        name,
+        server: server.with_metrics(counted),
+        service: Arc::new(served),
+        housekeeping: Box::new(move || {
+            if let Err(e) = tick() {
+                net::log::line(name, "ERROR", &format!("housekeeping failed: {e}"));
+            }
+        }),
     })
+}
+
+/// A server bound and on its databases, with its housekeeping, ready to run.
+pub struct Prepared {
+    name: &'static str,
+    server: net::Server,
+    service: Arc<dyn net::Service>,
+    housekeeping: Box<dyn FnMut() + Send>,
+}
+
+impl Prepared {
+    /// The address its listener bound.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// A handle that stops it from any thread.
+    pub fn shutdown_handle(&self) -> net::ShutdownHandle {
+        self.server.shutdown_handle()
+    }
+
+    /// Serves, with the housekeeping beside it every [`FOLD_EVERY`], until
+    /// shut down; the housekeeping stops with the server.
+    ///
+    /// # Errors
+    /// As [`net::Server::run`], or when the housekeeping thread cannot start.
+    pub fn run(self) -> std::io::Result<()> {
+        let _housekeeping = housekeeping::start(self.name, FOLD_EVERY, self.housekeeping)?;
+        self.server.run(self.service)
+    }
 }
 
 /// The whole `main` of a server: read its flags (the reactor's, then the
@@ -156,7 +201,8 @@ where
         eprintln!("{name}: unexpected arguments {rest:?} (see --help)");
         return ExitCode::from(2);
     }
-    let server = match prepare(side, &settings, &db, DB_WAIT) {
+    let exporter = Exporter::default();
+    let server = match prepare(side, &settings, &db, DB_WAIT, &exporter) {
         Ok(server) => server,
         Err(e) => {
             net::log::line(name, "ERROR", &format!("cannot start: {e}"));
@@ -164,7 +210,7 @@ where
         }
     };
     let _endpoint = match settings.metrics_listen {
-        Some(addr) => match settings.exporter.serve(addr) {
+        Some(addr) => match exporter.serve(addr) {
             Ok(endpoint) => {
                 net::log::line(
                     name,
@@ -204,7 +250,7 @@ where
             settings.reactor.max_connections
         ),
     );
-    match server.run_prepared() {
+    match server.run() {
         Ok(()) => {
             net::log::line(name, "INFO", "stopped");
             ExitCode::SUCCESS
@@ -213,44 +259,5 @@ where
             net::log::line(name, "ERROR", &format!("stopped on an error: {e}"));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A chore run at most once per period, from a loop that ticks more often.
-#[derive(Debug)]
-pub struct Every {
-    period: Duration,
-    last: Option<Instant>,
-}
-
-impl Every {
-    /// Due at once, then once per `period`.
-    pub fn new(period: Duration) -> Self {
-        Every { period, last: None }
-    }
-
-    /// Whether the chore is due now; if so, the period starts again.
-    pub fn due(&mut self) -> bool {
-        let now = Instant::now();
-        let due = self.last.is_none_or(|last| now - last >= self.period);
-        if due {
-            self.last = Some(now);
-        }
-        due
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chore_is_due_at_once_then_once_per_period() {
-        let mut every = Every::new(Duration::from_millis(50));
-        assert!(every.due());
-        assert!(!every.due());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(every.due());
-        assert!(!every.due());
     }
 }

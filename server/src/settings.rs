@@ -4,8 +4,7 @@
 //! Every flag has an environment twin (the same names in the README, the
 //! containers and the local stack); a flag on the command line wins.
 
-use crate::metrics::{Exporter, Metrics};
-use net::{Config, Server, Service};
+use net::{Config, Server};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -171,8 +170,6 @@ pub struct ServerSettings {
     pub trace: bool,
     /// Where to serve `/metrics` and `/health` (None: nowhere).
     pub metrics_listen: Option<SocketAddr>,
-    /// The process's metrics, which this server's join.
-    pub exporter: Exporter,
 }
 
 impl ServerSettings {
@@ -246,17 +243,7 @@ impl ServerSettings {
             },
             trace: args.contains("--log-requests"),
             metrics_listen,
-            exporter: Exporter::default(),
         })
-    }
-
-    /// The metrics of this server, labelled `server`, serving `operations`.
-    pub fn metrics(
-        &self,
-        server: &'static str,
-        operations: &[&'static str],
-    ) -> std::sync::Arc<Metrics> {
-        self.exporter.server(server, operations)
     }
 
     /// Binds the listener.
@@ -269,33 +256,6 @@ impl ServerSettings {
             server.with_proxy_listener(addr)?;
         }
         Ok(server)
-    }
-
-    /// Binds the listener and returns the server ready to run `service`,
-    /// counting into `metrics`, with `sweep` run every `every` beside it (its
-    /// failures are logged).
-    ///
-    /// # Errors
-    /// When the address cannot be bound.
-    pub fn serve(
-        &self,
-        service: std::sync::Arc<dyn Service>,
-        metrics: std::sync::Arc<Metrics>,
-        every: Duration,
-        mut sweep: impl FnMut(&Metrics) -> Result<(), String> + Send + 'static,
-    ) -> Result<Server, String> {
-        let name = self.reactor.name.clone();
-        let server = self
-            .bind()
-            .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
-        Ok(server
-            .with_service(service)
-            .with_metrics(metrics.transport().clone())
-            .with_housekeeping(every, move || {
-                if let Err(e) = sweep(&metrics) {
-                    net::log::line(&name, "ERROR", &format!("housekeeping failed: {e}"));
-                }
-            }))
     }
 }
 

@@ -118,7 +118,7 @@ impl Connection {
 
     /// Answers with `message` as `code`, reads nothing more, and closes for
     /// `why` once the answer is out.
-    pub fn refuse(&mut self, code: ErrorCode, message: &str, why: Closed) {
+    pub fn answer_and_close(&mut self, code: ErrorCode, message: &str, why: Closed) {
         encode_error(&mut self.write_buf, None, code, message);
         self.stage = Stage::Closing(why);
         self.read_buf = BytesMut::new();
@@ -152,7 +152,7 @@ pub(super) fn step(conn: &mut Connection, key: usize, shared: &mut Shared) -> Re
                         wire::FrameError::Empty => FrameRejected::Empty,
                         wire::FrameError::TooLarge { .. } => FrameRejected::TooLarge,
                     });
-                    conn.refuse(ErrorCode::BadFrame, &e.to_string(), Closed::BadFrame);
+                    conn.answer_and_close(ErrorCode::BadFrame, &e.to_string(), Closed::BadFrame);
                     continue;
                 }
             }
@@ -291,7 +291,7 @@ fn dispatch(conn: &mut Connection, key: usize, mut body: BytesMut, shared: &mut 
 }
 
 /// Answers a connection over a limit with one `OVERLOADED` frame and closes it.
-pub(super) fn refuse(mut stream: TcpStream, message: &str) {
+pub(super) fn turn_away(mut stream: TcpStream, message: &str) {
     let mut out = BytesMut::new();
     encode_error(&mut out, None, ErrorCode::Overloaded, message);
     // Best effort: a fresh socket's send buffer takes this small frame whole.

@@ -42,7 +42,7 @@ use crate::log;
 use crate::metrics::{Closed, FrameRejected, Outcome, Refused, ServerMetrics};
 use crate::proxy;
 use bytes::{Buf, BytesMut};
-use connection::{fill, refuse, step, Connection, InFlight, Stage};
+use connection::{fill, step, turn_away, Connection, InFlight, Stage};
 use lane::{Done, Job, Lane, Worker, SLOW};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -153,8 +153,6 @@ impl ShutdownHandle {
 }
 
 /// A periodic task that runs beside a server (e.g. sweeping expired sessions).
-type Housekeeping = (Duration, Box<dyn FnMut() + Send>);
-
 /// A bound, not yet running server.
 pub struct Server {
     poll: Poll,
@@ -166,8 +164,6 @@ pub struct Server {
     shutdown: Arc<AtomicBool>,
     config: Config,
     local_addr: SocketAddr,
-    service: Option<Arc<dyn Service>>,
-    housekeeping: Option<Housekeeping>,
     metrics: Arc<ServerMetrics>,
 }
 
@@ -191,8 +187,6 @@ impl Server {
             shutdown: Arc::new(AtomicBool::new(false)),
             config,
             local_addr,
-            service: None,
-            housekeeping: None,
             metrics: Arc::new(ServerMetrics::new("server", &[])),
         })
     }
@@ -215,43 +209,11 @@ impl Server {
         Ok(bound)
     }
 
-    /// Sets the service [`Server::run_prepared`] runs.
-    #[must_use]
-    pub fn with_service(mut self, service: Arc<dyn Service>) -> Self {
-        self.service = Some(service);
-        self
-    }
-
     /// Counts into `metrics` (by default, metrics nobody reads).
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<ServerMetrics>) -> Self {
         self.metrics = metrics;
         self
-    }
-
-    /// Runs `task` every `every` on a thread of its own while the server runs.
-    #[must_use]
-    pub fn with_housekeeping(
-        mut self,
-        every: Duration,
-        task: impl FnMut() + Send + 'static,
-    ) -> Self {
-        self.housekeeping = Some((every, Box::new(task)));
-        self
-    }
-
-    /// Serves with the service set by [`Server::with_service`].
-    ///
-    /// # Errors
-    /// As [`Server::run`]; `InvalidInput` when no service was set.
-    pub fn run_prepared(mut self) -> io::Result<()> {
-        match self.service.take() {
-            Some(service) => self.run(service),
-            None => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the server has no service",
-            )),
-        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -281,26 +243,9 @@ impl Server {
             shutdown,
             config,
             local_addr: _,
-            service: _,
-            housekeeping,
             metrics,
         } = self;
         metrics.set_workers(config.workers.max(1));
-        let (stop_housekeeping, stopped) = flume::bounded::<()>(0);
-        let housekeeper = match housekeeping {
-            Some((every, mut task)) => Some(
-                std::thread::Builder::new()
-                    .name(format!("{}-housekeeping", config.name))
-                    .spawn(move || {
-                        while let Err(flume::RecvTimeoutError::Timeout) =
-                            stopped.recv_timeout(every)
-                        {
-                            task();
-                        }
-                    })?,
-            ),
-            None => None,
-        };
         let (done_tx, done_rx) = flume::unbounded::<Done>();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         let slow = config.slow_workers > 0 && !config.inline;
@@ -364,8 +309,7 @@ impl Server {
         for lane in &mut reactor.shared.lanes {
             lane.jobs = None;
         }
-        drop(stop_housekeeping);
-        for thread in workers.into_iter().chain(housekeeper) {
+        for thread in workers {
             if thread.join().is_err() {
                 log::line(&reactor.config.name, "ERROR", "a worker thread panicked");
             }
@@ -486,7 +430,7 @@ impl Reactor {
         // Behind a proxy every connection comes from the proxy's address: the
         // per-address limit waits for the client's, in the PROXY header.
         if !awaiting_proxy && self.over_peer_limit(peer) {
-            refuse(
+            turn_away(
                 stream,
                 "too many connections from your address; retry later",
             );
@@ -497,7 +441,7 @@ impl Reactor {
             match self.victim() {
                 Some(key) => self.close(key, Closed::Evicted),
                 None => {
-                    refuse(stream, "too many connections; retry later");
+                    turn_away(stream, "too many connections; retry later");
                     self.shared.metrics.count_refused(Refused::Capacity);
                     return;
                 }
@@ -580,7 +524,7 @@ impl Reactor {
         }
         let peer = conn.peer;
         if self.over_peer_limit(peer) {
-            self.connections[key].refuse(
+            self.connections[key].answer_and_close(
                 ErrorCode::Overloaded,
                 "too many connections from your address; retry later",
                 Closed::PeerLimit,
