@@ -21,13 +21,37 @@ started=$(date +%s)
 deploy/docker/build.sh
 echo "containers: images built in $(($(date +%s) - started)) s"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# $1 distinct free ports, below the kernel's ephemeral range
+# (ip_local_port_range), so that no outgoing connection (an apt download, a
+# test's client) can take one between now and a container publishing it; on
+# 0.0.0.0, as Docker binds. (Ports from bind(0) are ephemeral ones: a port
+# taken that way in between failed a run once.)
+free_ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+want = int(sys.argv[1])
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+for port in random.sample(range(20000, min(low, 32768)), 2000):
+    s = socket.socket()
+    try:
+        s.bind(("0.0.0.0", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    ports.append(port)
+    if len(ports) == want:
+        break
+if len(ports) < want:
+    raise SystemExit("no free ports below the ephemeral range")
+print(" ".join(map(str, ports)))
+PY
 }
 export MARKETPLACE_PROJECT="mkt-test-$$"
-export SELLER_PORT=$(free_port) BUYER_PORT=$(free_port)
-export CUSTOMER_DB_PUBLISH=$(free_port) PRODUCT_DB_PUBLISH=$(free_port)
-export PROMETHEUS_PORT=$(free_port)
+read -r SELLER_PORT BUYER_PORT CUSTOMER_DB_PUBLISH PRODUCT_DB_PUBLISH PROMETHEUS_PORT \
+    <<<"$(free_ports 5)"
+export SELLER_PORT BUYER_PORT CUSTOMER_DB_PUBLISH PRODUCT_DB_PUBLISH PROMETHEUS_PORT
 # Shorter sessions make the sweep (and purchase recovery) run every 30 s.
 export SESSION_TIMEOUT_SECS=60
 set -a
@@ -63,9 +87,10 @@ scale_started=$(date +%s)
 . deploy/setup.sh
 marketplace_tshark
 export MARKETPLACE_SCALE_PROJECT="mkt-scale-$$"
-export SELLER_PORT=$(free_port) BUYER_PORT=$(free_port)
-export SELLER_TLS_PORT=$(free_port) BUYER_TLS_PORT=$(free_port) HAPROXY_STATS_PORT=$(free_port)
-export CUSTOMER_DB_PUBLISH=$(free_port) PRODUCT_DB_PUBLISH=$(free_port)
+read -r SELLER_PORT BUYER_PORT SELLER_TLS_PORT BUYER_TLS_PORT HAPROXY_STATS_PORT \
+    CUSTOMER_DB_PUBLISH PRODUCT_DB_PUBLISH <<<"$(free_ports 7)"
+export SELLER_PORT BUYER_PORT SELLER_TLS_PORT BUYER_TLS_PORT HAPROXY_STATS_PORT \
+    CUSTOMER_DB_PUBLISH PRODUCT_DB_PUBLISH
 # Every request logged with the client it came from (what PROXY v2 is for).
 export LOG_REQUESTS=1
 scale() {
