@@ -5,6 +5,7 @@
 //! and resends by [`crate::rules`] when the connection is lost, reporting every
 //! retry to a callback so a CLI can show it.
 
+use crate::frames::{Frames, READ_CHUNK};
 use crate::rules::{jitter_seed, Attempts, Call, ClientConfig, ClientError};
 use crate::tls::Tls;
 use bytes::BytesMut;
@@ -13,8 +14,6 @@ use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
-use wire::frame::{self, FrameDecoder};
-use wire::request::Envelope;
 use wire::{Op, Operation, RequestId, Response};
 
 /// One retry about to happen, as reported to the callback.
@@ -69,9 +68,7 @@ pub struct Client {
     /// TLS settings, when the server (or the proxy before it) speaks TLS.
     tls: Option<Tls>,
     stream: Option<Stream>,
-    decoder: FrameDecoder,
-    read_buf: BytesMut,
-    write_buf: BytesMut,
+    frames: Frames,
     on_retry: Option<RetryHook>,
     jitter: u64,
 }
@@ -104,9 +101,7 @@ impl Client {
             config,
             tls: None,
             stream: None,
-            decoder: FrameDecoder::new(config.frame_limit),
-            read_buf: BytesMut::with_capacity(4096),
-            write_buf: BytesMut::with_capacity(512),
+            frames: Frames::new(config.frame_limit),
             on_retry: None,
             jitter: jitter_seed(0),
         })
@@ -140,7 +135,7 @@ impl Client {
                 Some(tls) => Stream::Tls(Box::new(tls.connect(tcp)?)),
                 None => Stream::Plain(tcp),
             };
-            self.read_buf.clear();
+            self.frames.reconnected();
             self.stream = Some(stream);
         }
         Ok(())
@@ -149,7 +144,7 @@ impl Client {
     /// Drops the connection; the next call reconnects.
     pub fn disconnect(&mut self) {
         self.stream = None;
-        self.read_buf.clear();
+        self.frames.reconnected();
     }
 
     /// Sends one request without waiting for its reply (pipelining).
@@ -174,15 +169,7 @@ impl Client {
         request_id: Option<&RequestId>,
         idempotency_key: Option<&str>,
     ) -> Result<(), ClientError> {
-        self.write_buf.clear();
-        frame::encode(
-            &mut self.write_buf,
-            &Envelope {
-                request_id,
-                idempotency_key,
-                request,
-            },
-        );
+        self.frames.encode(request, request_id, idempotency_key);
         self.flush_frame()
     }
 
@@ -191,15 +178,14 @@ impl Client {
     /// # Errors
     /// When the connection is lost; the client is then disconnected.
     pub fn send_raw(&mut self, body: &[u8]) -> Result<(), ClientError> {
-        self.write_buf.clear();
-        frame::encode_raw(&mut self.write_buf, body);
+        self.frames.encode_raw(body);
         self.flush_frame()
     }
 
     fn flush_frame(&mut self) -> Result<(), ClientError> {
         self.ensure_connected()?;
         let result = match &mut self.stream {
-            Some(stream) => stream.write_all(&self.write_buf),
+            Some(stream) => stream.write_all(&self.frames.outgoing),
             None => Err(io::ErrorKind::NotConnected.into()),
         };
         result.map_err(|e| {
@@ -223,21 +209,18 @@ impl Client {
 
     fn read_frame(&mut self) -> Result<BytesMut, ClientError> {
         loop {
-            if let Some(body) = self
-                .decoder
-                .decode(&mut self.read_buf)
-                .map_err(ClientError::Frame)?
-            {
+            if let Some(body) = self.frames.next_reply()? {
                 return Ok(body);
             }
             let Some(stream) = &mut self.stream else {
                 return Err(ClientError::Io(io::ErrorKind::NotConnected.into()));
             };
-            let len = self.read_buf.len();
-            self.read_buf.resize(len + 8192, 0);
-            let result = stream.read(&mut self.read_buf[len..]);
+            let incoming = &mut self.frames.incoming;
+            let len = incoming.len();
+            incoming.resize(len + READ_CHUNK, 0);
+            let result = stream.read(&mut incoming[len..]);
             let n = *result.as_ref().unwrap_or(&0);
-            self.read_buf.truncate(len + n);
+            incoming.truncate(len + n);
             match result {
                 Ok(0) => return Err(ClientError::Closed),
                 Ok(_) => {}

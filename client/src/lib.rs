@@ -7,6 +7,7 @@
 //!   is tried again ([`Attempts`]). The blocking [`Client`] here and
 //!   loadgen's asynchronous connection both follow these, so neither can
 //!   drift from PROTOCOL.md's "Retries".
+//! - [`frames`]: a connection's frame buffers, shared by both clients.
 //! - [`blocking`]: one blocking connection with pipelining and reconnects
 //!   (the CLIs).
 //! - [`tls`]: TLS to a TLS-terminating proxy (HAProxy's TLS ports), with a
@@ -16,6 +17,7 @@
 //! servers: no reactor, no metrics, no database.
 
 pub mod blocking;
+pub mod frames;
 pub mod rules;
 pub mod tls;
 

@@ -9,6 +9,7 @@
 //! sent once.
 
 use bytes::BytesMut;
+use client::frames::{Frames, READ_CHUNK};
 use client::rules::jitter_seed;
 use client::tls::Tls;
 use client::{Attempts, Call, ClientConfig, ClientError};
@@ -18,8 +19,6 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use wire::frame::{self, FrameDecoder};
-use wire::request::Envelope;
 use wire::Operation;
 
 /// A plain or TLS stream.
@@ -33,9 +32,7 @@ pub struct Conn {
     /// Speak TLS (to a TLS port of the proxy).
     tls: Option<Tls>,
     stream: Option<Box<dyn Io>>,
-    decoder: FrameDecoder,
-    read_buf: BytesMut,
-    write_buf: BytesMut,
+    frames: Frames,
     jitter: u64,
 }
 
@@ -53,9 +50,7 @@ impl Conn {
             config,
             tls: None,
             stream: None,
-            decoder: FrameDecoder::new(config.frame_limit),
-            read_buf: BytesMut::with_capacity(4096),
-            write_buf: BytesMut::with_capacity(512),
+            frames: Frames::new(config.frame_limit),
             jitter: jitter_seed(u64::from(addr.port())),
         }
     }
@@ -100,7 +95,7 @@ impl Conn {
                 }
                 None => Box::new(stream),
             };
-            self.read_buf.clear();
+            self.frames.reconnected();
             self.stream = Some(stream);
         }
         Ok(())
@@ -119,26 +114,22 @@ impl Conn {
         Ok(())
     }
 
-    /// One attempt: sends the frame in `write_buf` and reads one reply frame.
+    /// One attempt: sends the outgoing frame and reads one reply frame.
     async fn exchange(&mut self) -> Result<BytesMut, ClientError> {
         self.ensure_connected().await?;
         let Some(stream) = &mut self.stream else {
             return Err(ClientError::Io(io::ErrorKind::NotConnected.into()));
         };
         let io_timeout = self.config.io_timeout;
-        timeout(io_timeout, stream.write_all(&self.write_buf))
+        timeout(io_timeout, stream.write_all(&self.frames.outgoing))
             .await
             .map_err(|_| timed_out("sending"))??;
         loop {
-            if let Some(body) = self
-                .decoder
-                .decode(&mut self.read_buf)
-                .map_err(ClientError::Frame)?
-            {
+            if let Some(body) = self.frames.next_reply()? {
                 return Ok(body);
             }
-            self.read_buf.reserve(8192);
-            let n = timeout(io_timeout, stream.read_buf(&mut self.read_buf))
+            self.frames.incoming.reserve(READ_CHUNK);
+            let n = timeout(io_timeout, stream.read_buf(&mut self.frames.incoming))
                 .await
                 .map_err(|_| timed_out("waiting for the reply"))??;
             if n == 0 {
@@ -158,15 +149,7 @@ impl Conn {
         request: &R,
     ) -> Result<BytesMut, ClientError> {
         let Call { key, mut attempts } = Call::new(request, &self.config);
-        self.write_buf.clear();
-        frame::encode(
-            &mut self.write_buf,
-            &Envelope {
-                request_id: None,
-                idempotency_key: key.as_deref(),
-                request,
-            },
-        );
+        self.frames.encode(request, None, key.as_deref());
         loop {
             match self.exchange().await {
                 Ok(body) => return Ok(body),

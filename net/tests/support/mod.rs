@@ -2,77 +2,28 @@
 //! process, and raw frame I/O on plain sockets.
 #![allow(dead_code)]
 
-use net::echo::Echo;
 use net::metrics::ServerMetrics;
-use net::{Config, Server, ShutdownHandle};
+use net::Config;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// An echo server on a thread of this process, stopped on drop.
-pub struct Running {
-    pub addr: SocketAddr,
-    /// The PROXY protocol listener, when started with one.
-    pub proxy_addr: Option<SocketAddr>,
-    pub handle: ShutdownHandle,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl Running {
-    /// Stops the server and waits for `run` to return.
-    pub fn stop(mut self) -> io::Result<()> {
-        self.handle.shutdown();
-        self.thread
-            .take()
-            .map_or(Ok(()), |t| t.join().expect("server thread"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.handle.shutdown();
-            let _ = thread.join();
-        }
-    }
-}
+pub use net::echo::Running;
 
 pub fn start(config: Config) -> Running {
-    start_with(config, false, None)
+    net::echo::start(config, false, None)
 }
 
 /// A server with a PROXY protocol listener beside its plain one.
 pub fn start_behind_proxy(config: Config) -> Running {
-    start_with(config, true, None)
+    net::echo::start(config, true, None)
 }
 
 /// A server that counts into `metrics`.
 pub fn start_counted(config: Config, metrics: Arc<ServerMetrics>) -> Running {
-    start_with(config, false, Some(metrics))
-}
-
-fn start_with(config: Config, proxied: bool, metrics: Option<Arc<ServerMetrics>>) -> Running {
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config).expect("bind");
-    if let Some(metrics) = metrics {
-        server = server.with_metrics(metrics);
-    }
-    let proxy_addr = proxied.then(|| {
-        server
-            .with_proxy_listener("127.0.0.1:0".parse().unwrap())
-            .expect("bind the proxy listener")
-    });
-    let addr = server.local_addr();
-    let handle = server.shutdown_handle();
-    let thread = std::thread::spawn(move || server.run(Arc::new(Echo)));
-    Running {
-        addr,
-        proxy_addr,
-        handle,
-        thread: Some(thread),
-    }
+    net::echo::start(config, false, Some(metrics))
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
