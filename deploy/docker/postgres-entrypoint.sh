@@ -67,7 +67,7 @@ fi
 # Autovacuum looks at each database every 5 s, not every minute: the search
 # index churns (a row per keyword subset of each listed item, deleted when it
 # sells out), and its dead entries slow every search and write that steps
-# over them (deploy/src/pg.rs, AUTOVACUUM_NAPTIME, says what it measured).
+# over them (pgcluster/src/lib.rs, AUTOVACUUM_NAPTIME, says what it measured).
 exec setpriv --reuid=postgres --regid=postgres --init-groups \
     postgres -D "$PGDATA" -c listen_addresses='*' -k /run/postgresql \
     -c max_connections=200 -c shared_buffers=128MB -c autovacuum_naptime=5s "$@"
