@@ -90,6 +90,12 @@ pub struct Ctx {
     retrying: Arc<AtomicBool>,
     /// `seller` or `buyer`, for messages.
     side: &'static str,
+    /// Where this side's server usually is (`127.0.0.1:6001`), for messages.
+    default_server: &'static str,
+    /// The server answered a Ping as this side's server (checked once, before
+    /// the first request: a seller server would otherwise answer a buyer's
+    /// login with "wrong username or password").
+    checked: bool,
     pub login: Option<Login>,
     /// Print each response as one JSON line instead of tables.
     pub json: bool,
@@ -128,6 +134,9 @@ impl Ctx {
         print: bool,
     ) -> Result<B, CliError> {
         self.interrupted.store(false, Ordering::SeqCst);
+        if !self.checked {
+            self.check_server()?;
+        }
         let result = self.client.call_raw(request, None);
         if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
             eprint!("\r\x1b[K");
@@ -151,6 +160,44 @@ impl Ctx {
             }
             CliError::Server(failure)
         })
+    }
+
+    /// Asks the server which side it serves (Ping's `server`) and refuses to
+    /// go on with the other side's. A server that does not say (one of the
+    /// wire format written elsewhere) is taken at its word.
+    ///
+    /// # Errors
+    /// When the server cannot be reached, or serves the other side.
+    fn check_server(&mut self) -> Result<(), CliError> {
+        let ping = wire::seller::Request::Ping(wire::request::NoFields {});
+        let result = self.client.call_raw(&ping, None);
+        if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
+            eprint!("\r\x1b[K");
+        }
+        let mut raw = result?;
+        if let Ok(Response {
+            body: Some(pong), ..
+        }) = Response::<wire::response::Pong>::decode(&mut raw)
+        {
+            let other = if self.side == "seller" {
+                "buyer"
+            } else {
+                "seller"
+            };
+            if pong.server == other {
+                let port = self
+                    .default_server
+                    .rsplit_once(':')
+                    .map_or(self.default_server, |(_, port)| port);
+                return Err(CliError::Other(format!(
+                    "{} is a {other} server; the {} server is usually on {port}",
+                    self.client.addr(),
+                    self.side
+                )));
+            }
+        }
+        self.checked = true;
+        Ok(())
     }
 
     /// The session id, or an error telling the user to log in.
@@ -222,9 +269,14 @@ impl Ctx {
             {
                 format!(
                     "cannot reach the {} server at {} ({e}); is it running? \
-                     deploy/up.sh starts one on this machine",
+                     deploy/up.sh starts one on this machine{}",
                     self.side,
-                    self.client.addr()
+                    self.client.addr(),
+                    if self.login.is_some() {
+                        " (your session ends by itself after a while)"
+                    } else {
+                        ""
+                    }
                 )
             }
             CliError::Client(e) => e.to_string(),
@@ -419,6 +471,12 @@ fn prompt(side: &Side, ctx: &Ctx) -> String {
 /// did not ask for it); as text, what it discards is still said.
 fn logout_quietly(side: &Side, ctx: &mut Ctx) {
     if ctx.login.is_some() {
+        // On the way out, one attempt: a server that went away is not waited
+        // for (the session ends by itself after its inactivity limit).
+        ctx.client.set_retry(client::Retry {
+            attempts: 1,
+            ..client::Retry::default()
+        });
         ctx.quiet = ctx.json;
         if let Err(e) = (side.logout)(ctx) {
             ctx.report(None, &e);
@@ -605,12 +663,14 @@ pub fn main(side: &Side) -> ExitCode {
     // Not connected yet: help works without a server, and the first command
     // that needs one connects.
     // Reconnecting keeps trying for about 30 s (backoff capped at 2 s).
+    // A server never reached is reported at once.
     let config = ClientConfig {
         retry: client::Retry {
             attempts: 20,
             base: std::time::Duration::from_millis(100),
             max: std::time::Duration::from_secs(2),
         },
+        retry_unreached: false,
         ..ClientConfig::default()
     };
     let mut client = match Client::lazy(&server, config) {
@@ -660,6 +720,8 @@ pub fn main(side: &Side) -> ExitCode {
         interrupted,
         retrying,
         side: side.name,
+        default_server: side.default_server,
+        checked: false,
         login: None,
         json,
         color: terminal && std::io::stderr().is_terminal(),

@@ -145,9 +145,10 @@ fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
 
 #[test]
 fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
-    // A server address nothing answers on: the first command that needs it
-    // keeps reconnecting, on one line rewritten in place, until Ctrl-C.
-    let (mut p, _home) = spawn_pty(env!("CARGO_BIN_EXE_buyer-cli"), dead_addr(), "cli-ctrl-c");
+    // A server reached once and then gone: the next command keeps
+    // reconnecting, on one line rewritten in place, until Ctrl-C.
+    let relay = Relay::start(stack().buyer_addr());
+    let (mut p, _home) = spawn_pty(env!("CARGO_BIN_EXE_buyer-cli"), relay.addr, "cli-ctrl-c");
     p.exp_string("buyer> ").unwrap();
     // help needs no server.
     p.send_line("help login").unwrap();
@@ -174,6 +175,9 @@ fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
     p.exp_string("buyer> ").unwrap();
     // Reconnecting: one updating line, then Ctrl-C stops it.
     std::thread::sleep(std::time::Duration::from_millis(300));
+    p.send_line("ping").unwrap();
+    p.exp_string("buyer> ").unwrap();
+    relay.cut();
     p.send_line("ping").unwrap();
     p.exp_string("retrying 2/19").unwrap();
     let (before, _) = p.exp_string("retrying 3/19").map(|s| (s, ())).unwrap();

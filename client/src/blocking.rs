@@ -71,6 +71,8 @@ pub struct Client {
     frames: Frames,
     on_retry: Option<RetryHook>,
     jitter: u64,
+    /// A connection to the server was made at least once.
+    reached: bool,
 }
 
 impl Client {
@@ -104,6 +106,7 @@ impl Client {
             frames: Frames::new(config.frame_limit),
             on_retry: None,
             jitter: jitter_seed(0),
+            reached: false,
         })
     }
 
@@ -125,6 +128,17 @@ impl Client {
         self.addr
     }
 
+    /// Whether a connection to the server was ever made.
+    pub fn reached(&self) -> bool {
+        self.reached
+    }
+
+    /// Replaces the reconnect policy (for instance, one attempt for a
+    /// last request on the way out).
+    pub fn set_retry(&mut self, retry: crate::rules::Retry) {
+        self.config.retry = retry;
+    }
+
     fn ensure_connected(&mut self) -> Result<(), ClientError> {
         if self.stream.is_none() {
             let tcp = TcpStream::connect_timeout(&self.addr, self.config.connect_timeout)?;
@@ -137,6 +151,7 @@ impl Client {
             };
             self.frames.reconnected();
             self.stream = Some(stream);
+            self.reached = true;
         }
         Ok(())
     }
@@ -282,6 +297,9 @@ impl Client {
                 Err(e) => e,
             };
             self.disconnect();
+            if !self.reached && !self.config.retry_unreached && e.is_connection_lost() {
+                return Err(e);
+            }
             let retry = attempts.after_failure(e, &mut self.jitter)?;
             if let Some(hook) = &mut self.on_retry {
                 let go_on = hook(&RetryEvent {
@@ -332,6 +350,33 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("connected to a closed port"),
         }
+    }
+
+    #[test]
+    fn a_server_never_reached_is_reported_at_once_when_asked() {
+        let (port, config) = refused_port_and_fast_retries(50);
+        let config = ClientConfig {
+            retry_unreached: false,
+            ..config
+        };
+        let mut client = Client::lazy(&format!("127.0.0.1:{port}"), config).unwrap();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = asked.clone();
+        client.on_retry(move |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            true
+        });
+        let ping = wire::seller::Request::Ping(wire::request::NoFields {});
+        match client.call_raw(&ping, None) {
+            Err(e @ ClientError::Io(_)) => assert!(e.is_connection_lost(), "{e}"),
+            other => panic!("expected the refusal itself, got {other:?}"),
+        }
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no retry"
+        );
+        assert!(!client.reached());
     }
 
     #[test]

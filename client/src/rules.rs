@@ -49,6 +49,11 @@ pub struct ClientConfig {
     /// Off only to measure what keys cost; a client without keys must not
     /// resend writes.
     pub idempotency_keys: bool,
+    /// Retry connecting to a server this client never reached (the
+    /// default: a program may start before its server). Off for a person at
+    /// a CLI: a server never reached is reported at once, and the retries
+    /// are kept for a connection that was up and broke.
+    pub retry_unreached: bool,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +64,7 @@ impl Default for ClientConfig {
             frame_limit: wire::DEFAULT_FRAME_LIMIT,
             retry: Retry::default(),
             idempotency_keys: true,
+            retry_unreached: true,
         }
     }
 }

@@ -40,7 +40,13 @@ fn pipelined_requests_come_back_in_order() {
 fn a_call_reconnects_when_the_server_comes_back_and_reports_each_retry() {
     let server = start(Config::default());
     let addr = server.addr;
-    let mut client = Client::connect(&addr.to_string(), config(30)).unwrap();
+    // A person's CLI does not retry a server it never reached, but does
+    // retry one that was up and went away.
+    let config = ClientConfig {
+        retry_unreached: false,
+        ..config(30)
+    };
+    let mut client = Client::connect(&addr.to_string(), config).unwrap();
     let retries: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
     let seen = retries.clone();
     client.on_retry(move |e| {

@@ -369,6 +369,45 @@ fn one_run(
     report::run_report(run, wall, &stats, servers)
 }
 
+/// Refuses a seller address that answers as a buyer server or the reverse
+/// (Ping's `server`), before any client starts: swapped addresses would
+/// otherwise show up as every call's MISSING_FIELD. A server that does not
+/// say which side it serves (one written elsewhere) is taken at its word.
+fn check_sides(o: &Options, addrs: &(String, String)) -> Result<(), String> {
+    let ping = wire::seller::Request::Ping(wire::request::NoFields {});
+    for (flag, side, addr, index) in [
+        ("--seller", "seller", &addrs.0, 0),
+        ("--buyer", "buyer", &addrs.1, 1),
+    ] {
+        let config = client::ClientConfig {
+            retry: client::Retry {
+                attempts: 3,
+                ..client::Retry::default()
+            },
+            ..client::ClientConfig::default()
+        };
+        let Ok(mut conn) = client::Client::lazy(addr, config) else {
+            continue;
+        };
+        if let Some((seller_tls, buyer_tls)) = &o.tls {
+            conn.use_tls(if index == 0 { seller_tls } else { buyer_tls }.clone());
+        }
+        let answer = conn.call_request::<_, wire::response::Pong>(&ping);
+        if let Ok(wire::Response {
+            body: Some(pong), ..
+        }) = answer
+        {
+            if pong.server != side && (pong.server == "seller" || pong.server == "buyer") {
+                return Err(format!(
+                    "{flag} {addr} is a {} server; swap --seller and --buyer?",
+                    pong.server
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `host:port` as one socket address (the first it resolves to).
 fn resolve(addr: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
@@ -392,7 +431,13 @@ fn main() -> ExitCode {
         }
     };
     let (stack, temp, addrs) = match &o.target {
-        Some(addrs) => (None, None, addrs.clone()),
+        Some(addrs) => {
+            if let Err(e) = check_sides(&o, addrs) {
+                eprintln!("loadgen: {e}");
+                return ExitCode::from(2);
+            }
+            (None, None, addrs.clone())
+        }
         None => {
             let Some(exe) = o.marketplace.clone().or_else(local::beside_this_program) else {
                 eprintln!(
