@@ -17,9 +17,11 @@ use rustyline::validate::Validator;
 use rustyline::{ColorMode, Context, Editor, Helper};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wire::response::Failure;
@@ -106,7 +108,13 @@ pub struct Ctx {
     pub cart_unsaved: bool,
     /// Print nothing (the logout at exit in `--json` mode).
     quiet: bool,
+    /// The lines of a script read from stdin, shared with the loop that runs
+    /// them: a secret left off a command's line is the script's next line.
+    script_lines: Option<Lines>,
 }
+
+/// A script's lines, read one at a time by the loop and by [`Ctx::secret`].
+type Lines = Rc<RefCell<Box<dyn Iterator<Item = String>>>>;
 
 impl Ctx {
     /// Sends `request` and returns its result. In `--json` mode the response is
@@ -151,7 +159,7 @@ impl Ctx {
             Response::<B>::decode(&mut raw).map_err(|e| ClientError::Decode(e.to_string()))?;
         if let Some(text) = text {
             if print || (response.status != wire::Status::Ok && !self.quiet) {
-                println!("{text}");
+                println!("{}", without_session_ids(text));
             }
         }
         response.into_result().map_err(|failure| {
@@ -222,15 +230,32 @@ impl Ctx {
     ///
     /// # Errors
     /// When none was given and none can be asked for.
+    ///
+    /// In a script read from stdin, a secret left off the command's line is
+    /// the script's next line (as a person would type it at the prompt); in
+    /// `-c` it is an error. Neither ever echoes what it read.
     pub fn secret(&self, given: Option<String>, prompt: &str) -> Result<String, CliError> {
+        let what = prompt.trim_end_matches(": ").to_lowercase();
         match given {
             Some(p) => Ok(p),
             None if self.interactive => read_secret(prompt),
-            None => Err(Usage(format!(
-                "missing {}",
-                prompt.trim_end_matches(": ").to_lowercase()
-            ))
-            .into()),
+            None => match &self.script_lines {
+                Some(lines) => lines
+                    .borrow_mut()
+                    .next()
+                    .map(|line| line.trim_end_matches(['\r', '\n']).to_owned())
+                    .filter(|line| !line.is_empty())
+                    .ok_or_else(|| {
+                        CliError::Other(format!(
+                            "no {what} given: the line after the command is read as the {what}"
+                        ))
+                    }),
+                None => Err(Usage(format!(
+                    "missing {what} (give it on the command's line, or run the script \
+                     from stdin with the {what} on the next line)"
+                ))
+                .into()),
+            },
         }
     }
 
@@ -287,6 +312,56 @@ impl Ctx {
         } else {
             eprintln!("error: {line}");
         }
+    }
+}
+
+/// A response as printed by `--json`: as it came, less any `session_id` (a
+/// bearer secret: output is logged and pasted; the CLI keeps the session).
+fn without_session_ids(text: String) -> String {
+    if !text.contains("\"session_id\"") {
+        return text;
+    }
+    fn strip(value: &mut simd_json::OwnedValue) {
+        use simd_json::prelude::*;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("session_id");
+            for (_, inner) in object.iter_mut() {
+                strip(inner);
+            }
+        } else if let Some(array) = value.as_array_mut() {
+            array.iter_mut().for_each(strip);
+        }
+    }
+    let mut bytes = text.into_bytes();
+    match simd_json::to_owned_value(&mut bytes) {
+        Ok(mut value) => {
+            strip(&mut value);
+            simd_json::to_string(&value)
+                .unwrap_or_else(|_| r#"{"status":"OK","message":"(not printable)"}"#.into())
+        }
+        // Not JSON after all: nothing of it is printed.
+        Err(_) => r#"{"status":"Error","message":"a response that is not JSON"}"#.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_session_ids;
+
+    #[test]
+    fn json_output_never_carries_a_session_id() {
+        let line = without_session_ids(
+            r#"{"status":"OK","message":"ok","session_id":"s3cr3t","buyer_id":7}"#.into(),
+        );
+        assert!(
+            !line.contains("s3cr3t") && !line.contains("session_id"),
+            "{line}"
+        );
+        assert!(line.contains(r#""buyer_id":7"#), "{line}");
+        let nested = without_session_ids(r#"{"a":[{"session_id":"x"}],"b":1}"#.into());
+        assert!(!nested.contains("session_id"), "{nested}");
+        let other = r#"{"status":"OK","cart_items":{}}"#;
+        assert_eq!(without_session_ids(other.into()), other);
     }
 }
 
@@ -554,9 +629,13 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn scripted(side: &Side, ctx: &mut Ctx, lines: impl Iterator<Item = String>) -> ExitCode {
+fn scripted(side: &Side, ctx: &mut Ctx, lines: Lines) -> ExitCode {
     let mut failed = false;
-    for line in lines {
+    loop {
+        // Not held while the command runs: a secret it needs is the next line.
+        let Some(line) = lines.borrow_mut().next() else {
+            break;
+        };
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -728,12 +807,20 @@ pub fn main(side: &Side) -> ExitCode {
         interactive: terminal,
         cart_unsaved: false,
         quiet: false,
+        script_lines: None,
     };
     match script {
-        Some(script) => scripted(side, &mut ctx, args::commands(&script).into_iter()),
+        Some(script) => {
+            let lines: Box<dyn Iterator<Item = String>> =
+                Box::new(args::commands(&script).into_iter());
+            scripted(side, &mut ctx, Rc::new(RefCell::new(lines)))
+        }
         None if terminal => interactive(side, &mut ctx),
         None => {
-            let lines = std::io::stdin().lock().lines().map_while(Result::ok);
+            let lines: Box<dyn Iterator<Item = String>> =
+                Box::new(std::io::stdin().lock().lines().map_while(Result::ok));
+            let lines = Rc::new(RefCell::new(lines));
+            ctx.script_lines = Some(lines.clone());
             scripted(side, &mut ctx, lines)
         }
     }

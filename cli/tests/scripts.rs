@@ -225,4 +225,47 @@ fn dash_c_runs_commands_and_json_prints_one_line_per_response() {
         assert_eq!(value["status"], "OK", "{line}");
     }
     assert!(lines[2].contains("\"cart_items\":{}"), "{}", lines[2]);
+    assert!(
+        !run.stdout.contains("session_id"),
+        "--json never prints a session id: {}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_script_gives_a_password_left_off_the_line_on_the_next_line_and_never_echoes_it() {
+    let user = unique("secret");
+    let secret = format!("hunter{}", unique("").len());
+    // The account, with the password on its line.
+    let made = buyer(&format!("create-account {user} {secret}\n"));
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    // login USER, then the password on the next line, as typed at a prompt.
+    let run = buyer(&format!("login {user}\n{secret}\ncart\n"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("logged in as {user}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("(the cart is empty)"), "{}", run.stdout);
+    for out in [&run.stdout, &run.stderr] {
+        assert!(
+            !out.contains(&secret),
+            "the password is never printed: {out}"
+        );
+        assert!(!out.contains("unknown command"), "{out}");
+    }
+    // A script that ends where the password should be: an error, no echo.
+    let run = buyer(&format!("login {user}\n"));
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("no password given"), "{}", run.stderr);
+    // In -c there is no next line: say how to give it.
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        &["-c", &format!("login {user}; cart")],
+        "",
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("missing password"), "{}", run.stderr);
 }
