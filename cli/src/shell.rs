@@ -344,27 +344,6 @@ fn without_session_ids(text: String) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::without_session_ids;
-
-    #[test]
-    fn json_output_never_carries_a_session_id() {
-        let line = without_session_ids(
-            r#"{"status":"OK","message":"ok","session_id":"s3cr3t","buyer_id":7}"#.into(),
-        );
-        assert!(
-            !line.contains("s3cr3t") && !line.contains("session_id"),
-            "{line}"
-        );
-        assert!(line.contains(r#""buyer_id":7"#), "{line}");
-        let nested = without_session_ids(r#"{"a":[{"session_id":"x"}],"b":1}"#.into());
-        assert!(!nested.contains("session_id"), "{nested}");
-        let other = r#"{"status":"OK","cart_items":{}}"#;
-        assert_eq!(without_session_ids(other.into()), other);
-    }
-}
-
 /// What a prompt that got no answer says: Ctrl-C cancels, Ctrl-D gives none.
 fn prompt_error(prompt: &str, e: ReadlineError) -> CliError {
     let what = prompt
@@ -823,5 +802,26 @@ pub fn main(side: &Side) -> ExitCode {
             ctx.script_lines = Some(lines.clone());
             scripted(side, &mut ctx, lines)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_session_ids;
+
+    #[test]
+    fn json_output_never_carries_a_session_id() {
+        let line = without_session_ids(
+            r#"{"status":"OK","message":"ok","session_id":"s3cr3t","buyer_id":7}"#.into(),
+        );
+        assert!(
+            !line.contains("s3cr3t") && !line.contains("session_id"),
+            "{line}"
+        );
+        assert!(line.contains(r#""buyer_id":7"#), "{line}");
+        let nested = without_session_ids(r#"{"a":[{"session_id":"x"}],"b":1}"#.into());
+        assert!(!nested.contains("session_id"), "{nested}");
+        let other = r#"{"status":"OK","cart_items":{}}"#;
+        assert_eq!(without_session_ids(other.into()), other);
     }
 }
