@@ -61,7 +61,10 @@ fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 }
 
 fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
-    let category = args.number("CATEGORY")?;
+    let category: i64 = args.number("CATEGORY")?;
+    if !(0..=i64::from(i32::MAX)).contains(&category) {
+        return Err(Usage(format!("CATEGORY must be 0 to 2147483647, got {category}")).into());
+    }
     let limit = args.option_number("limit")?;
     let offset = args.option_number("offset")?;
     let keywords = args.rest();
@@ -212,13 +215,16 @@ fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
 
 fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
-    let quantity = match args.opt_word() {
+    let quantity: i64 = match args.opt_word() {
         Some(q) => q
             .parse()
             .map_err(|_| Usage(format!("QTY must be a number, got {q:?}")))?,
         None => 1,
     };
     args.done()?;
+    if !(1..=1_000_000_000).contains(&quantity) {
+        return Err(Usage(format!("QTY must be 1 to 1000000000, got {quantity}")).into());
+    }
     let change = CartChange {
         session_id: ctx.session()?,
         item_id,

@@ -42,9 +42,15 @@ fn rating(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 
 fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let item_name = args.word("NAME")?;
-    let category = args
+    let category: i64 = args
         .option_number("category")?
         .ok_or_else(|| Usage("missing --category".into()))?;
+    if !(0..=i64::from(i32::MAX)).contains(&category) {
+        return Err(Usage(format!(
+            "--category must be 0 to 2147483647, got {category}"
+        ))
+        .into());
+    }
     let keywords: Vec<String> = args
         .option("keywords")
         .map(|k| {
@@ -57,9 +63,13 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         .unwrap_or_default();
     let condition = args.option("condition").unwrap_or_else(|| "New".into());
     let sale_price = args
-        .option_number("price")?
+        .option("price")
         .ok_or_else(|| Usage("missing --price".into()))?;
-    let quantity = args.option_number("qty")?.unwrap_or(1);
+    let sale_price = table::amount(&sale_price, "--price")?;
+    let quantity: i64 = args.option_number("qty")?.unwrap_or(1);
+    if !(0..=1_000_000_000).contains(&quantity) {
+        return Err(Usage(format!("--qty must be 0 to 1000000000, got {quantity}")).into());
+    }
     args.done()?;
     let name_length = item_name.chars().count();
     if !(1..=32).contains(&name_length) {
@@ -81,7 +91,6 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         ))
         .into());
     }
-    let sale_price = table::to_the_cent(sale_price, "--price")?;
     let r = ctx.call::<op::RegisterItemForSale>(RegisterItem {
         session_id: ctx.session()?,
         item_name,
@@ -91,16 +100,24 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         sale_price,
         quantity,
     })?;
-    ctx.show(&format!(
-        "item {} registered in category {}",
-        r.item_id, r.category
-    ));
+    if quantity == 0 {
+        ctx.show(&format!(
+            "item {0} registered in category {1}, with no units: sold out until you \
+             add-units {0} COUNT",
+            r.item_id, r.category
+        ));
+    } else {
+        ctx.show(&format!(
+            "item {} registered in category {}",
+            r.item_id, r.category
+        ));
+    }
     Ok(())
 }
 
 fn price(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let item_id = args.number("ITEM")?;
-    let new_price = table::to_the_cent(args.number("PRICE")?, "PRICE")?;
+    let new_price = table::amount(&args.word("PRICE")?, "PRICE")?;
     args.done()?;
     let r = ctx.call::<op::ChangeItemPrice>(ChangePrice {
         session_id: ctx.session()?,

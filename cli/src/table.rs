@@ -2,20 +2,30 @@
 
 use unicode_width::UnicodeWidthStr;
 
-/// `price` when it is kept to the cent; otherwise a usage error saying so
-/// (the server would round it silently).
+/// An amount of money as a person types it: digits, and at most two after a
+/// point (`9`, `9.5`, `9.99`, `.50`), 0 to 1,000,000,000. No sign, no
+/// exponent (`1e3` is not a price anyone means), no `inf` or `nan`.
 ///
 /// # Errors
-/// More than two decimals, or not a finite number.
-pub fn to_the_cent(price: f64, what: &str) -> Result<f64, crate::args::Usage> {
-    let cents = price * 100.0;
-    if price.is_finite() && (cents - cents.round()).abs() < 1e-6 {
-        Ok(price)
-    } else {
-        Err(crate::args::Usage(format!(
-            "{what} is kept to the cent, got {price}"
-        )))
+/// A usage error naming `what` and showing the form.
+pub fn amount(word: &str, what: &str) -> Result<f64, crate::args::Usage> {
+    let bad = || {
+        crate::args::Usage(format!(
+            "{what} is an amount like 9.99 (0 to 1000000000, to the cent), got {word:?}"
+        ))
+    };
+    let (whole, cents) = word.split_once('.').unwrap_or((word, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if !digits(whole) || !digits(cents) || cents.len() > 2 || (whole.is_empty() && cents.is_empty())
+    {
+        return Err(bad());
     }
+    if word.ends_with('.') {
+        return Err(bad());
+    }
+    let value: f64 = word.parse().map_err(|_| bad())?;
+    wire::validate::price(value).map_err(|_| bad())?;
+    Ok(value)
 }
 
 /// Formats a price with two decimals.
@@ -140,6 +150,35 @@ pub fn rating(r: &wire::response::SellerRating) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_typed_as_money_not_as_floats() {
+        for (typed, value) in [
+            ("9", 9.0),
+            ("9.5", 9.5),
+            ("9.99", 9.99),
+            (".50", 0.5),
+            ("0", 0.0),
+        ] {
+            assert_eq!(amount(typed, "PRICE").unwrap(), value, "{typed}");
+        }
+        for typed in [
+            "1e3",
+            "-3",
+            "+3",
+            "9.999",
+            "inf",
+            "NaN",
+            "",
+            ".",
+            "9.",
+            "1,5",
+            "2000000000",
+        ] {
+            let e = amount(typed, "PRICE").unwrap_err();
+            assert!(e.0.contains("an amount like 9.99"), "{typed}: {e}");
+        }
+    }
 
     #[test]
     fn columns_align_and_money_has_two_decimals() {

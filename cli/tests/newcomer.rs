@@ -38,7 +38,8 @@ fn seller_counts_are_positive_and_errors_speak_the_commands_words() {
     }
     assert!(errors[0].contains("got -3") && errors[3].contains("got 1000000001"));
     assert!(
-        errors[4].contains("PRICE is kept to the cent, got 1.005"),
+        errors[4]
+            .contains("PRICE is an amount like 9.99 (0 to 1000000000, to the cent), got \"1.005\""),
         "{}",
         errors[4]
     );

@@ -269,3 +269,78 @@ fn a_script_gives_a_password_left_off_the_line_on_the_next_line_and_never_echoes
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("missing password"), "{}", run.stderr);
 }
+
+#[test]
+fn numbers_are_checked_before_anything_is_sent() {
+    // Nothing listens there: every line must be refused by the CLI itself.
+    let dead = dead_addr();
+    let run = piped(
+        env!("CARGO_BIN_EXE_seller-cli"),
+        dead,
+        &[
+            "-c",
+            "price 1 1e3; price 1 -3; price 1 9.999; register x --category -1 --price 1; \
+             register x --category 1 --price 1e3; register x --category 1 --price 1 --qty -1",
+        ],
+        "",
+    );
+    assert_eq!(run.code, Some(1));
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    for (line, expected) in errors.iter().zip([
+        "PRICE is an amount like 9.99",
+        "PRICE is an amount like 9.99",
+        "PRICE is an amount like 9.99",
+        "--category must be 0 to 2147483647, got -1",
+        "--price is an amount like 9.99",
+        "--qty must be 0 to 1000000000, got -1",
+    ]) {
+        assert!(line.contains(expected), "{line}");
+        assert!(line.contains("usage: "), "{line}");
+    }
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        dead,
+        &["-c", "add 3 0; remove 3 -2; search -1"],
+        "",
+    );
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].contains("QTY must be 1 to 1000000000, got 0"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("QTY must be 1 to 1000000000, got -2"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("CATEGORY must be 0 to 2147483647, got -1"),
+        "{errors:?}"
+    );
+    for line in errors {
+        assert!(
+            !line.contains("cannot reach"),
+            "refused before sending: {line}"
+        );
+    }
+}
+
+#[test]
+fn an_item_registered_without_units_is_said_to_be_sold_out() {
+    let user = unique("nounits");
+    let category = unique_category();
+    let run = seller(&format!(
+        "create-account {user} pw\nlogin {user} pw\n\
+         register Ghost --category {category} --price 2 --qty 0\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let id = id_after(&run.stdout, "item ");
+    assert!(
+        run.stdout.contains(&format!(
+            "item {id} registered in category {category}, with no units: sold out until you add-units {id} COUNT"
+        )),
+        "{}",
+        run.stdout
+    );
+}
