@@ -312,6 +312,22 @@ impl Ctx {
         } else {
             eprintln!("error: {line}");
         }
+        // A --json script gets one line per command, failures included: the
+        // server's refusal was printed as it came; the CLI's own finds are
+        // printed here in the same shape.
+        if self.json && !matches!(error, CliError::Server(_)) {
+            let code = match error {
+                CliError::Usage(_) => "CLI_USAGE",
+                CliError::Client(e)
+                    if e.is_connection_lost() || matches!(e, ClientError::GaveUp { .. }) =>
+                {
+                    "UNAVAILABLE"
+                }
+                _ => "CLI_ERROR",
+            };
+            let value = simd_json::json!({"status": "Error", "code": code, "message": line});
+            println!("{}", simd_json::to_string(&value).unwrap_or_default());
+        }
     }
 }
 
@@ -608,7 +624,7 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn scripted(side: &Side, ctx: &mut Ctx, lines: Lines) -> ExitCode {
+fn scripted(side: &Side, ctx: &mut Ctx, lines: Lines, stop_on_error: bool) -> ExitCode {
     let mut failed = false;
     loop {
         // Not held while the command runs: a secret it needs is the next line.
@@ -625,6 +641,9 @@ fn scripted(side: &Side, ctx: &mut Ctx, lines: Lines) -> ExitCode {
             Err((command, e)) => {
                 ctx.report(command, &e);
                 failed = true;
+                if stop_on_error {
+                    break;
+                }
             }
         }
     }
@@ -650,7 +669,7 @@ pub fn main(side: &Side) -> ExitCode {
     }
     if args.contains(["-h", "--help"]) {
         println!(
-            "usage: {0}-cli [--server HOST:PORT] [--tls --ca FILE] [--json] [-c \"cmd; cmd\"]\n\
+            "usage: {0}-cli [--server HOST:PORT] [--tls --ca FILE] [--json] [-e] [-c \"cmd; cmd\"]\n\
              \n  --server HOST:PORT   the {0} server [{1}] (default {2})\
              \n  --tls                speak TLS (to a TLS port of the proxy), checking that\
              \n                       the server proves the name HOST of --server\
@@ -658,6 +677,7 @@ pub fn main(side: &Side) -> ExitCode {
              \n                       --tls [TLS_CA_FILE]\
              \n  --json               print each response as one JSON line\
              \n  -c COMMANDS          run these commands (separated by ;) and exit\
+             \n  -e, --stop-on-error  in a script, stop at the first command that fails\
              \n\nWithout -c, commands are read from the terminal (with line editing) or,\n\
              when stdin is not a terminal, one per line. Type help for commands.",
             side.name, side.server_env, side.default_server
@@ -673,6 +693,7 @@ pub fn main(side: &Side) -> ExitCode {
         })
         .unwrap_or_else(|| side.default_server.to_owned());
     let json = args.contains("--json");
+    let stop_on_error = args.contains(["-e", "--stop-on-error"]);
     let tls_flag = args.contains("--tls");
     let ca: Option<std::path::PathBuf> = match args.opt_value_from_str("--ca") {
         Ok(ca) => ca.or_else(|| {
@@ -792,7 +813,7 @@ pub fn main(side: &Side) -> ExitCode {
         Some(script) => {
             let lines: Box<dyn Iterator<Item = String>> =
                 Box::new(args::commands(&script).into_iter());
-            scripted(side, &mut ctx, Rc::new(RefCell::new(lines)))
+            scripted(side, &mut ctx, Rc::new(RefCell::new(lines)), stop_on_error)
         }
         None if terminal => interactive(side, &mut ctx),
         None => {
@@ -800,7 +821,7 @@ pub fn main(side: &Side) -> ExitCode {
                 Box::new(std::io::stdin().lock().lines().map_while(Result::ok));
             let lines = Rc::new(RefCell::new(lines));
             ctx.script_lines = Some(lines.clone());
-            scripted(side, &mut ctx, lines)
+            scripted(side, &mut ctx, lines, stop_on_error)
         }
     }
 }

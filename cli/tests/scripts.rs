@@ -344,3 +344,55 @@ fn an_item_registered_without_units_is_said_to_be_sold_out() {
         run.stdout
     );
 }
+
+#[test]
+fn json_scripts_get_a_line_for_every_command_and_dash_e_stops_at_the_first_failure() {
+    let user = unique("jsonerr");
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        &[
+            "--json",
+            "-c",
+            &format!("create-account {user} pw; frobnicate; add 1 0; login {user} wrong; ping"),
+        ],
+        "",
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let lines: Vec<simd_json::OwnedValue> = run
+        .stdout
+        .lines()
+        .map(|l| simd_json::to_owned_value(&mut l.as_bytes().to_vec()).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5, "one line per command: {}", run.stdout);
+    let field = |i: usize, f: &str| {
+        use simd_json::prelude::*;
+        lines[i][f].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(field(0, "status"), "OK");
+    assert_eq!(field(1, "status"), "Error");
+    assert_eq!(field(1, "code"), "CLI_ERROR");
+    assert!(field(1, "message").contains("frobnicate"), "{}", run.stdout);
+    assert_eq!(field(2, "code"), "CLI_USAGE");
+    assert_eq!(field(3, "status"), "Error", "the server's own refusal");
+    assert_eq!(field(4, "status"), "OK");
+    // -e: the script stops at the first failure.
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        stack().buyer_addr(),
+        &["-e", "-c", "ping; frobnicate; ping"],
+        "",
+    );
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        run.stdout.matches("buyer server, protocol").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    let run = buyer("frobnicate\nping\n");
+    assert!(
+        run.stdout.contains("buyer server, protocol"),
+        "without -e it goes on"
+    );
+}
