@@ -32,7 +32,8 @@ import random, socket, sys
 want = int(sys.argv[1])
 low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 ports = []
-for port in random.sample(range(20000, min(low, 32768)), 2000):
+pool = range(max(1024, min(low, 32768) - 12000), min(low, 32768))
+for port in random.sample(pool, min(len(pool), 2000)):
     s = socket.socket()
     try:
         s.bind(("0.0.0.0", port))

@@ -31,9 +31,9 @@ usage: marketplace up [flags]
 
 Starts PostgreSQL (a private cluster in --data-dir, created on first use),
 both databases, the seller server and the buyer server; Ctrl-C stops them all.
-Once all answer it writes the databases' URLs to DATA_DIR/urls.env (mode 0600)
-and prints one line:
-  ready seller=ADDR buyer=ADDR [metrics=URL ...] urls=FILE [seller_pid=N buyer_pid=N]
+Once all answer it writes the private cluster's database URLs to
+DATA_DIR/urls.env (mode 0600) and prints one line (a space in FILE as %20):
+  ready seller=ADDR buyer=ADDR [metrics=URL ...] [urls=FILE] [seller_pid=N buyer_pid=N]
 
   --data-dir DIR           cluster directory [default: ~/.local/share/marketplace,
                            or /var/lib/marketplace as root]
@@ -190,9 +190,10 @@ fn write_urls(path: &std::path::Path, db: &store::DbSettings) -> std::io::Result
     std::fs::rename(&partial, path)
 }
 
-/// `ready seller=ADDR buyer=ADDR [metrics=URL ...] urls=FILE [seller_pid=N
-/// buyer_pid=N]`: what a script or loadgen reads to use the stack.
-fn ready_line(stack: &Stack, urls: &std::path::Path) -> String {
+/// `ready seller=ADDR buyer=ADDR [metrics=URL ...] [urls=FILE] [seller_pid=N
+/// buyer_pid=N]`: what a script or loadgen reads to use the stack. Fields are
+/// separated by spaces, so a space in FILE is written `%20` (and `%` as `%25`).
+fn ready_line(stack: &Stack, urls: Option<&std::path::Path>) -> String {
     let mut line = format!(
         "ready seller={} buyer={}",
         stack.seller_addr(),
@@ -201,7 +202,13 @@ fn ready_line(stack: &Stack, urls: &std::path::Path) -> String {
     for addr in stack.metrics_addrs() {
         line.push_str(&format!(" metrics=http://{addr}/metrics"));
     }
-    line.push_str(&format!(" urls={}", urls.display()));
+    if let Some(urls) = urls {
+        let file = urls.display().to_string();
+        line.push_str(&format!(
+            " urls={}",
+            file.replace('%', "%25").replace(' ', "%20")
+        ));
+    }
     for (name, pid) in stack.server_pids() {
         line.push_str(&format!(" {name}_pid={pid}"));
     }
@@ -251,13 +258,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let urls = config.data_dir.join("urls.env");
-    if let Err(e) = write_urls(&urls, stack.db()) {
-        eprintln!("marketplace: cannot write {}: {e}", urls.display());
-        stack.stop();
-        return ExitCode::FAILURE;
+    // With databases of its own, their URLs for other programs; given
+    // databases' URLs the caller has already.
+    let urls = config
+        .external
+        .is_none()
+        .then(|| config.data_dir.join("urls.env"));
+    if let Some(urls) = &urls {
+        if let Err(e) = write_urls(urls, stack.db()) {
+            eprintln!("marketplace: cannot write {}: {e}", urls.display());
+            stack.stop();
+            return ExitCode::FAILURE;
+        }
     }
-    println!("{}", ready_line(&stack, &urls));
+    println!("{}", ready_line(&stack, urls.as_deref()));
     if signals.forever().next().is_some() {
         net::log::line("marketplace", "INFO", "stopping");
     }

@@ -25,8 +25,8 @@ struct Up {
     buyer: String,
     /// The metrics URL, with `--metrics-listen`.
     metrics: Option<String>,
-    /// The `urls.env` file the ready line names.
-    urls: String,
+    /// The `urls.env` file the ready line names (with the private cluster).
+    urls: Option<String>,
     /// The servers' pids, with `--server-processes`.
     pids: Vec<(String, u32)>,
 }
@@ -77,7 +77,7 @@ impl Up {
             seller: one("seller"),
             buyer: one("buyer"),
             metrics: all("metrics").first().cloned(),
-            urls: one("urls"),
+            urls: all("urls").pop(),
             pids,
         };
         up.ping();
@@ -219,6 +219,9 @@ fn up_uses_existing_databases_when_given_their_urls() {
     );
     // Databases elsewhere: 16 workers, each mostly waiting on the network.
     assert_eq!(up.workers(), (16, 16));
+    // Their URLs are the caller's: nothing is written for them.
+    assert_eq!(up.urls, None);
+    assert!(!dir.join("urls.env").exists());
     up.stop();
     assert!(
         !dir.join("pgdata").exists(),
@@ -301,10 +304,11 @@ fn up_with_server_processes_names_their_pids_and_writes_its_databases_urls_priva
     for (_, pid) in &up.pids {
         assert_ne!(*pid, up.child.id(), "each server is a process of its own");
     }
-    assert_eq!(Path::new(&up.urls), data.join("urls.env"));
-    let mode = std::fs::metadata(&up.urls).unwrap().permissions().mode();
+    let urls = up.urls.clone().expect("urls= on the ready line");
+    assert_eq!(Path::new(&urls), data.join("urls.env"));
+    let mode = std::fs::metadata(&urls).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the URLs may carry a password");
-    let text = std::fs::read_to_string(&up.urls).unwrap();
+    let text = std::fs::read_to_string(&urls).unwrap();
     for (name, db) in [
         ("CUSTOMER_DB_URL", "customer_db"),
         ("PRODUCT_DB_URL", "product_db"),

@@ -61,7 +61,7 @@ impl Ready {
                 "seller" => ready.seller = value.to_owned(),
                 "buyer" => ready.buyer = value.to_owned(),
                 "metrics" => ready.metrics.push(value.to_owned()),
-                "urls" => ready.urls = Some(PathBuf::from(value)),
+                "urls" => ready.urls = Some(PathBuf::from(unescape(value))),
                 "seller_pid" | "buyer_pid" => {
                     let pid = value.parse().map_err(|_| bad())?;
                     let name = if key == "seller_pid" {
@@ -141,26 +141,28 @@ impl LocalStack {
         let line = match rx.recv_timeout(READY_WITHIN) {
             Ok(Ok(line)) if !line.is_empty() => line,
             Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child
-                    .wait()
-                    .map_or_else(|e| e.to_string(), |s| s.to_string());
+                let status = stop(&mut child);
                 return Err(format!(
-                    "marketplace up exited before it was ready ({status}; its messages are above)"
+                    "marketplace up ended before it was ready ({status}; its messages are above)"
                 ));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
                 return Err(format!(
                     "marketplace up was not ready within {} s",
                     READY_WITHIN.as_secs()
                 ));
             }
         };
-        let ready = Ready::parse(&line)?;
+        let ready = match Ready::parse(&line) {
+            Ok(ready) => ready,
+            Err(e) => {
+                stop(&mut child);
+                return Err(e);
+            }
+        };
         Ok(LocalStack { child, ready })
     }
-
     /// The product_db URL from the stack's `urls.env`.
     ///
     /// # Errors
@@ -180,11 +182,36 @@ impl LocalStack {
     }
 
     fn terminate(&mut self) {
-        // SAFETY: kill(2) on our own child; SIGTERM stops it cleanly.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        stop(&mut self.child);
+    }
+}
+
+/// How long `marketplace up` gets to stop what it started (its servers, then
+/// PostgreSQL) after SIGTERM before it is killed.
+const STOP_WITHIN: Duration = Duration::from_secs(60);
+
+/// SIGTERM, so that the stack stops its servers and PostgreSQL itself (a
+/// SIGKILL would leave PostgreSQL running on the data directory), then
+/// SIGKILL if it has not ended within [`STOP_WITHIN`]. Returns how it ended.
+fn stop(child: &mut Child) -> String {
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + STOP_WITHIN;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                return child
+                    .wait()
+                    .map_or_else(|e| e.to_string(), |s| format!("{s}, killed"));
+            }
         }
-        let _ = self.child.wait();
     }
 }
 
@@ -194,6 +221,11 @@ impl Drop for LocalStack {
             self.terminate();
         }
     }
+}
+
+/// A ready line's value as printed (`%20` for a space, `%25` for `%`).
+fn unescape(value: &str) -> String {
+    value.replace("%20", " ").replace("%25", "%")
 }
 
 /// The value of `name` in a `NAME=VALUE` file.
@@ -223,6 +255,12 @@ mod tests {
         assert_eq!(r.metrics.len(), 2);
         assert_eq!(r.urls.as_deref(), Some(Path::new("/tmp/x/urls.env")));
         assert_eq!(r.pids, vec![("seller", 10), ("buyer", 11)]);
+        let spaced =
+            Ready::parse("ready seller=a:1 buyer=b:2 urls=/tmp/my%20data%2520/urls.env").unwrap();
+        assert_eq!(
+            spaced.urls.as_deref(),
+            Some(Path::new("/tmp/my data%20/urls.env"))
+        );
         let plain = Ready::parse("ready seller=a:1 buyer=b:2").unwrap();
         assert!(plain.metrics.is_empty() && plain.pids.is_empty());
         for bad in [

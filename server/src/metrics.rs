@@ -591,10 +591,31 @@ mod tests {
         let exporter = Exporter::default();
         let seller = exporter.server("seller", &["Ping"]);
         let _buyer = exporter.server("buyer", &["Ping"]);
+        let ping = Outcome {
+            operation: Some("Ping"),
+            code: None,
+        };
         seller.sessions_swept(2);
+        seller.transport().request(ping, Duration::from_micros(50));
         let again = exporter.server("seller", &["Ping"]);
         again.sessions_swept(1);
+        again.transport().request(ping, Duration::from_micros(50));
         let text = exporter.render();
+        // The transport's counters and the marketplace's both go on counting.
+        assert_eq!(
+            sample(
+                &text,
+                r#"marketplace_requests_total{server="seller",operation="Ping",code="OK"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"marketplace_requests_total{server="buyer",operation="Ping",code="OK"}"#
+            ),
+            Some(0.0)
+        );
         assert_eq!(
             text.matches("# TYPE marketplace_connections gauge").count(),
             1,

@@ -261,7 +261,7 @@ pub const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 /// The longest `autovacuum_naptime` that keeps the search index's dead rows
 /// from piling up under churn, in seconds. The private cluster and the
-/// containers run with 5 s (deploy/src/pg.rs, `AUTOVACUUM_NAPTIME`, says what
+/// containers run with 5 s (pgcluster/src/lib.rs, `AUTOVACUUM_NAPTIME`, says what
 /// PostgreSQL's default of a minute costs).
 pub const NAPTIME_LIMIT_SECS: i64 = 10;
 

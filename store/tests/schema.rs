@@ -246,7 +246,7 @@ fn the_search_index_holds_exactly_the_items_with_units_for_sale() {
 /// The search index churns: a row per keyword subset of each listed item,
 /// deleted when it sells out. Its dead rows slow every search and write that
 /// steps over them until a vacuum removes them, so the cluster's autovacuum
-/// looks every few seconds (deploy/src/pg.rs, `AUTOVACUUM_NAPTIME`), not at
+/// looks every few seconds (pgcluster/src/lib.rs, `AUTOVACUUM_NAPTIME`), not at
 /// PostgreSQL's default of once a minute.
 #[test]
 fn the_search_indexs_dead_rows_are_vacuumed_within_seconds() {

@@ -152,7 +152,6 @@ impl ShutdownHandle {
     }
 }
 
-/// A periodic task that runs beside a server (e.g. sweeping expired sessions).
 /// A bound, not yet running server.
 pub struct Server {
     poll: Poll,
