@@ -12,6 +12,9 @@ marketplace_setup() {
     local packages=()
     command -v cc >/dev/null 2>&1 || packages+=(build-essential)
     command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
+    # The CLI tests drive a real terminal for what a pseudo-terminal alone
+    # cannot show (Tab's list of choices).
+    command -v tmux >/dev/null 2>&1 || packages+=(tmux)
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
         packages+=(postgresql)
     fi

@@ -14,7 +14,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Context, Editor, Helper};
+use rustyline::{ColorMode, CompletionType, Context, Editor, Helper};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -494,6 +494,12 @@ fn execute(
         return Ok(true);
     };
     match name.as_str() {
+        "quit" | "exit" if !rest.is_empty() => {
+            return Err((
+                None,
+                Usage(format!("{name} takes no arguments, got {}", rest.join(" "))).into(),
+            ))
+        }
         "quit" | "exit" => return Ok(false),
         "help" | "?" => {
             let text = help(side, rest.first().map(String::as_str)).map_err(|e| (None, e))?;
@@ -507,15 +513,56 @@ fn execute(
         .iter()
         .find(|c| c.name == name)
         .ok_or_else(|| {
+            let hint = match closest(side, name) {
+                Some(known) => format!("did you mean {known}?"),
+                None => "try help".to_owned(),
+            };
             (
                 None,
-                CliError::Other(format!("unknown command {name:?}; try help")),
+                CliError::Other(format!("unknown command {name:?}; {hint}")),
             )
         })?;
     let parsed =
         Args::parse(rest.to_vec(), command.options).map_err(|u| (Some(command), u.into()))?;
     (command.run)(ctx, parsed).map_err(|e| (Some(command), e))?;
     Ok(true)
+}
+
+/// The command `typed` was most likely meant to be: the same in another
+/// case, or the nearest by edit distance (at most 2, and less than half the
+/// word), among this side's commands and the built-ins.
+fn closest(side: &Side, typed: &str) -> Option<&'static str> {
+    let typed = typed.to_lowercase();
+    let names = side
+        .commands
+        .iter()
+        .map(|c| c.name)
+        .chain(BUILTINS.iter().copied());
+    names
+        .map(|name| (distance(&typed, name), name))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < typed.chars().count().max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `$XDG_STATE_HOME/marketplace/<side>-cli-history` (`~/.local/state/...`): a
@@ -587,6 +634,9 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
     let mut names: Vec<&'static str> = side.commands.iter().map(|c| c.name).collect();
     names.extend(BUILTINS);
     editor.set_helper(Some(Completion { names }));
+    // Tab completes what is unambiguous and lists the choices, as shells do,
+    // rather than cycling through them.
+    editor.set_completion_type(CompletionType::List);
     let history = history_file(side);
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -829,6 +879,14 @@ pub fn main(side: &Side) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::without_session_ids;
+
+    #[test]
+    fn edit_distance_counts_characters() {
+        assert_eq!(super::distance("regster", "register"), 1);
+        assert_eq!(super::distance("items", "items"), 0);
+        assert_eq!(super::distance("", "ab"), 2);
+        assert_eq!(super::distance("café", "cafe"), 1);
+    }
 
     #[test]
     fn json_output_never_carries_a_session_id() {

@@ -396,3 +396,36 @@ fn json_scripts_get_a_line_for_every_command_and_dash_e_stops_at_the_first_failu
         "without -e it goes on"
     );
 }
+
+#[test]
+fn a_mistyped_command_gets_a_suggestion_and_quit_takes_no_arguments() {
+    let run = piped(
+        env!("CARGO_BIN_EXE_seller-cli"),
+        dead_addr(),
+        &["-c", "regster x; Items; frobnicate; quit now; help"],
+        "",
+    );
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(
+        errors[0].contains("unknown command \"regster\"; did you mean register?"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("unknown command \"Items\"; did you mean items?"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("unknown command \"frobnicate\"; try help"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[3].contains("quit takes no arguments, got now"),
+        "{errors:?}"
+    );
+    assert!(
+        run.stdout.contains("seller-cli commands"),
+        "the script went on: {}",
+        run.stdout
+    );
+}

@@ -191,3 +191,65 @@ fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
     p.send_line("quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+/// Runs `bin` in a tmux session of its own (a real terminal, 100x30), types
+/// `keys` (tmux key names), and returns the screen.
+fn tmux_screen(bin: &str, keys: &[&str]) -> String {
+    let socket = format!("cli-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux (deploy/setup.sh installs it)")
+    };
+    let home = deploy::testing::scratch_dir("cli-tmux");
+    let command = format!(
+        "env XDG_STATE_HOME={} {bin} --server {}",
+        home.display(),
+        dead_addr()
+    );
+    let out = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for key in keys {
+        tmux(&["send-keys", "-t", "t", key]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let screen =
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned();
+    tmux(&["kill-server"]);
+    screen
+}
+
+#[test]
+fn tab_lists_the_choices_of_an_ambiguous_prefix_instead_of_cycling() {
+    let screen = tmux_screen(env!("CARGO_BIN_EXE_buyer-cli"), &["c", "Tab", "Tab"]);
+    let listing = screen
+        .lines()
+        .find(|l| l.contains("create-account"))
+        .unwrap_or_else(|| panic!("no listing: {screen}"));
+    assert!(
+        listing.contains("cart") && listing.contains("clear"),
+        "{screen}"
+    );
+    // The line itself is still what was typed: nothing was cycled in.
+    assert!(
+        screen
+            .lines()
+            .filter(|l| l.trim_end() == "buyer> c")
+            .count()
+            >= 1,
+        "{screen}"
+    );
+}

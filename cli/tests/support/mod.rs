@@ -104,8 +104,11 @@ pub fn spawn_pty(
     label: &str,
 ) -> (rexpect::session::PtySession, deploy::testing::TempDir) {
     let home = deploy::testing::scratch_dir(label);
-    let mut command = Command::new(bin);
+    // A terminal of 100x40, as a person's has (a pty starts at 0x0, where the
+    // line editor cannot lay out a list of completions).
+    let mut command = Command::new("sh");
     command
+        .args(["-c", "stty cols 100 rows 40 && exec \"$0\" \"$@\"", bin])
         .args(["--server", &server.to_string()])
         .env("XDG_STATE_HOME", &*home)
         .env("TERM", "xterm");
