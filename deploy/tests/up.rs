@@ -231,12 +231,24 @@ fn up_uses_existing_databases_when_given_their_urls() {
 
 #[test]
 fn bad_flags_print_usage_and_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
+        .args(["up", "--session-timeout", "10s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--session-timeout: \"10s\" has a unit; give seconds as a bare number, like 10"
+        ),
+        "says what is wrong with the value: {stderr}"
+    );
     for args in [
         &["up", "--workers", "0"][..],
         &["up", "--customer-db", "x"],
         &["down"],
         &["up", "--nope"],
         &["up", "--commit", "later"],
+        &["up", "--session-timeout", "10s"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_marketplace"))
             .args(args)

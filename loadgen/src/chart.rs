@@ -34,9 +34,15 @@ fn percentiles(report: &Report, scenario: usize) -> [f64; 4] {
 pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("chart {}: {e}", path.display());
     let c = &report.conditions;
+    // A git hash reads "commit 1a2b3c"; a label or a version reads as itself.
+    let build = if !c.commit.is_empty() && c.commit.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        format!("commit {}", c.commit)
+    } else {
+        c.commit.clone()
+    };
     let title = format!(
-        "marketplace loadgen: mix {}, {} calls per client, {} runs, {} CPUs, {}, commit {}",
-        c.mix, c.calls_per_client, c.runs, c.cpus, c.target, c.commit
+        "marketplace loadgen: mix {}, {} calls per client, {} runs, {} CPUs, {}, {build}",
+        c.mix, c.calls_per_client, c.runs, c.cpus, c.target
     );
     let root = SVGBackend::new(path, (1280, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -137,11 +143,19 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         )
     }))
     .map_err(|e| err(&e))?;
+    // Each bar's label stands above it, centred: anchored at its bottom, so
+    // the text grows upwards and never over the bar.
+    let label = ("sans-serif", 14).into_font().into_text_style(&right).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Bottom,
+        ),
+    );
     bars.draw_series(report.scenarios.iter().enumerate().map(|(i, s)| {
         Text::new(
             format!("{}: {:.0}", s.scenario, s.system_throughput_mean),
-            (i as f64 + 0.22, s.system_throughput_mean + most * 0.02),
-            ("sans-serif", 14),
+            (i as f64 + 0.5, s.system_throughput_mean + most * 0.02),
+            label.clone(),
         )
     }))
     .map_err(|e| err(&e))?;

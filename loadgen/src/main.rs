@@ -263,7 +263,8 @@ fn commit() -> String {
         .ok()
         .filter(|o| o.status.success())
         .map_or_else(
-            || "unknown".into(),
+            // Outside a git checkout: the build's version at least.
+            || format!("loadgen {}", env!("CARGO_PKG_VERSION")),
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         )
 }

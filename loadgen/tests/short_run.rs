@@ -43,6 +43,15 @@ fn run_loadgen(
     assert!(
         svg.starts_with("<svg") && svg.contains("latency percentiles") && svg.contains(scenario)
     );
+    // The throughput bar's label stands centred above its bar (anchored at
+    // its bottom), and the title names a build even outside a checkout.
+    let label_at = svg.find(&format!("{scenario}: ")).expect("the bar's label");
+    let label = &svg[svg[..label_at].rfind("<text").expect("its text element")..label_at];
+    assert!(
+        label.contains(r#"text-anchor="middle""#) && label.contains(r#"dy="-0.5ex""#),
+        "{label}"
+    );
+    assert!(!svg.contains("commit unknown"), "{svg}");
     let mut json = std::fs::read(&out).expect("the report is written");
     simd_json::to_owned_value(&mut json).expect("the report is JSON")
 }

@@ -148,10 +148,27 @@ pub fn value<T: std::str::FromStr>(
     args: &mut pico_args::Arguments,
     flag: &'static str,
 ) -> Result<Option<T>, String> {
-    args.opt_value_from_fn(flag, |v| {
-        v.parse::<T>().map_err(|_| format!("cannot use {v:?}"))
-    })
-    .map_err(|e| format!("{flag}: {e}"))
+    let Some(text) = args
+        .opt_value_from_str::<_, String>(flag)
+        .map_err(|e| format!("{flag}: {e}"))?
+    else {
+        return Ok(None);
+    };
+    text.parse::<T>()
+        .map(Some)
+        .map_err(|_| format!("{flag}: {}", what_is_wrong(flag, &text)))
+}
+
+/// What is wrong with `value` given to `flag`, in words a person can act on.
+fn what_is_wrong(flag: &str, value: &str) -> String {
+    let number = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if flag.ends_with("-timeout") || flag.ends_with("-deadline") || flag.ends_with("-lag") {
+        if number != value && number.parse::<f64>().is_ok() {
+            return format!("{value:?} has a unit; give seconds as a bare number, like {number}");
+        }
+        return format!("{value:?} is not a number of seconds (like 300, or 0.5)");
+    }
+    format!("{value:?} is not a number")
 }
 
 /// Threads of the password lane by default: one per core (a hash is CPU-bound).
@@ -327,5 +344,12 @@ mod tests {
             let err = parse(&cli, &env).unwrap_err();
             assert!(err.starts_with("--"), "{err}");
         }
+        let err = parse(&["--idle-timeout", "10s"], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "--idle-timeout: \"10s\" has a unit; give seconds as a bare number, like 10"
+        );
+        let err = parse(&["--workers", "many"], &[]).unwrap_err();
+        assert_eq!(err, "--workers: \"many\" is not a number");
     }
 }
