@@ -58,14 +58,21 @@ pub fn login<L: Op<Fields = Credentials>, X: Op<Fields = SessionOnly, Reply = Em
         session_id,
         username: username.clone(),
     });
-    let mut said = format!("logged in as {username} ({side} {account_id})");
+    let again = previous.as_ref().is_some_and(|p| p.username == username);
+    let mut said = if again {
+        format!("logged in again as {username} ({side} {account_id})")
+    } else {
+        format!("logged in as {username} ({side} {account_id})")
+    };
     if let Some(previous) = previous {
         let ended = ctx.call::<X>(SessionOnly {
             session_id: previous.session_id,
         });
-        said.push_str(&match ended {
-            Ok(_) => format!("; {} is logged out", previous.username),
-            Err(_) => format!("; {}'s session is left to expire", previous.username),
+        said.push_str(&match (ended, again) {
+            (Ok(_), true) => "; the earlier session is ended".to_owned(),
+            (Ok(_), false) => format!("; {} is logged out", previous.username),
+            (Err(_), true) => "; the earlier session is left to expire".to_owned(),
+            (Err(_), false) => format!("; {}'s session is left to expire", previous.username),
         });
     }
     ctx.show(&said);

@@ -30,8 +30,9 @@ fn login(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
         let units: i64 = cart.cart_items.values().sum();
         if units > 0 {
             ctx.show(&format!(
-                "your saved cart is back: {} items, {units} units (cart shows it)",
-                cart.cart_items.len()
+                "your saved cart is back: {}, {} (cart shows it)",
+                table::count(cart.cart_items.len() as i64, "item", "items"),
+                table::count(units, "unit", "units")
             ));
         }
     }
@@ -94,17 +95,22 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     } else {
         format!("more than {}", r.total)
     };
+    let matches = if r.total == 1 { "match" } else { "matches" };
     if r.items.is_empty() {
         ctx.show(&match r.total {
             0 => "no items match".to_owned(),
-            _ => format!("no items from {} on ({total} matches)", first + 1),
+            _ => format!("nothing at offset {first} ({total} {matches})"),
         });
     } else {
+        let shown = r.items.len() as i64;
+        let next = if first + shown < r.total {
+            format!("; the next page: --offset {}", first + shown)
+        } else {
+            String::new()
+        };
         ctx.show(&format!(
-            "{}\n{} of {total} matches (from {})",
+            "{}\n{shown} of {total} {matches}, from offset {first}{next}",
             table::items(&r.items, true),
-            r.items.len(),
-            first + 1
         ));
     }
     Ok(())
@@ -470,7 +476,8 @@ pub const SIDE: Side = Side {
         Command {
             name: "search",
             usage: "search CATEGORY [KEYWORD...] [--limit N] [--offset N]",
-            about: "items of a category, ranked by matching keywords",
+            about: "items of a category, ranked by matching keywords; --limit 1 to 500 \
+                    (default 50), --offset counts from 0",
             example: "search 3 mug blue --limit 10",
             options: &["limit", "offset"],
             run: search,
@@ -486,7 +493,7 @@ pub const SIDE: Side = Side {
         Command {
             name: "add",
             usage: "add ITEM [QTY]",
-            about: "put units of an item in your cart",
+            about: "put units of an item in your cart; QTY defaults to 1",
             example: "add 12 2",
             options: &[],
             run: |ctx, args| change(ctx, args, true),
@@ -494,7 +501,7 @@ pub const SIDE: Side = Side {
         Command {
             name: "remove",
             usage: "remove ITEM [QTY]",
-            about: "take units of an item out of your cart",
+            about: "take units of an item out of your cart; QTY defaults to 1",
             example: "remove 12 1",
             options: &[],
             run: |ctx, args| change(ctx, args, false),

@@ -202,11 +202,12 @@ pub const SIDE: Side = Side {
         },
         Command {
             name: "register",
-            usage: "register NAME --category N --price P [--qty N] [--keywords a,b] [--condition new|used]",
+            usage: "register NAME --category N --price P [--qty N] [--keywords a,b] [--condition New|Used]",
             about: "put an item up for sale: NAME has 1-32 characters; up to 5 keywords of \
-                    1-8 characters each; --qty defaults to 1, --condition to new; the price \
-                    is kept to the cent",
-            example: "register \"Blue mug\" --category 3 --keywords mug,blue --condition new --price 9.99 --qty 10",
+                    1-8 characters each; --qty defaults to 1 (0 lists it sold out), \
+                    --condition to New (New or Used, in any case); the price is kept to the \
+                    cent",
+            example: "register \"Blue mug\" --category 3 --keywords mug,blue --condition New --price 9.99 --qty 10",
             options: &["category", "price", "qty", "keywords", "condition"],
             run: register,
         },

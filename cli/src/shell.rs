@@ -454,29 +454,65 @@ impl Helper for Completion {}
 const BUILTINS: &[&str] = &["help", "quit", "exit"];
 
 fn help(side: &Side, topic: Option<&str>) -> Result<String, CliError> {
+    let width = crate::table::terminal_width();
     match topic {
         None => {
             let mut out = format!("{}-cli commands (help COMMAND for details):\n", side.name);
-            for c in side.commands {
-                out.push_str(&format!("  {:<44} {}\n", c.usage, c.about));
+            let entries = side.commands.iter().map(|c| (c.usage, c.about)).chain([
+                ("help [COMMAND]", "this list, or one command"),
+                ("quit", "log out and exit (also Ctrl-D)"),
+            ]);
+            for (usage, about) in entries {
+                out.push_str(&entry(usage, about, width));
             }
-            out.push_str(&format!(
-                "  {:<44} {}\n",
-                "help [COMMAND]", "this list, or one command"
-            ));
-            out.push_str(&format!(
-                "  {:<44} {}",
-                "quit", "log out and exit (also Ctrl-D)"
-            ));
-            Ok(out)
+            Ok(out.trim_end().to_owned())
         }
         Some(name) => side
             .commands
             .iter()
             .find(|c| c.name == name)
-            .map(|c| format!("usage: {}\n{}\nexample: {}", c.usage, c.about, c.example))
+            .map(|c| {
+                let mut out = String::new();
+                for (label, text) in [
+                    ("usage: ", c.usage),
+                    ("", c.about),
+                    ("example: ", c.example),
+                ] {
+                    let lines =
+                        crate::table::wrap(&format!("{label}{text}"), width.saturating_sub(4));
+                    out.push_str(&lines.join("\n    "));
+                    out.push('\n');
+                }
+                out.trim_end().to_owned()
+            })
             .ok_or_else(|| CliError::Other(format!("no command {name:?}; try help"))),
     }
+}
+
+/// One line of the command list, `usage` then `about`, within `width`: the
+/// about text in a column of its own when both fit beside each other, else
+/// under the usage, indented.
+fn entry(usage: &str, about: &str, width: usize) -> String {
+    const COLUMN: usize = 44;
+    let mut out = String::new();
+    let usage_lines = crate::table::wrap(usage, width.saturating_sub(4));
+    let beside = usage_lines.len() == 1 && usage.chars().count() < COLUMN && width > COLUMN + 20;
+    if beside {
+        let about_lines = crate::table::wrap(about, width - COLUMN - 3);
+        for (i, line) in about_lines.iter().enumerate() {
+            let left = if i == 0 { usage } else { "" };
+            out.push_str(&format!("  {left:<COLUMN$} {line}\n"));
+        }
+    } else {
+        for (i, line) in usage_lines.iter().enumerate() {
+            let indent = if i == 0 { "  " } else { "    " };
+            out.push_str(&format!("{indent}{line}\n"));
+        }
+        for line in crate::table::wrap(about, width.saturating_sub(6)) {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    out
 }
 
 /// Runs one command line. `Ok(false)` means "quit".

@@ -28,6 +28,45 @@ pub fn amount(word: &str, what: &str) -> Result<f64, crate::args::Usage> {
     Ok(value)
 }
 
+/// `n` and the noun, singular for one: `1 item`, `2 items`, `0 items`.
+pub fn count(n: impl Into<i64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a word
+/// longer than that gets a line of its own).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let wide = line.chars().count() + 1 + word.chars().count();
+        if !line.is_empty() && wide > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The terminal's width in columns, or 80 when stdout is not a terminal.
+pub fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize we pass; nothing else is touched.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col >= 20 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
 /// Formats a price with two decimals.
 pub fn money(price: f64) -> String {
     format!("{price:.2}")
@@ -150,6 +189,16 @@ pub fn rating(r: &wire::response::SellerRating) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one_and_lines_wrap_at_spaces() {
+        assert_eq!(count(1, "item", "items"), "1 item");
+        assert_eq!(count(0, "unit", "units"), "0 units");
+        assert_eq!(count(2, "run", "runs"), "2 runs");
+        assert_eq!(wrap("aa bb cc dd", 5), vec!["aa bb", "cc dd"]);
+        assert_eq!(wrap("a verylongword b", 4), vec!["a", "verylongword", "b"]);
+        assert!(wrap("", 10).is_empty());
+    }
 
     #[test]
     fn amounts_are_typed_as_money_not_as_floats() {

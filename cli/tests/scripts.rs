@@ -101,7 +101,7 @@ fn every_buyer_command_works_from_a_script() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let out = &run.stdout;
     assert!(out.contains("buyer server, protocol 1"));
-    assert!(out.contains("1 of 1 matches (from 1)"), "{out}");
+    assert!(out.contains("1 of 1 match, from offset 0"), "{out}");
     assert!(out
         .lines()
         .any(|l| l.contains("Lamp") && l.contains("20.00") && l.contains("lamp,red")));

@@ -62,7 +62,9 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
     // A password typed on the line never reaches the history, which is
     // written as the session goes; logging in again says who was logged out.
     p.send_line(&format!("login {user} s3cret-pw")).unwrap();
-    p.exp_string(&format!("; {user} is logged out")).unwrap();
+    p.exp_string(&format!("logged in again as {user} (seller "))
+        .unwrap();
+    p.exp_string("; the earlier session is ended").unwrap();
     p.exp_string(&format!("seller {user}> ")).unwrap();
     let history_file = home.join("marketplace/seller-cli-history");
     let so_far = std::fs::read_to_string(&history_file).unwrap();

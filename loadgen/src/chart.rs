@@ -41,8 +41,13 @@ pub fn write_svg(path: &Path, report: &Report) -> Result<(), String> {
         c.commit.clone()
     };
     let title = format!(
-        "marketplace loadgen: mix {}, {} calls per client, {} runs, {} CPUs, {}, {build}",
-        c.mix, c.calls_per_client, c.runs, c.cpus, c.target
+        "marketplace loadgen: mix {}, {} calls per client, {} run{}, {} CPUs, {}, {build}",
+        c.mix,
+        c.calls_per_client,
+        c.runs,
+        if c.runs == 1 { "" } else { "s" },
+        c.cpus,
+        c.target
     );
     let root = SVGBackend::new(path, (1280, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;

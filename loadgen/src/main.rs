@@ -576,8 +576,10 @@ fn main() -> ExitCode {
             break;
         }
         println!(
-            "\nscenario {sellers}x{buyers}: {} calls per client, {} runs",
-            o.ops, o.runs
+            "\nscenario {sellers}x{buyers}: {} calls per client, {} run{}",
+            o.ops,
+            o.runs,
+            if o.runs == 1 { "" } else { "s" }
         );
         let mut runs = Vec::new();
         let mut merged = BySide::new();

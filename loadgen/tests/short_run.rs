@@ -34,8 +34,9 @@ fn run_loadgen(
     );
     assert!(
         stdout.contains(&format!(
-            "scenario {scenario}: {ops} calls per client, {runs} runs"
-        )),
+            "scenario {scenario}: {ops} calls per client, {runs} run{}",
+            if runs == 1 { "" } else { "s" }
+        )) && !stdout.contains("1 runs"),
         "{stdout}"
     );
     assert!(stdout.contains("p99.9"), "the table is printed: {stdout}");

@@ -93,8 +93,8 @@ impl Store {
             };
             let (changed, cart) = cart_rows(&rows)?;
             if changed == 0 {
-                return Err(StoreError::InsufficientStock(format!(
-                    "item {item_id} has only {available} units available"
+                return Err(StoreError::InsufficientStock(crate::error::units_left(
+                    item_id, available,
                 )));
             }
             Ok(cart)

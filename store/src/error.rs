@@ -194,9 +194,26 @@ impl From<r2d2::Error> for StoreError {
     }
 }
 
+/// How many units an item has left, in words: `is sold out`, `has only 1
+/// unit`, `has only 3 units` (a stock refusal's message).
+pub(crate) fn units_left(item_id: i64, left: i64) -> String {
+    match left {
+        ..=0 => format!("item {item_id} is sold out"),
+        1 => format!("item {item_id} has only 1 unit"),
+        n => format!("item {item_id} has only {n} units"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_left_are_counted_in_words() {
+        assert_eq!(units_left(4, 0), "item 4 is sold out");
+        assert_eq!(units_left(4, 1), "item 4 has only 1 unit");
+        assert_eq!(units_left(4, 7), "item 4 has only 7 units");
+    }
 
     #[test]
     fn every_variant_maps_to_its_protocol_code() {

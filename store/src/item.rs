@@ -364,7 +364,7 @@ fn why_units_unchanged(c: &mut Conn, seller_id: i64, item_id: i64, change: i64) 
         Ok(Some(row)) => match row.try_get::<_, i64>("quantity") {
             Err(e) => e.into(),
             Ok(left) if left - change < 0 => {
-                StoreError::InsufficientStock(format!("item {item_id} has only {left} units"))
+                StoreError::InsufficientStock(crate::error::units_left(item_id, left))
             }
             Ok(_) => StoreError::Invalid(format!(
                 "item {item_id} would hold more than 1000000000 units"

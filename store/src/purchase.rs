@@ -119,7 +119,8 @@ impl Store {
             Taking::Short { item_id, available } => {
                 self.abandon_purchase(begun.purchase_id).map_err(in_doubt)?;
                 return Err(StoreError::InsufficientStock(format!(
-                    "item {item_id} has only {available} units; nothing was bought"
+                    "{}; nothing was bought",
+                    crate::error::units_left(item_id, available)
                 )));
             }
             Taking::Missing { item_id } => {
