@@ -274,6 +274,22 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let cvc = args.option("cvc");
     let confirmed = args.flag("yes");
     args.done()?;
+    // What was given on the line is checked before anything is sent or any
+    // charge is asked about: a typing mistake is the person's to fix, in the
+    // field's own words, not a payment the processor declined.
+    let number = number.map(|n| card_digits(&n));
+    if let Some(name) = &name {
+        check_holder(name)?;
+    }
+    if let Some(number) = &number {
+        check_number(number)?;
+    }
+    if let Some(expiry) = &expiry {
+        parse_expiry(expiry)?;
+    }
+    if let Some(cvc) = &cvc {
+        check_security_code(cvc)?;
+    }
     let session_id = ctx.session()?;
     if ctx.interactive && !confirmed {
         let cart = ctx.call::<op::DisplayCart>(session(ctx)?)?;
@@ -281,24 +297,22 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
             return Err(CliError::Other("the cart is empty; nothing to buy".into()));
         }
         let total = show_cart(ctx, &cart)?;
-        let answer = ctx.ask(
-            None,
-            &format!("Charge {} to your card? [y/N] ", money(total)),
-        )?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            ctx.show("nothing bought");
+        if !ctx.confirm(&format!("Charge {} to your card? [y/N] ", money(total)))? {
+            ctx.show("not charged: nothing bought");
             return Ok(());
         }
     }
     let cardholder_name = ctx.ask(name, "Cardholder name: ")?;
-    let card_number: String = ctx
-        .ask(number, "Card number: ")?
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect();
+    check_holder(&cardholder_name)?;
+    let card_number = match number {
+        Some(number) => number,
+        None => card_digits(&ctx.ask(None, "Card number: ")?),
+    };
+    check_number(&card_number)?;
     let expiry = ctx.ask(expiry, "Expiry (MM/YYYY): ")?;
     let (month, year) = parse_expiry(&expiry)?;
     let security_code = ctx.secret(cvc, "Security code: ")?;
+    check_security_code(&security_code)?;
     let r = ctx.call::<op::MakePurchase>(Checkout {
         session_id,
         cardholder_name,
@@ -323,6 +337,53 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         t.render(),
         money(r.total)
     ));
+    Ok(())
+}
+
+/// A card number as typed, less the spaces and dashes people group it with.
+fn card_digits(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect()
+}
+
+/// The cardholder name: 1 to 64 characters, not only spaces.
+fn check_holder(name: &str) -> Result<(), Usage> {
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(Usage(format!(
+            "the cardholder name must be 1 to 64 characters, got {}",
+            if name.trim().is_empty() {
+                "none".to_owned()
+            } else {
+                name.chars().count().to_string()
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// The card number: 12 to 19 digits with a right check digit. Never echoed.
+fn check_number(number: &str) -> Result<(), Usage> {
+    if number.is_empty()
+        || !number.bytes().all(|b| b.is_ascii_digit())
+        || !(12..=19).contains(&number.len())
+    {
+        return Err(Usage("the card number must be 12 to 19 digits".into()));
+    }
+    if !wire::validate::luhn(number) {
+        return Err(Usage(
+            "the card number fails its check digit: a digit is mistyped".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The security code: 3 or 4 digits. Never echoed.
+fn check_security_code(code: &str) -> Result<(), Usage> {
+    if !(3..=4).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Usage("the security code must be 3 or 4 digits".into()));
+    }
     Ok(())
 }
 

@@ -279,6 +279,21 @@ impl Ctx {
         }
     }
 
+    /// A yes/no question at the terminal (`[y/N]`): only a yes is a yes;
+    /// no answer (Ctrl-D, Ctrl-C) is a no.
+    ///
+    /// # Errors
+    /// When the terminal cannot be read at all.
+    pub fn confirm(&self, prompt: &str) -> Result<bool, CliError> {
+        let mut editor =
+            rustyline::DefaultEditor::new().map_err(|e| CliError::Other(e.to_string()))?;
+        match editor.readline(prompt) {
+            Ok(answer) => Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")),
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => Ok(false),
+            Err(e) => Err(CliError::Other(format!("cannot read the answer: {e}"))),
+        }
+    }
+
     fn report(&self, command: Option<&Command>, error: &CliError) {
         let line = match error {
             CliError::Usage(u) => match command {

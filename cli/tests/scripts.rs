@@ -141,7 +141,12 @@ fn buy_sends_the_card_prints_the_receipt_and_the_history_shows_it() {
     assert_eq!(run.code, Some(1), "three of the buys fail");
     let errors: Vec<&str> = run.stderr.lines().collect();
     assert!(errors[0].contains("(CART_EMPTY)"), "{errors:?}");
-    assert!(errors[1].contains("(PAYMENT_DECLINED)"), "{errors:?}");
+    // A mistyped digit is the CLI's to report, before the server is asked
+    // (PAYMENT_DECLINED is for what the processor refuses).
+    assert!(
+        errors[1].contains("the card number fails its check digit"),
+        "{errors:?}"
+    );
     assert!(
         errors[2].contains("expiry must look like 12/2030"),
         "{errors:?}"
@@ -428,4 +433,68 @@ fn a_mistyped_command_gets_a_suggestion_and_quit_takes_no_arguments() {
         "the script went on: {}",
         run.stdout
     );
+}
+
+#[test]
+fn card_typing_mistakes_are_the_clis_to_report_in_the_fields_words() {
+    let good = "--name Bob --number 4111111111111111 --expiry 12/30 --cvc 123";
+    let cases = [
+        (
+            "--name \"\" --number 4111111111111111 --expiry 12/30 --cvc 123",
+            "the cardholder name must be 1 to 64 characters, got none",
+        ),
+        (
+            "--name Bob --number 4111111111111112 --expiry 12/30 --cvc 123",
+            "the card number fails its check digit",
+        ),
+        (
+            "--name Bob --number 4111-1111 --expiry 12/30 --cvc 123",
+            "the card number must be 12 to 19 digits",
+        ),
+        (
+            "--name Bob --number 4111111111111111 --expiry 13/30 --cvc 123",
+            "expiry",
+        ),
+        (
+            "--name Bob --number 4111111111111111 --expiry 12/30 --cvc 12a",
+            "the security code must be 3 or 4 digits",
+        ),
+    ];
+    let script: Vec<String> = cases
+        .iter()
+        .map(|(args, _)| format!("buy {args} --yes"))
+        .collect();
+    // Nothing listens there, and nobody is logged in: the CLI must find each
+    // mistake itself, before it asks anything of a server.
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        dead_addr(),
+        &["-c", &script.join("; ")],
+        "",
+    );
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), cases.len(), "{errors:?}");
+    for (line, (_, expected)) in errors.iter().zip(cases) {
+        assert!(line.contains(expected), "{line}");
+        assert!(
+            !line.to_lowercase().contains("declined"),
+            "a typing mistake: {line}"
+        );
+        assert!(
+            !line.contains("not logged in") && !line.contains("cannot reach"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("4111") && !line.contains("12a"),
+            "never echoed: {line}"
+        );
+    }
+    // The good card gets past the CLI (to the login it needs).
+    let run = piped(
+        env!("CARGO_BIN_EXE_buyer-cli"),
+        dead_addr(),
+        &["-c", &format!("buy {good} --yes")],
+        "",
+    );
+    assert!(run.stderr.contains("not logged in"), "{}", run.stderr);
 }

@@ -126,7 +126,14 @@ fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
     p.send_line(buy).unwrap();
     p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();
     p.send_line("n").unwrap();
-    p.exp_string("nothing bought").unwrap();
+    p.exp_string("not charged: nothing bought").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    // Ctrl-D at the question is a no, said as such.
+    p.send_line(buy).unwrap();
+    p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();
+    p.send_control('d').unwrap();
+    let said = p.exp_string("not charged: nothing bought").unwrap();
+    assert!(!said.contains("error"), "{said:?}");
     p.exp_string(&format!("buyer {user}> ")).unwrap();
     p.send_line(buy).unwrap();
     p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();

@@ -207,7 +207,8 @@ pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), Inval
     Ok((limit, offset))
 }
 
-fn luhn(digits: &str) -> bool {
+/// Whether `digits` pass the Luhn check digit of card numbers.
+pub fn luhn(digits: &str) -> bool {
     let mut sum = 0u32;
     for (i, c) in digits.bytes().rev().enumerate() {
         let mut d = u32::from(c - b'0');
