@@ -15,7 +15,8 @@ impl fmt::Display for Usage {
 }
 
 /// Splits `line` into words: whitespace separates, single or double quotes
-/// group, a backslash escapes the next character.
+/// group, a backslash escapes the next character, and `\u{301}` (or
+/// `\u0301`) is the character of that code point.
 ///
 /// # Errors
 /// An unterminated quote.
@@ -28,8 +29,10 @@ pub fn words(line: &str) -> Result<Vec<String>, Usage> {
     while let Some(c) = chars.next() {
         match (quote, c) {
             (_, '\\') => {
-                if let Some(next) = chars.next() {
-                    word.push(next);
+                match chars.next() {
+                    Some('u') => word.push(code_point(&mut chars)?),
+                    Some(next) => word.push(next),
+                    None => {}
                 }
                 in_word = true;
             }
@@ -58,6 +61,34 @@ pub fn words(line: &str) -> Result<Vec<String>, Usage> {
         out.push(word);
     }
     Ok(out)
+}
+
+/// The character of a `\u{HEX}` or `\uHHHH` escape, after its `\u`.
+fn code_point(chars: &mut std::str::Chars<'_>) -> Result<char, Usage> {
+    let bad = |what: &str| Usage(format!("\\u{what}: write \\u{{301}} or \\u0301"));
+    let mut hex = String::new();
+    let mut look = chars.clone();
+    if look.next() == Some('{') {
+        chars.next();
+        loop {
+            match chars.next() {
+                Some('}') => break,
+                Some(c) if c.is_ascii_hexdigit() && hex.len() < 6 => hex.push(c),
+                _ => return Err(bad(&format!("{{{hex}"))),
+            }
+        }
+    } else {
+        for _ in 0..4 {
+            match chars.next() {
+                Some(c) if c.is_ascii_hexdigit() => hex.push(c),
+                _ => return Err(bad(&hex)),
+            }
+        }
+    }
+    u32::from_str_radix(&hex, 16)
+        .ok()
+        .and_then(char::from_u32)
+        .ok_or_else(|| Usage(format!("\\u{{{hex}}} is not a character")))
 }
 
 /// Splits a `-c` argument into commands at `;` outside quotes.
@@ -213,6 +244,13 @@ mod tests {
         assert_eq!(words("  ").unwrap(), Vec::<String>::new());
         assert_eq!(words(r#"x """#).unwrap(), vec!["x", ""]);
         assert!(words(r#"say "unterminated"#).is_err());
+        assert_eq!(
+            words(r#"search 3 "e\u0301clair" cre\u{300}me"#).unwrap(),
+            vec!["search", "3", "e\u{301}clair", "cre\u{300}me"]
+        );
+        assert!(words(r"x \u{zz}").is_err());
+        assert!(words(r"x \u12").is_err());
+        assert!(words(r"x \u{d800}").is_err(), "a surrogate is no character");
     }
 
     #[test]

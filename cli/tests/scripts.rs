@@ -498,3 +498,28 @@ fn card_typing_mistakes_are_the_clis_to_report_in_the_fields_words() {
     );
     assert!(run.stderr.contains("not logged in"), "{}", run.stderr);
 }
+
+#[test]
+fn an_accent_typed_either_way_is_the_same_keyword_and_name() {
+    let user = unique("nfc");
+    let category = unique_category();
+    // The seller types the accents as combining marks (\u escapes); the
+    // buyer types precomposed ones.
+    let run = seller(&format!(
+        "create-account {user} pw\nlogin {user} pw\n\
+         register \"e\\u0301clair\" --category {category} --price 3 --keywords \"cre\\u{{300}}me\"\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let buyer_user = unique("nfcb");
+    let run = buyer(&format!(
+        "create-account {buyer_user} pw\nlogin {buyer_user} pw\nsearch {category} crème\n"
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("1 of 1 match"), "found: {}", run.stdout);
+    assert!(
+        run.stdout.contains("éclair"),
+        "the name, composed: {}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("e\u{301}clair"), "{}", run.stdout);
+}

@@ -90,9 +90,9 @@ impl seller::Handler for SellerService {
         r: RegisterItem,
         once: Option<&Idempotency>,
     ) -> Result<Answer<ItemRegistered>, Refusal> {
-        validate::item_name(&r.item_name)?;
+        let item_name = validate::item_name(&r.item_name)?;
         let item = NewItem {
-            item_name: &r.item_name,
+            item_name: &item_name,
             category: validate::category(r.category)?,
             keywords: &validate::keywords(&r.keywords)?,
             condition: validate::condition(&r.condition)?,

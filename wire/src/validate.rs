@@ -75,12 +75,21 @@ pub fn password(s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// `item_name`: 1 to 32 characters.
+/// Text in Unicode's composed form (NFC): `e` + a combining acute accent
+/// becomes `é`, so the same word typed either way is the same word.
+pub fn composed(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
+}
+
+/// `item_name`: 1 to 32 characters once composed (NFC); returned composed.
 ///
 /// # Errors
 /// `INVALID_ARGUMENT` outside that range.
-pub fn item_name(s: &str) -> Result<(), Invalid> {
-    chars_between("item_name", s, 1, 32)
+pub fn item_name(s: &str) -> Result<String, Invalid> {
+    let name = composed(s);
+    chars_between("item_name", &name, 1, 32)?;
+    Ok(name)
 }
 
 /// `category`: 0 to 2^31-1.
@@ -94,8 +103,9 @@ pub fn category(n: i64) -> Result<i32, Invalid> {
     )
 }
 
-/// `keywords`: at most 5, each 1 to 8 characters; returned lower-cased with
-/// duplicates collapsed, in first-seen order.
+/// `keywords`: at most 5, each 1 to 8 characters once composed (NFC);
+/// returned composed and lower-cased with duplicates collapsed, in first-seen
+/// order.
 ///
 /// # Errors
 /// `INVALID_ARGUMENT` for too many keywords or one of a bad length.
@@ -108,7 +118,8 @@ pub fn keywords(list: &[String]) -> Result<Vec<String>, Invalid> {
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for keyword in list {
-        chars_between("each keyword", keyword, 1, 8)?;
+        let keyword = composed(keyword);
+        chars_between("each keyword", &keyword, 1, 8)?;
         let lower = keyword.to_lowercase();
         if !out.contains(&lower) {
             out.push(lower);
@@ -279,6 +290,20 @@ mod tests {
 
     fn code<T: fmt::Debug>(r: Result<T, Invalid>) -> ErrorCode {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn names_and_keywords_are_one_word_however_their_accents_were_typed() {
+        let decomposed = "cre\u{300}me";
+        assert_eq!(keywords(&[decomposed.into()]).unwrap(), vec!["crème"]);
+        assert_eq!(
+            keywords(&["Crème".into(), decomposed.into()]).unwrap(),
+            vec!["crème"],
+            "one keyword, not two"
+        );
+        assert_eq!(item_name("e\u{301}clair").unwrap(), "éclair");
+        // Eight letters with combining accents are eight characters composed.
+        assert!(keywords(&["e\u{301}".repeat(8)]).is_ok());
     }
 
     #[test]
