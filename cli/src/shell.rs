@@ -699,18 +699,30 @@ fn interactive(side: &Side, ctx: &mut Ctx) -> ExitCode {
     );
     loop {
         match editor.readline(&prompt(side, ctx)) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
+            Ok(text) => {
+                // A paste of several lines (bracketed paste hands them over
+                // as one) runs as several commands, in order.
+                let mut quit = false;
+                for line in text.split(['\n', '\r']) {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
                     // Written as it goes, so a crash or a kill loses nothing.
-                    let _ = editor.add_history_entry(for_history(&line));
+                    let _ = editor.add_history_entry(for_history(line));
                     if let Some(h) = &history {
                         let _ = editor.append_history(h);
                     }
+                    match execute(side, ctx, line) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            quit = true;
+                            break;
+                        }
+                        Err((command, e)) => ctx.report(command, &e),
+                    }
                 }
-                match execute(side, ctx, &line) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err((command, e)) => ctx.report(command, &e),
+                if quit {
+                    break;
                 }
             }
             Err(ReadlineError::Interrupted) => {}

@@ -159,6 +159,14 @@ fn ctrl_c_cancels_a_password_prompt_and_reconnecting_without_ending_the_cli() {
     let relay = Relay::start(stack().buyer_addr());
     let (mut p, _home) = spawn_pty(env!("CARGO_BIN_EXE_buyer-cli"), relay.addr, "cli-ctrl-c");
     p.exp_string("buyer> ").unwrap();
+    // A bracketed paste of two lines runs as two commands, in order.
+    p.send("\u{1b}[200~help add\nhelp remove\u{1b}[201~")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.send_line("").unwrap();
+    p.exp_string("usage: add ITEM").unwrap();
+    p.exp_string("usage: remove ITEM").unwrap();
+    p.exp_string("buyer> ").unwrap();
     // help needs no server.
     p.send_line("help login").unwrap();
     p.exp_string("usage: login USER [PASSWORD]").unwrap();
