@@ -89,6 +89,9 @@ fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         limit,
         offset,
     })?;
+    for item in &r.items {
+        ctx.seen_prices.insert(item.item_id, item.sale_price);
+    }
     let first = offset.unwrap_or(0);
     let total = if r.total_exact {
         r.total.to_string()
@@ -123,20 +126,35 @@ fn item(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         session_id: ctx.session()?,
         item_id,
     })?;
+    ctx.seen_prices.insert(r.item.item_id, r.item.sale_price);
     ctx.show(&table::items(&[r.item], true));
     Ok(())
 }
 
+/// What a cart comes to now.
+struct CartTotal {
+    /// Of the units that can be bought now.
+    total: f64,
+    /// Lines that cannot be bought as they stand (sold out, fewer units left,
+    /// no longer listed): a purchase would be refused.
+    short: Vec<i64>,
+}
+
 /// Prints a cart with item names, prices and the total (one GetItem per line),
-/// marking lines that cannot be bought now; returns the total. With `--json`,
-/// one JSON line: the response's `cart_items` and the same lines and total.
-fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
+/// marking lines that cannot be bought now and prices that changed since this
+/// CLI last showed them ("was 7.00"); the total counts only what can be
+/// bought. With `--json`, one JSON line: the response's `cart_items` and the
+/// same lines and total.
+fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<CartTotal, CliError> {
     if ctx.json {
         return cart_json(ctx, cart);
     }
     if cart.cart_items.is_empty() {
         ctx.show("(the cart is empty)");
-        return Ok(0.0);
+        return Ok(CartTotal {
+            total: 0.0,
+            short: Vec::new(),
+        });
     }
     let mut lines: Vec<(i64, i64)> = cart
         .cart_items
@@ -146,47 +164,72 @@ fn show_cart(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
     lines.sort_unstable();
     let mut t = Table::new(&[">ITEM", "NAME", ">QTY", ">PRICE", ">SUBTOTAL"]);
     let mut total = 0.0;
+    let mut short = Vec::new();
     for (item_id, quantity) in lines {
         let detail = ctx.call::<op::GetItem>(ItemRef {
             session_id: ctx.session()?,
             item_id,
         });
-        let (name, price) = match detail {
+        let (name, price, buyable) = match detail {
             Ok(d) if d.item.quantity == 0 => (
                 format!("{} (sold out)", d.item.item_name),
                 Some(d.item.sale_price),
+                0,
             ),
             Ok(d) if d.item.quantity < quantity => (
                 format!("{} (only {} left)", d.item.item_name, d.item.quantity),
                 Some(d.item.sale_price),
+                d.item.quantity,
             ),
-            Ok(d) => (d.item.item_name, Some(d.item.sale_price)),
+            Ok(d) => (d.item.item_name, Some(d.item.sale_price), quantity),
             Err(CliError::Server(f)) if f.code == wire::ErrorCode::NotFound => {
-                ("(no longer listed)".into(), None)
+                ("(no longer listed)".into(), None, 0)
             }
             Err(e) => return Err(e),
         };
-        let subtotal = price.map(|p| p * quantity as f64);
+        if buyable < quantity {
+            short.push(item_id);
+        }
+        let price_cell = match price {
+            None => "-".to_owned(),
+            Some(p) => {
+                let was = ctx
+                    .seen_prices
+                    .insert(item_id, p)
+                    .filter(|old| (old - p).abs() >= 0.005);
+                match was {
+                    Some(old) => format!("{} (was {})", money(p), money(old)),
+                    None => money(p),
+                }
+            }
+        };
+        let subtotal = price.filter(|_| buyable > 0).map(|p| p * buyable as f64);
         total += subtotal.unwrap_or(0.0);
         t.row(vec![
             item_id.to_string(),
             name,
             quantity.to_string(),
-            price.map_or_else(|| "-".into(), money),
+            price_cell,
             subtotal.map_or_else(|| "-".into(), money),
         ]);
     }
-    ctx.show(&format!("{}\ntotal {}", t.render(), money(total)));
-    Ok(total)
+    let note = if short.is_empty() {
+        String::new()
+    } else {
+        " (what can be bought now)".to_owned()
+    };
+    ctx.show(&format!("{}\ntotal {}{note}", t.render(), money(total)));
+    Ok(CartTotal { total, short })
 }
 
 /// The `--json` form of a cart: `{"status":"OK","cart_items":{..},"lines":[{
 /// "item_id","item_name","quantity","unit_price","subtotal","available"}],
 /// "total"}`; a line whose item is gone has null name and prices.
-fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
+fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<CartTotal, CliError> {
     use simd_json::json;
     let mut lines = Vec::new();
     let mut total = 0.0;
+    let mut short = Vec::new();
     for (id, &quantity) in &cart.cart_items {
         let Ok(item_id) = id.parse::<i64>() else {
             continue;
@@ -197,13 +240,18 @@ fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
         });
         lines.push(match detail {
             Ok(d) => {
-                let subtotal = d.item.sale_price * quantity as f64;
+                let buyable = quantity.min(d.item.quantity);
+                if buyable < quantity {
+                    short.push(item_id);
+                }
+                let subtotal = d.item.sale_price * buyable as f64;
                 total += subtotal;
                 json!({"item_id": item_id, "item_name": d.item.item_name,
                        "quantity": quantity, "unit_price": d.item.sale_price,
                        "subtotal": subtotal, "available": d.item.quantity})
             }
             Err(CliError::Server(f)) if f.code == wire::ErrorCode::NotFound => {
+                short.push(item_id);
                 json!({"item_id": item_id, "item_name": null, "quantity": quantity,
                        "unit_price": null, "subtotal": null, "available": 0})
             }
@@ -216,7 +264,7 @@ fn cart_json(ctx: &mut Ctx, cart: &CartContents) -> Result<f64, CliError> {
         "{}",
         simd_json::to_string(&value).map_err(|e| CliError::Other(e.to_string()))?
     );
-    Ok(total)
+    Ok(CartTotal { total, short })
 }
 
 fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
@@ -296,7 +344,13 @@ fn buy(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         if cart.cart_items.is_empty() {
             return Err(CliError::Other("the cart is empty; nothing to buy".into()));
         }
-        let total = show_cart(ctx, &cart)?;
+        let CartTotal { total, short } = show_cart(ctx, &cart)?;
+        if let Some(item) = short.first() {
+            return Err(CliError::Other(format!(
+                "item {item} cannot be bought as the cart has it (see above): change the \
+                 line (remove {item}) before buying; nothing was charged"
+            )));
+        }
         if !ctx.confirm(&format!("Charge {} to your card? [y/N] ", money(total)))? {
             ctx.show("not charged: nothing bought");
             return Ok(());

@@ -106,6 +106,9 @@ pub struct Ctx {
     pub interactive: bool,
     /// The buyer's cart changed since it was last saved (or the login).
     pub cart_unsaved: bool,
+    /// The last price this CLI showed for each item, so that the cart can
+    /// mark one that changed since ("was 7.00").
+    pub seen_prices: std::collections::HashMap<i64, f64>,
     /// Print nothing (the logout at exit in `--json` mode).
     quiet: bool,
     /// The lines of a script read from stdin, shared with the loop that runs
@@ -919,6 +922,7 @@ pub fn main(side: &Side) -> ExitCode {
         color: terminal && std::io::stderr().is_terminal(),
         interactive: terminal,
         cart_unsaved: false,
+        seen_prices: std::collections::HashMap::new(),
         quiet: false,
         script_lines: None,
     };

@@ -523,3 +523,65 @@ fn an_accent_typed_either_way_is_the_same_keyword_and_name() {
     );
     assert!(!run.stdout.contains("e\u{301}clair"), "{}", run.stdout);
 }
+
+#[test]
+fn the_cart_marks_a_price_changed_since_it_was_seen_and_totals_what_can_be_bought() {
+    use std::io::{BufRead, BufReader, Write};
+    let (owner, category, mug) = list_item("Mug", "7", 5);
+    let (owner2, _, vase) = list_item("Vase", "4", 1);
+    let user = unique("marks");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_buyer-cli"))
+        .args(["--server", &stack().buyer_addr().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut wait_for = |marker: &str| {
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "ended before {marker}: {seen}"
+            );
+            seen.push_str(&line);
+            if line.contains(marker) {
+                return seen;
+            }
+        }
+    };
+    writeln!(
+        stdin,
+        "create-account {user} pw\nlogin {user} pw\nsearch {category} tea\nadd {mug} 2\nadd {vase} 1"
+    )
+    .unwrap();
+    wait_for("from offset");
+    wait_for("total");
+    wait_for("total 18.00");
+    // The seller raises the price; the vase sells out.
+    let run = seller(&format!("login {owner} pw\nprice {mug} 9\n"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = seller(&format!("login {owner2} pw\nremove-units {vase} 1\n"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    writeln!(stdin, "cart").unwrap();
+    let shown = wait_for("total ");
+    let mug_line = shown
+        .lines()
+        .find(|l| l.contains("Mug"))
+        .expect("the mug's line");
+    assert!(mug_line.contains("9.00 (was 7.00)"), "{shown}");
+    assert!(shown.contains("Vase (sold out)"), "{shown}");
+    assert!(
+        shown.contains("total 18.00 (what can be bought now)"),
+        "only the mugs count: {shown}"
+    );
+    // Seen once, the new price is the price.
+    writeln!(stdin, "cart").unwrap();
+    let again = wait_for("total ");
+    assert!(!again.contains("(was"), "{again}");
+    drop(stdin);
+    child.wait().unwrap();
+}
