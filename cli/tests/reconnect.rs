@@ -5,20 +5,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use support::*;
 
 #[test]
 fn the_cli_reconnects_after_a_server_restart_and_keeps_its_session() {
     let stack = stack();
     let user = unique("rec");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buyer-cli"))
-        .args(["--server", &stack.buyer_addr().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(env!("CARGO_BIN_EXE_buyer-cli"), stack.buyer_addr());
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();

@@ -530,13 +530,7 @@ fn the_cart_marks_a_price_changed_since_it_was_seen_and_totals_what_can_be_bough
     let (owner, category, mug) = list_item("Mug", "7", 5);
     let (owner2, _, vase) = list_item("Vase", "4", 1);
     let user = unique("marks");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_buyer-cli"))
-        .args(["--server", &stack().buyer_addr().to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(env!("CARGO_BIN_EXE_buyer-cli"), stack().buyer_addr());
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut wait_for = |marker: &str| {

@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -80,13 +80,7 @@ fn the_other_sides_server_is_named_before_any_command_reaches_it() {
 fn quit_does_not_wait_for_a_server_that_went_away() {
     let relay = Relay::start(stack().buyer_addr());
     let user = unique("quit");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buyer-cli"))
-        .args(["--server", &relay.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(env!("CARGO_BIN_EXE_buyer-cli"), relay.addr);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     writeln!(stdin, "create-account {user} pw\nlogin {user} pw").unwrap();

@@ -175,3 +175,16 @@ impl Relay {
         }
     }
 }
+
+/// `bin` (seller-cli or buyer-cli) for `server` as a child with piped stdin,
+/// stdout and stderr, for a test that talks to it command by command.
+pub fn spawn_cli(bin: &str, server: std::net::SocketAddr) -> std::process::Child {
+    Command::new(bin)
+        .arg("--server")
+        .arg(server.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the cli")
+}
