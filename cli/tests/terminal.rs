@@ -107,6 +107,7 @@ fn login_with_a_no_echo_password_prompt_and_tab_completion() {
 #[test]
 fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
     let (_, _, kettle) = list_item("Kettle", "12.5", 5);
+    let (vase_owner, _, vase) = list_item("Vase", "4", 1);
     let user = unique("ptyb");
     let (mut p, home) = spawn_pty(
         env!("CARGO_BIN_EXE_buyer-cli"),
@@ -123,6 +124,25 @@ fn buy_at_a_terminal_shows_the_total_and_charges_only_when_confirmed() {
     p.exp_string("total 25.00").unwrap();
     p.exp_string(&format!("buyer {user}> ")).unwrap();
     let buy = "buy --name Bob --number 4111111111111111 --expiry 12/30 --cvc 123";
+    // A line that cannot be bought as it stands: named, and no charge asked.
+    p.send_line(&format!("add {vase} 1")).unwrap();
+    p.exp_string("total 29.00").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    let run = seller(&format!("login {vase_owner} pw\nremove-units {vase} 1\n"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    p.send_line(buy).unwrap();
+    p.exp_string("Vase (sold out)").unwrap();
+    let said = p
+        .exp_string(&format!("item {vase} cannot be bought as the cart has it"))
+        .unwrap();
+    assert!(
+        !said.contains("Charge"),
+        "no charge was asked about: {said:?}"
+    );
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
+    p.send_line(&format!("remove {vase} 1")).unwrap();
+    p.exp_string("total 25.00").unwrap();
+    p.exp_string(&format!("buyer {user}> ")).unwrap();
     p.send_line(buy).unwrap();
     p.exp_string("Charge 25.00 to your card? [y/N] ").unwrap();
     p.send_line("n").unwrap();
