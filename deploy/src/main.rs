@@ -114,7 +114,6 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
         "--buyer-listen",
     )?;
     if let Some(secs) = value(args, "--session-timeout")? {
-        let number = secs.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         let secs: f64 = match secs.parse::<f64>() {
             Ok(s) if s.is_finite() && s > 0.0 => s,
             Ok(_) => {
@@ -122,15 +121,10 @@ fn config(args: &mut pico_args::Arguments) -> Result<StackConfig, String> {
                     "--session-timeout: {secs:?} is not above 0 seconds"
                 ))
             }
-            Err(_) if number != secs && number.parse::<f64>().is_ok() => {
-                return Err(format!(
-                    "--session-timeout: {secs:?} has a unit; give seconds as a bare number, \
-                     like {number}"
-                ))
-            }
             Err(_) => {
                 return Err(format!(
-                    "--session-timeout: {secs:?} is not a number of seconds (like 300, or 0.5)"
+                    "--session-timeout: {}",
+                    server::settings::not_seconds(&secs)
                 ))
             }
         };

@@ -161,14 +161,21 @@ pub fn value<T: std::str::FromStr>(
 
 /// What is wrong with `value` given to `flag`, in words a person can act on.
 fn what_is_wrong(flag: &str, value: &str) -> String {
-    let number = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     if flag.ends_with("-timeout") || flag.ends_with("-deadline") || flag.ends_with("-lag") {
-        if number != value && number.parse::<f64>().is_ok() {
-            return format!("{value:?} has a unit; give seconds as a bare number, like {number}");
-        }
-        return format!("{value:?} is not a number of seconds (like 300, or 0.5)");
+        return not_seconds(value);
     }
     format!("{value:?} is not a number")
+}
+
+/// Why `value` is not a number of seconds: a unit after the number (`10s`),
+/// or no number at all. For every flag that takes seconds, here and in
+/// `marketplace up`.
+pub fn not_seconds(value: &str) -> String {
+    let number = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if number != value && number.parse::<f64>().is_ok() {
+        return format!("{value:?} has a unit; give seconds as a bare number, like {number}");
+    }
+    format!("{value:?} is not a number of seconds (like 300, or 0.5)")
 }
 
 /// Threads of the password lane by default: one per core (a hash is CPU-bound).
