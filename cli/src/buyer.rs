@@ -63,9 +63,12 @@ fn logout(ctx: &mut Ctx, args: Args) -> Result<(), CliError> {
 
 fn search(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let category: i64 = args.number("CATEGORY")?;
-    if !(0..=i64::from(i32::MAX)).contains(&category) {
-        return Err(Usage(format!("CATEGORY must be 0 to 2147483647, got {category}")).into());
-    }
+    wire::validate::category(category).map_err(|_| {
+        Usage(format!(
+            "CATEGORY must be 0 to {}, got {category}",
+            i32::MAX
+        ))
+    })?;
     let limit = args.option_number("limit")?;
     let offset = args.option_number("offset")?;
     let keywords = args.rest();
@@ -276,9 +279,12 @@ fn change(ctx: &mut Ctx, mut args: Args, add: bool) -> Result<(), CliError> {
         None => 1,
     };
     args.done()?;
-    if !(1..=1_000_000_000).contains(&quantity) {
-        return Err(Usage(format!("QTY must be 1 to 1000000000, got {quantity}")).into());
-    }
+    wire::validate::quantity(quantity).map_err(|_| {
+        Usage(format!(
+            "QTY must be 1 to {}, got {quantity}",
+            wire::validate::MAX_AMOUNT
+        ))
+    })?;
     let change = CartChange {
         session_id: ctx.session()?,
         item_id,

@@ -45,12 +45,12 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
     let category: i64 = args
         .option_number("category")?
         .ok_or_else(|| Usage("missing --category".into()))?;
-    if !(0..=i64::from(i32::MAX)).contains(&category) {
-        return Err(Usage(format!(
-            "--category must be 0 to 2147483647, got {category}"
+    wire::validate::category(category).map_err(|_| {
+        Usage(format!(
+            "--category must be 0 to {}, got {category}",
+            i32::MAX
         ))
-        .into());
-    }
+    })?;
     let keywords: Vec<String> = args
         .option("keywords")
         .map(|k| {
@@ -67,9 +67,12 @@ fn register(ctx: &mut Ctx, mut args: Args) -> Result<(), CliError> {
         .ok_or_else(|| Usage("missing --price".into()))?;
     let sale_price = table::amount(&sale_price, "--price")?;
     let quantity: i64 = args.option_number("qty")?.unwrap_or(1);
-    if !(0..=1_000_000_000).contains(&quantity) {
-        return Err(Usage(format!("--qty must be 0 to 1000000000, got {quantity}")).into());
-    }
+    wire::validate::stock(quantity).map_err(|_| {
+        Usage(format!(
+            "--qty must be 0 to {}, got {quantity}",
+            wire::validate::MAX_AMOUNT
+        ))
+    })?;
     args.done()?;
     let name_length = item_name.chars().count();
     if !(1..=32).contains(&name_length) {
@@ -137,9 +140,12 @@ fn units(ctx: &mut Ctx, mut args: Args, sign: i64) -> Result<(), CliError> {
     let count: i64 = args.number("COUNT")?;
     args.done()?;
     // The wire field is signed (negative adds back); the commands are not.
-    if !(1..=1_000_000_000).contains(&count) {
-        return Err(Usage(format!("COUNT must be 1 to 1000000000, got {count}")).into());
-    }
+    wire::validate::quantity(count).map_err(|_| {
+        Usage(format!(
+            "COUNT must be 1 to {}, got {count}",
+            wire::validate::MAX_AMOUNT
+        ))
+    })?;
     let r = ctx.call::<op::UpdateUnitsForSale>(UpdateUnits {
         session_id: ctx.session()?,
         item_id,

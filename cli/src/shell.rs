@@ -149,11 +149,7 @@ impl Ctx {
         if !self.checked {
             self.check_server()?;
         }
-        let result = self.client.call_raw(request, None);
-        if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
-            eprint!("\r\x1b[K");
-        }
-        let mut raw = result?;
+        let mut raw = self.send(request)?;
         // Decoding works in place, so the text is kept first. A refusal is
         // printed in --json mode even by a quiet call.
         let text = self
@@ -174,6 +170,19 @@ impl Ctx {
         })
     }
 
+    /// Sends `request` (reconnecting as the client's rules say) and returns
+    /// the raw reply, clearing the retry line it may have left at the terminal.
+    fn send<R: wire::Operation + Serialize>(
+        &mut self,
+        request: &R,
+    ) -> Result<bytes::BytesMut, ClientError> {
+        let result = self.client.call_raw(request, None);
+        if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
+            eprint!("\r\x1b[K");
+        }
+        result
+    }
+
     /// Asks the server which side it serves (Ping's `server`) and refuses to
     /// go on with the other side's. A server that does not say (one of the
     /// wire format written elsewhere) is taken at its word.
@@ -182,11 +191,7 @@ impl Ctx {
     /// When the server cannot be reached, or serves the other side.
     fn check_server(&mut self) -> Result<(), CliError> {
         let ping = wire::seller::Request::Ping(wire::request::NoFields {});
-        let result = self.client.call_raw(&ping, None);
-        if self.retrying.swap(false, Ordering::SeqCst) && self.interactive {
-            eprint!("\r\x1b[K");
-        }
-        let mut raw = result?;
+        let mut raw = self.send(&ping)?;
         if let Ok(Response {
             body: Some(pong), ..
         }) = Response::<wire::response::Pong>::decode(&mut raw)
