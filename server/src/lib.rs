@@ -112,7 +112,7 @@ where
         // Counts stay exact unfolded (a read only sums more rows), so a
         // database that is away now is simply folded at a later tick.
         match store.fold_search_counts() {
-            Ok(_) | Err(StoreError::Unavailable(_)) => {}
+            Ok(_) | Err(StoreError::Unavailable(_) | StoreError::ReadOnly(_)) => {}
             Err(e) => return Err(format!("search counts: {e}")),
         }
         if !sweep.due() {

@@ -22,7 +22,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::ToSql;
@@ -88,6 +88,14 @@ const FENCE: &str = "SELECT pg_terminate_backend(pid, $3) AS gone
                        FROM pg_stat_activity
                       WHERE pid = $1
                         AND (extract(epoch FROM backend_start) * 1000000)::int8 = $2";
+
+/// A transaction of its own that writes WAL (a transactional message for
+/// logical decoding, which nothing decodes: a record and no row), so that
+/// its COMMIT waits for the synchronous standby (see [`Conn::durable`]). A
+/// transaction that only takes an id (`txid_current()`) would not wait:
+/// PostgreSQL waits for the standby only after a transaction that wrote WAL
+/// before its commit record.
+const DURABLE: &str = "SELECT pg_logical_emit_message(true, 'marketplace', 'durable') AS fenced";
 
 /// How long [`Conn::fence`] waits for a server process to end, in ms.
 const FENCE_WAIT_MS: i64 = 1000;
@@ -226,7 +234,10 @@ impl Conn {
             let e = StoreError::from(e);
             if matches!(
                 e,
-                StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Refused { .. }
+                StoreError::Unavailable(_)
+                    | StoreError::ReadOnly(_)
+                    | StoreError::Internal(_)
+                    | StoreError::Refused { .. }
             ) {
                 self.errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -448,6 +459,43 @@ impl Conn {
     pub(crate) fn fence(&mut self, backend: Backend) -> Result<bool, StoreError> {
         let row = self.query_opt(FENCE, &[&backend.pid, &backend.started, &FENCE_WAIT_MS])?;
         Ok(row.map_or(Ok(true), |r| r.try_get("gone"))?)
+    }
+
+    /// Commits a transaction that has an id and nothing else, and waits up
+    /// to `within` for its COMMIT to be acknowledged. Under synchronous
+    /// replication the acknowledgement comes only when a synchronous
+    /// standby has the WAL up to this commit, and so every commit this
+    /// server made visible before it: what was read on this connection
+    /// before `durable` survives the loss of this server (a promoted
+    /// standby has it). Without replication it is an ordinary commit.
+    ///
+    /// The wait is never cancelled on the server (a cancelled wait for the
+    /// standby ends the commit locally with only a warning, which would
+    /// read as Ok): past `within` this side gives up on the connection,
+    /// which is dropped, and the answer is `Unavailable`.
+    ///
+    /// # Errors
+    /// As [`Conn::query`]; `ReadOnly` on a standby; `Unavailable` when no
+    /// acknowledgement came within `within`.
+    pub(crate) fn durable(&mut self, within: Duration) -> Result<(), StoreError> {
+        let statement = match self.statement(DURABLE) {
+            Ok(statement) => statement,
+            Err(e) => return self.note(Err(e)),
+        };
+        // Made inside the runtime, whose timer it needs.
+        let query = self.client.query_one(&statement, &[]);
+        let run = async { tokio::time::timeout(within, query).await };
+        match drive(&self.runtime, &mut self.link, run) {
+            Ok(result) => self.note(result).map(|_| ()),
+            Err(_) => {
+                self.broken = true;
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Unavailable(format!(
+                    "no synchronous standby acknowledged a commit within {} ms",
+                    within.as_millis()
+                )))
+            }
+        }
     }
 
     pub(crate) fn mark_broken(&mut self) {

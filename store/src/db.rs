@@ -55,7 +55,10 @@ impl Store {
         loop {
             match store.migrate() {
                 Ok(()) => return Ok(store),
-                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                // A node of a cluster mid-failover may still be read-only.
+                Err(StoreError::Unavailable(_) | StoreError::ReadOnly(_))
+                    if Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(250));
                 }
                 Err(e) => return Err(e),

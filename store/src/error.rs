@@ -18,6 +18,11 @@ pub enum StoreError {
     Invalid(String),
     /// A database is unreachable or went away mid-request; nothing was changed.
     Unavailable(String),
+    /// The database reached takes no writes (SQLSTATE 25006): a standby, or
+    /// a primary being demoted in a failover. The statement was refused, so
+    /// nothing was changed; the connection is replaced (its next one finds
+    /// the new primary).
+    ReadOnly(String),
     /// A database failed after a purchase began: it is neither done nor
     /// undone yet; recovery finishes or cancels it shortly.
     InDoubt(String),
@@ -55,9 +60,10 @@ impl StoreError {
             StoreError::InsufficientStock(_) => ErrorCode::InsufficientStock,
             StoreError::CartEmpty => ErrorCode::CartEmpty,
             StoreError::Invalid(_) => ErrorCode::InvalidArgument,
-            StoreError::Unavailable(_) | StoreError::InDoubt(_) | StoreError::CommitUnknown(_) => {
-                ErrorCode::Unavailable
-            }
+            StoreError::Unavailable(_)
+            | StoreError::ReadOnly(_)
+            | StoreError::InDoubt(_)
+            | StoreError::CommitUnknown(_) => ErrorCode::Unavailable,
             StoreError::Conflict(_)
             | StoreError::Orphan(_)
             | StoreError::Refused { .. }
@@ -75,7 +81,7 @@ impl StoreError {
                 m.clone()
             }
             StoreError::CartEmpty => "the cart is empty; there is nothing to buy".into(),
-            StoreError::Unavailable(_) => {
+            StoreError::Unavailable(_) | StoreError::ReadOnly(_) => {
                 "a database is unavailable right now; nothing was changed, retry later".into()
             }
             StoreError::InDoubt(_) => "a database failed during the purchase; it will be \
@@ -98,6 +104,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
+            StoreError::ReadOnly(detail) => write!(f, "database read-only: {detail}"),
             StoreError::InDoubt(detail) => write!(f, "purchase in doubt: {detail}"),
             StoreError::CommitUnknown(detail) => write!(f, "commit outcome unknown: {detail}"),
             StoreError::Internal(detail) | StoreError::Refused { detail, .. } => {
@@ -134,8 +141,12 @@ fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether the connection that met `e` must be replaced: it failed, or it
+/// reached a server that takes no writes (a demoted primary keeps its
+/// connections only until it restarts as a standby; a new one finds the
+/// primary).
 pub(crate) fn connection_broken(e: &tokio_postgres::Error) -> bool {
-    is_connection_failure(e)
+    is_connection_failure(e) || e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION)
 }
 
 /// The server's own words for a database error ("db error" alone says nothing).
@@ -156,6 +167,9 @@ impl From<tokio_postgres::Error> for StoreError {
             return StoreError::Unavailable(detail);
         }
         match e.code() {
+            Some(state) if *state == SqlState::READ_ONLY_SQL_TRANSACTION => {
+                StoreError::ReadOnly(detail)
+            }
             Some(state) if *state == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(detail),
             Some(state) if *state == SqlState::FOREIGN_KEY_VIOLATION => StoreError::Orphan(detail),
             Some(state) => StoreError::Refused {
@@ -172,6 +186,7 @@ impl From<StoreError> for wire::Refusal {
     fn from(e: StoreError) -> Self {
         let detail = match &e {
             StoreError::Unavailable(d)
+            | StoreError::ReadOnly(d)
             | StoreError::InDoubt(d)
             | StoreError::CommitUnknown(d)
             | StoreError::Internal(d)

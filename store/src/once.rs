@@ -88,6 +88,15 @@ const RECORDED_BY_SESSION: &str = "SELECT k.operation, k.fingerprint, k.response
 /// database whether it committed (a restart takes a second or two).
 const SETTLE: Duration = Duration::from_secs(5);
 
+/// The shortest wait for a synchronous standby while settling (the last
+/// try may start just before the settling time is up).
+const MIN_DURABLE_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a resend's recorded result waits for a synchronous standby to
+/// acknowledge it before the answer is "outcome unknown": a failover's
+/// promotion takes about Patroni's ttl (12 s in compose.ha.yaml).
+pub(crate) const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
 /// [`run_once`] on a connection from `connect`; when the connection broke
 /// while COMMIT was on its way, the outcome is learned from the key on a fresh
 /// connection: recorded, the write happened (its result is returned); absent
@@ -188,10 +197,10 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
         // (the units it removed are gone): the first result stands.
         Ok(None) => {
             let why = missing(&mut conn);
-            recorded(&mut conn, keyed).and_then(|first| first.ok_or(why))
+            replayed(&mut conn, keyed).and_then(|first| first.ok_or(why))
         }
         // The key is taken: the effect was undone with the statement.
-        Err(StoreError::Conflict(_)) => recorded(&mut conn, keyed)?
+        Err(StoreError::Conflict(_)) => replayed(&mut conn, keyed)?
             .ok_or_else(|| StoreError::Internal("an idempotency key vanished while read".into())),
         // The server may have run it before the connection went.
         Err(StoreError::Unavailable(detail)) => Err(StoreError::CommitUnknown(detail)),
@@ -210,6 +219,23 @@ pub(crate) fn run_statement_once_on<T: Serialize + DeserializeOwned>(
 /// process is still running, may yet commit, and a key read absent would be
 /// a false "nothing was changed". A process that is not gone within the
 /// settling time, or that this role may not end, leaves the outcome unknown.
+///
+/// "Outcome known" across a failover (docs/architecture.md, "Outcome
+/// known"): what the key read says holds only if the server it was read on
+/// is the one whose commits survive. Ending the old process ends a COMMIT
+/// that was waiting for the synchronous standby *locally*: its key is then
+/// visible here though no standby may have it, and a promotion would lose
+/// it. And the fresh connection may have reached another server than the
+/// old one (a new primary: the old process cannot be ended from here, but
+/// nothing it commits on the old server can reach this one; or an isolated
+/// old primary that still takes connections: a key read absent there says
+/// nothing about the new one). So after reading, a commit of its own is
+/// waited for ([`Conn::durable`]): acknowledged, every commit this server
+/// showed before it is on a synchronous standby, and this server is the
+/// primary whose history survives; a key present is the truth and a key
+/// absent can no longer appear. Not acknowledged within the settling time
+/// (no standby answers, or the server was demoted), the outcome stays
+/// unknown.
 fn settle<T: DeserializeOwned>(
     connect: impl Fn() -> Result<Pooled, StoreError>,
     keyed: Option<&Keyed<'_>>,
@@ -231,7 +257,12 @@ fn settle<T: DeserializeOwned>(
                     "the broken connection's server process is still running".into(),
                 ));
             }
-            recorded(&mut c, keyed)
+            let found = recorded(&mut c, keyed)?;
+            // What was read stands only if this server's commits survive
+            // it: see "outcome known" above.
+            let left = deadline.saturating_duration_since(Instant::now());
+            c.durable(left.max(MIN_DURABLE_WAIT))?;
+            Ok(found)
         });
         match looked {
             Ok(Some(value)) => {
@@ -244,11 +275,16 @@ fn settle<T: DeserializeOwned>(
                     "{detail}; the key is not recorded, so it did not commit"
                 )));
             }
-            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+            Err(StoreError::Unavailable(_) | StoreError::ReadOnly(_))
+                if Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(
-                StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Refused { .. },
+                StoreError::Unavailable(_)
+                | StoreError::ReadOnly(_)
+                | StoreError::Internal(_)
+                | StoreError::Refused { .. },
             ) => {
                 settles.count(Settled::Unknown);
                 return result;
@@ -301,7 +337,7 @@ fn run_once<T: Serialize + DeserializeOwned>(
             match claimed {
                 Ok(_) => Ok(value),
                 // The key is taken: the effect was rolled back with it.
-                Err(StoreError::Conflict(_)) => recorded(conn, keyed)?.ok_or_else(|| {
+                Err(StoreError::Conflict(_)) => replayed(conn, keyed)?.ok_or_else(|| {
                     StoreError::Internal("an idempotency key vanished while read".into())
                 }),
                 // No buyer for the scope: the session ended meanwhile.
@@ -316,14 +352,16 @@ fn run_once<T: Serialize + DeserializeOwned>(
         }
         Err(e) => {
             // A dead connection cannot roll back; the server rolls back for it.
-            if matches!(e, StoreError::Unavailable(_) | StoreError::InDoubt(_))
-                || conn.rollback().is_err()
+            if matches!(
+                e,
+                StoreError::Unavailable(_) | StoreError::ReadOnly(_) | StoreError::InDoubt(_)
+            ) || conn.rollback().is_err()
             {
                 return Err(e);
             }
             // The effect may have failed *because* the first attempt applied it
             // (the units it removed are gone): the first result stands.
-            match recorded(conn, keyed)? {
+            match replayed(conn, keyed)? {
                 Some(value) => Ok(value),
                 None => Err(e),
             }
@@ -339,6 +377,24 @@ fn unknown_if_broken(e: StoreError) -> StoreError {
         StoreError::Unavailable(detail) => StoreError::CommitUnknown(detail),
         e => e,
     }
+}
+
+/// The result recorded under the key, if any, to be answered again: only
+/// once it is known to outlive this server ([`Conn::durable`]). A first
+/// attempt whose wait for the standby was ended (its server stopping, say)
+/// is visible here although no standby may have it; answered as done and
+/// then lost to a promotion, it would be an acknowledged write lost.
+fn replayed<T: DeserializeOwned>(
+    conn: &mut Conn,
+    keyed: &Keyed<'_>,
+) -> Result<Option<T>, StoreError> {
+    let found = recorded(conn, keyed)?;
+    if found.is_some() {
+        // Not known to have outlived this server: perhaps done, perhaps
+        // not (a resend later tells).
+        conn.durable(REPLAY_WAIT).map_err(unknown_if_broken)?;
+    }
+    Ok(found)
 }
 
 /// The result recorded under the key, if any.

@@ -6,6 +6,7 @@
 //! crash left pending: it fences it in product_db, then finishes or abandons it.
 
 use crate::db::Store;
+use crate::pool::Pooled;
 use crate::session::{session_account, SessionId};
 use crate::StoreError;
 use std::time::Duration;
@@ -65,6 +66,7 @@ fn read_taken(row: &Row) -> Result<Taken, StoreError> {
 fn in_doubt(e: StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(detail)
+        | StoreError::ReadOnly(detail)
         | StoreError::Internal(detail)
         | StoreError::Refused { detail, .. } => StoreError::InDoubt(detail),
         other => other,
@@ -105,7 +107,16 @@ impl Store {
     ) -> Result<PurchaseReceipt, StoreError> {
         let begun = self.begin_purchase(session, once.map(|o| o.key.as_str()))?;
         if begun.done {
-            return self.receipt(begun.purchase_id);
+            // A resend: its receipt stands only once the purchase is known
+            // to outlive this server (see `Conn::durable`).
+            let mut conn = self.customer()?;
+            let receipt = receipt(&mut conn, begun.purchase_id)?;
+            conn.durable(crate::once::REPLAY_WAIT)
+                .map_err(|e| match e {
+                    StoreError::Unavailable(detail) => StoreError::CommitUnknown(detail),
+                    e => e,
+                })?;
+            return Ok(receipt);
         }
         let taking = match self.take_stock(&begun) {
             // Another attempt with the same key decided at the same moment:
@@ -191,42 +202,44 @@ impl Store {
             done: state.as_deref() == Some("done"),
         })
     }
+}
 
-    /// The receipt of a finished purchase, as its first answer gave it.
-    ///
-    /// # Errors
-    /// `Unavailable`; `Internal` if the purchase is not finished.
-    fn receipt(&self, purchase_id: i64) -> Result<PurchaseReceipt, StoreError> {
-        let rows = self.customer()?.query(
-            "SELECT p.total_cents, l.item_id, l.quantity, l.unit_price_cents, l.item_name
+/// The receipt of a finished purchase, as its first answer gave it.
+///
+/// # Errors
+/// `Unavailable`; `Internal` if the purchase is not finished.
+fn receipt(conn: &mut Pooled, purchase_id: i64) -> Result<PurchaseReceipt, StoreError> {
+    let rows = conn.query(
+        "SELECT p.total_cents, l.item_id, l.quantity, l.unit_price_cents, l.item_name
                FROM purchases p JOIN purchase_lines l USING (purchase_id)
               WHERE p.purchase_id = $1 AND p.state = 'done'
               ORDER BY l.item_id",
-            &[&purchase_id],
-        )?;
-        let first = rows
-            .first()
-            .ok_or_else(|| StoreError::Internal(format!("purchase {purchase_id} has no lines")))?;
-        let total: i64 = first.try_get("total_cents")?;
-        let lines = rows
-            .iter()
-            .map(|r| {
-                let cents: i64 = r.try_get("unit_price_cents")?;
-                Ok(PurchaseLine {
-                    item_id: r.try_get("item_id")?,
-                    item_name: r.try_get("item_name")?,
-                    quantity: r.try_get("quantity")?,
-                    unit_price: cents_to_price(cents),
-                })
+        &[&purchase_id],
+    )?;
+    let first = rows
+        .first()
+        .ok_or_else(|| StoreError::Internal(format!("purchase {purchase_id} has no lines")))?;
+    let total: i64 = first.try_get("total_cents")?;
+    let lines = rows
+        .iter()
+        .map(|r| {
+            let cents: i64 = r.try_get("unit_price_cents")?;
+            Ok(PurchaseLine {
+                item_id: r.try_get("item_id")?,
+                item_name: r.try_get("item_name")?,
+                quantity: r.try_get("quantity")?,
+                unit_price: cents_to_price(cents),
             })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(PurchaseReceipt {
-            purchase_id,
-            total: cents_to_price(total),
-            lines,
         })
-    }
+        .collect::<Result<_, StoreError>>()?;
+    Ok(PurchaseReceipt {
+        purchase_id,
+        total: cents_to_price(total),
+        lines,
+    })
+}
 
+impl Store {
     /// Step 2: takes the stock of every line or of none; repeating it returns
     /// the same decision.
     ///
