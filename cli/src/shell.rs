@@ -690,8 +690,9 @@ pub fn main(side: &Side) -> ExitCode {
     }
     if args.contains(["-h", "--help"]) {
         println!(
-            "usage: {0}-cli [--server HOST:PORT] [--tls --ca FILE] [--json] [-e] [-c \"cmd; cmd\"]\n\
-             \n  --server HOST:PORT   the {0} server [{1}] (default {2})\
+            "usage: {0}-cli [--server HOST:PORT[,HOST:PORT...]] [--tls --ca FILE] [--json] [-e] [-c \"cmd; cmd\"]\n\
+             \n  --server HOST:PORT   the {0} server [{1}] (default {2}); several,\
+             \n                       comma-separated: the next is used when one fails\
              \n  --tls                speak TLS (to a TLS port of the proxy), checking that\
              \n                       the server proves the name HOST of --server\
              \n  --ca FILE            the certificate authorities to trust, PEM; implies\
@@ -735,7 +736,11 @@ pub fn main(side: &Side) -> ExitCode {
         return ExitCode::from(2);
     }
     let tls = match &ca {
-        Some(ca) => match client::tls::Tls::from_ca_file(ca, client::tls::host_of(&server)) {
+        // The name the first server proves (a list of proxies shares one).
+        Some(ca) => match client::tls::Tls::from_ca_file(
+            ca,
+            client::tls::host_of(server.split(',').next().unwrap_or(&server)),
+        ) {
             Ok(tls) => Some(tls),
             Err(e) => {
                 eprintln!("{}-cli: {e}", side.name);
@@ -802,15 +807,19 @@ pub fn main(side: &Side) -> ExitCode {
                 return false;
             }
             retrying.store(true, Ordering::SeqCst);
+            let why = match event.error {
+                client::ClientError::Refused(_) => "the server's database is unavailable",
+                _ => "connection lost",
+            };
             if terminal {
                 // One line, rewritten in place.
                 eprint!(
-                    "\r\x1b[Kconnection lost, retrying {}/{}… (Ctrl-C stops)",
+                    "\r\x1b[K{why}, retrying {}/{}… (Ctrl-C stops)",
                     event.attempt, event.of
                 );
                 let _ = std::io::stderr().flush();
             } else {
-                eprintln!("connection lost, retrying {}/{}…", event.attempt, event.of);
+                eprintln!("{why}, retrying {}/{}…", event.attempt, event.of);
             }
             true
         });

@@ -2,11 +2,13 @@
 //!
 //! One TCP connection, frames in and out through reusable buffers, pipelining
 //! (`send` several, then `recv` as many), and [`Client::call`] which reconnects
-//! and resends by [`crate::rules`] when the connection is lost, reporting every
-//! retry to a callback so a CLI can show it.
+//! and resends by [`crate::rules`] when the connection is lost or the server
+//! answers "retry" (`UNAVAILABLE`, `OVERLOADED`), reporting every retry to a
+//! callback so a CLI can show it. Given several servers, it moves to the
+//! next when a connection fails.
 
 use crate::frames::{Frames, READ_CHUNK};
-use crate::rules::{jitter_seed, Attempts, Call, ClientConfig, ClientError};
+use crate::rules::{jitter_seed, refused_or, Attempts, Call, ClientConfig, ClientError, Servers};
 use crate::tls::Tls;
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -61,8 +63,11 @@ impl Write for Stream {
     }
 }
 
-/// A connection to one server.
+/// A connection to one server of a list (most often a list of one).
 pub struct Client {
+    /// The servers it may use, and which one it uses.
+    servers: Servers,
+    /// The address of the one in use, as last resolved.
     addr: SocketAddr,
     config: ClientConfig,
     /// TLS settings, when the server (or the proxy before it) speaks TLS.
@@ -76,29 +81,44 @@ pub struct Client {
 }
 
 impl Client {
-    /// Resolves `addr` and connects, retrying per the policy.
+    /// Resolves `addr` (`host:port`, or several separated by commas) and
+    /// connects, retrying per the policy.
     ///
     /// # Errors
-    /// When the address does not resolve or every attempt fails.
+    /// When no address resolves or every attempt fails.
     pub fn connect(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
         let mut client = Client::lazy(addr, config)?;
         client.with_retries(Attempts::new(config.retry), |c| c.ensure_connected())?;
         Ok(client)
     }
 
-    /// Resolves `addr` without connecting: the first call connects (with the
-    /// retries of the policy), so a program can start while the server is down.
+    /// Resolves `addr` (`host:port`, or several separated by commas: see
+    /// [`Servers`]) without connecting: the first call connects (with the
+    /// retries of the policy), so a program can start while the server is
+    /// down. A server whose name does not resolve now is asked again when
+    /// its turn comes (a container's name resolves only while it runs).
     ///
     /// # Errors
-    /// When the address does not resolve.
+    /// When the list is malformed, or none of its addresses resolves.
     pub fn lazy(addr: &str, config: ClientConfig) -> Result<Client, ClientError> {
-        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            ClientError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{addr} resolves to no address"),
-            ))
-        })?;
+        let invalid =
+            |why: String| ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, why));
+        let mut servers = Servers::parse(addr).map_err(invalid)?;
+        let mut first = None;
+        for _ in 0..servers.len() {
+            match resolve(servers.current()) {
+                Ok(resolved) => {
+                    first = Some(resolved);
+                    break;
+                }
+                Err(e) if servers.len() == 1 => return Err(ClientError::Io(e)),
+                Err(_) => servers.advance(),
+            }
+        }
+        let addr =
+            first.ok_or_else(|| invalid(format!("none of {addr} resolves to an address")))?;
         Ok(Client {
+            servers,
             addr,
             config,
             tls: None,
@@ -123,12 +143,17 @@ impl Client {
         self.disconnect();
     }
 
-    /// The server's address.
+    /// The address of the server in use (the last one tried).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Whether a connection to the server was ever made.
+    /// The servers it may use.
+    pub fn servers(&self) -> &Servers {
+        &self.servers
+    }
+
+    /// Whether a connection to a server was ever made.
     pub fn reached(&self) -> bool {
         self.reached
     }
@@ -141,6 +166,7 @@ impl Client {
 
     fn ensure_connected(&mut self) -> Result<(), ClientError> {
         if self.stream.is_none() {
+            self.addr = resolve(self.servers.current())?;
             let tcp = TcpStream::connect_timeout(&self.addr, self.config.connect_timeout)?;
             tcp.set_nodelay(true)?;
             tcp.set_read_timeout(Some(self.config.io_timeout))?;
@@ -260,8 +286,10 @@ impl Client {
         let Call { key, attempts } = Call::new(request, &self.config);
         self.with_retries(attempts, |c| {
             c.send_keyed(request, request_id, key.as_deref())?;
-            c.recv()
+            let reply = c.recv()?;
+            refused_or(&c.config, reply)
         })
+        .or_else(ClientError::into_reply)
     }
 
     /// Calls operation `O` with its `fields` (as [`Client::call_raw`]); the
@@ -286,19 +314,35 @@ impl Client {
         Response::decode(&mut body).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Runs `attempt` until it succeeds or `attempts` says to stop. A
+    /// failed connection moves to the next server of the list (a reply
+    /// that says "retry" stays: the server answered, its database did not);
+    /// with `retry_unreached` off, a call that never reached any server
+    /// stops once each was tried.
     fn with_retries<T>(
         &mut self,
         mut attempts: Attempts,
         mut attempt: impl FnMut(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        let mut unreached_tried = 0;
         loop {
             let e = match attempt(self) {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            self.disconnect();
+            let refused = matches!(e, ClientError::Refused(_));
+            if !refused {
+                self.disconnect();
+                if e.is_connection_lost() {
+                    self.servers.advance();
+                }
+            }
             if !self.reached && !self.config.retry_unreached && e.is_connection_lost() {
-                return Err(e);
+                unreached_tried += 1;
+                if unreached_tried >= self.servers.len() {
+                    return Err(e);
+                }
+                continue;
             }
             let retry = attempts.after_failure(e, &mut self.jitter)?;
             if let Some(hook) = &mut self.on_retry {
@@ -315,6 +359,16 @@ impl Client {
             std::thread::sleep(retry.delay);
         }
     }
+}
+
+/// The first address `addr` (`host:port`) resolves to.
+fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -395,5 +449,120 @@ mod tests {
             Err(ClientError::Cancelled)
         ));
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A server on loopback that answers each frame with `answers[n]` (the
+    /// last one again after the list), and keeps every request it got.
+    fn scripted_server(
+        answers: &'static [&'static str],
+    ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                loop {
+                    let mut len = [0u8; 4];
+                    if stream.read_exact(&mut len).is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if stream.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let n = {
+                        let mut got = kept.lock().unwrap();
+                        got.push(String::from_utf8_lossy(&body).into_owned());
+                        got.len() - 1
+                    };
+                    let answer = answers[n.min(answers.len() - 1)].as_bytes();
+                    let mut frame = (answer.len() as u32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(answer);
+                    if stream.write_all(&frame).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (port, got)
+    }
+
+    const UNAVAILABLE: &str =
+        r#"{"status":"Error","code":"UNAVAILABLE","message":"a database is unavailable"}"#;
+    const CREATED: &str = r#"{"status":"OK","message":"created","seller_id":7}"#;
+
+    fn create_account() -> wire::seller::Request {
+        wire::seller::Request::CreateAccount(wire::request::Credentials {
+            username: "ann".into(),
+            password: "pw".into(),
+        })
+    }
+
+    #[test]
+    fn a_list_of_servers_moves_to_the_next_when_one_refuses() {
+        let (dead, config) = refused_port_and_fast_retries(5);
+        let (alive, got) = scripted_server(&[CREATED]);
+        let mut client =
+            Client::lazy(&format!("127.0.0.1:{dead}, 127.0.0.1:{alive}"), config).unwrap();
+        assert_eq!(client.servers().len(), 2);
+        let reply = client.call_raw(&create_account(), None).unwrap();
+        assert!(String::from_utf8_lossy(&reply).contains("\"OK\""));
+        assert_eq!(client.addr().port(), alive);
+        assert_eq!(got.lock().unwrap().len(), 1);
+        // (The scripted server serves one connection at a time.)
+        drop(client);
+        // Never reached and told not to retry: still each server is tried.
+        let mut client = Client::lazy(
+            &format!("127.0.0.1:{dead},127.0.0.1:{alive}"),
+            ClientConfig {
+                retry_unreached: false,
+                ..config
+            },
+        )
+        .unwrap();
+        assert!(client.call_raw(&create_account(), None).is_ok());
+        assert!(matches!(
+            Client::lazy("127.0.0.1:1,", config),
+            Err(ClientError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn an_unavailable_answer_is_retried_with_the_same_key_then_given_as_the_answer() {
+        let (_, config) = refused_port_and_fast_retries(4);
+        let (port, got) = scripted_server(&[UNAVAILABLE, UNAVAILABLE, CREATED]);
+        let mut client = Client::lazy(&format!("127.0.0.1:{port}"), config).unwrap();
+        let reply = client.call_raw(&create_account(), None).unwrap();
+        assert!(String::from_utf8_lossy(&reply).contains("seller_id"));
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 3, "two refusals, then the answer: {got:?}");
+        let key = |request: &str| {
+            let at = request.find("idempotency_key").expect("a key");
+            request[at..].split('"').nth(2).unwrap().to_owned()
+        };
+        assert!(got.iter().all(|r| key(r) == key(&got[0])), "{got:?}");
+
+        // Refused every time: the last refusal is the call's answer.
+        let (port, got) = scripted_server(&[UNAVAILABLE]);
+        let mut client = Client::lazy(&format!("127.0.0.1:{port}"), config).unwrap();
+        let reply = client.call_raw(&create_account(), None).unwrap();
+        assert!(String::from_utf8_lossy(&reply).contains("UNAVAILABLE"));
+        assert_eq!(got.lock().unwrap().len(), 4, "every attempt of the policy");
+
+        // A write without a key is never resent: its refusal comes back at once.
+        let (port, got) = scripted_server(&[UNAVAILABLE, CREATED]);
+        let mut client = Client::lazy(
+            &format!("127.0.0.1:{port}"),
+            ClientConfig {
+                idempotency_keys: false,
+                ..config
+            },
+        )
+        .unwrap();
+        let reply = client.call_raw(&create_account(), None).unwrap();
+        assert!(String::from_utf8_lossy(&reply).contains("UNAVAILABLE"));
+        assert_eq!(got.lock().unwrap().len(), 1);
     }
 }

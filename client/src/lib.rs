@@ -22,4 +22,4 @@ pub mod rules;
 pub mod tls;
 
 pub use blocking::{Client, RetryEvent};
-pub use rules::{Attempts, Call, ClientConfig, ClientError, Retry, Retrying};
+pub use rules::{Attempts, Call, ClientConfig, ClientError, Retry, Retrying, Servers};

@@ -54,6 +54,10 @@ pub struct ClientConfig {
     /// a CLI: a server never reached is reported at once, and the retries
     /// are kept for a connection that was up and broke.
     pub retry_unreached: bool,
+    /// Retry a request the server answered `UNAVAILABLE` or `OVERLOADED`
+    /// (the default, as PROTOCOL.md says: "retry with backoff"), with the
+    /// same key. Off for tests of what the server itself answers.
+    pub retry_refused: bool,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +69,7 @@ impl Default for ClientConfig {
             retry: Retry::default(),
             idempotency_keys: true,
             retry_unreached: true,
+            retry_refused: true,
         }
     }
 }
@@ -87,6 +92,11 @@ pub enum ClientError {
     },
     /// The retry callback asked to stop retrying (e.g. the user pressed Ctrl-C).
     Cancelled,
+    /// The server answered `UNAVAILABLE` or `OVERLOADED` (a database away,
+    /// as in a failover, or load shed): retried like a lost connection,
+    /// with the same key; when the attempts are spent, the reply (kept
+    /// here) is the call's answer.
+    Refused(bytes::BytesMut),
 }
 
 impl ClientError {
@@ -99,6 +109,118 @@ impl ClientError {
             ClientError::Closed => true,
             _ => false,
         }
+    }
+
+    /// Whether another attempt may help: a lost connection, or an answer
+    /// that says "retry" ([`ClientError::Refused`]).
+    pub fn is_retryable(&self) -> bool {
+        self.is_connection_lost() || matches!(self, ClientError::Refused(_))
+    }
+
+    /// The call's result when it ends with this error: a refusal's reply is
+    /// an answer like any other (the caller reads its code); anything else
+    /// stays an error.
+    ///
+    /// # Errors
+    /// `self`, unless it is (or gave up on) a [`ClientError::Refused`].
+    pub fn into_reply(self) -> Result<bytes::BytesMut, ClientError> {
+        match self {
+            ClientError::Refused(reply) => Ok(reply),
+            ClientError::GaveUp { last, .. } if matches!(*last, ClientError::Refused(_)) => {
+                last.into_reply()
+            }
+            e => Err(e),
+        }
+    }
+}
+
+/// `Err(ClientError::Refused)` for a reply whose code says "retry"
+/// (`UNAVAILABLE`, `OVERLOADED`: nothing was changed, or the request's key
+/// settles what was) when `config` retries them, `Ok` with the reply
+/// otherwise. Only a reply that holds one of the two words is decoded here.
+///
+/// # Errors
+/// [`ClientError::Refused`].
+pub fn refused_or(
+    config: &ClientConfig,
+    reply: bytes::BytesMut,
+) -> Result<bytes::BytesMut, ClientError> {
+    if !config.retry_refused {
+        return Ok(reply);
+    }
+    let holds = |word: &[u8]| reply.windows(word.len()).any(|w| w == word);
+    if !holds(b"UNAVAILABLE") && !holds(b"OVERLOADED") {
+        return Ok(reply);
+    }
+    let mut copy = reply.to_vec();
+    match wire::response::Response::<serde::de::IgnoredAny>::decode(&mut copy) {
+        Ok(response)
+            if matches!(
+                response.code,
+                Some(wire::ErrorCode::Unavailable | wire::ErrorCode::Overloaded)
+            ) =>
+        {
+            Err(ClientError::Refused(reply))
+        }
+        _ => Ok(reply),
+    }
+}
+
+/// The servers a client may use, from `a:5001,b:5001` (one or more,
+/// comma-separated): it talks to one at a time and moves to the next when a
+/// connection to it fails, as the predecessor's clients did, so a deployment
+/// without a proxy has no single entry point.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    list: Vec<String>,
+    at: usize,
+}
+
+impl Servers {
+    /// Parses a comma-separated list of `host:port`.
+    ///
+    /// # Errors
+    /// A sentence naming what is wrong: an empty list or entry.
+    pub fn parse(list: &str) -> Result<Servers, String> {
+        let list: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+        if list.iter().any(String::is_empty) {
+            return Err(
+                "a server address is empty (give host:port, or several separated by commas)".into(),
+            );
+        }
+        Ok(Servers { list, at: 0 })
+    }
+
+    /// Starts at the `n`th (modulo their number): clients started together
+    /// spread over the servers.
+    pub fn starting_at(mut self, n: usize) -> Servers {
+        self.at = n % self.list.len();
+        self
+    }
+
+    /// The one in use.
+    pub fn current(&self) -> &str {
+        &self.list[self.at]
+    }
+
+    /// Moves to the next (after a failed connection).
+    pub fn advance(&mut self) {
+        self.at = (self.at + 1) % self.list.len();
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Always false: a list holds at least one.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// All of them, in order.
+    pub fn all(&self) -> &[String] {
+        &self.list
     }
 }
 
@@ -113,6 +235,9 @@ impl fmt::Display for ClientError {
                 write!(f, "gave up after {attempts} attempts: {last}")
             }
             ClientError::Cancelled => f.write_str("cancelled"),
+            ClientError::Refused(_) => {
+                f.write_str("the server is unavailable for the moment (a database failing over?)")
+            }
         }
     }
 }
@@ -227,7 +352,7 @@ impl Attempts {
         let Some(retries) = self.retries else {
             return Err(e);
         };
-        if !e.is_connection_lost() {
+        if !e.is_retryable() {
             return Err(e);
         }
         if self.failed >= retries {

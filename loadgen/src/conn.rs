@@ -4,18 +4,20 @@
 //!
 //! The same rules as the blocking [`client::Client`], from the same code
 //! ([`client::rules`]): a state-changing request carries a fresh idempotency
-//! key, the same on each resend; a lost connection is reconnected and the
-//! request resent with [`client::Retry`]'s backoff; without keys, a write is
-//! sent once.
+//! key, the same on each resend; a lost connection is reconnected (to the
+//! next server of the list) and the request resent with [`client::Retry`]'s
+//! backoff, as is one the server answered `UNAVAILABLE` or `OVERLOADED`;
+//! without keys, a write is sent once.
 
 use bytes::BytesMut;
 use client::frames::{Frames, READ_CHUNK};
-use client::rules::jitter_seed;
+use client::rules::{jitter_seed, refused_or};
 use client::tls::Tls;
 use client::{Attempts, Call, ClientConfig, ClientError};
 use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -25,9 +27,12 @@ use wire::Operation;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A connection to one server, reconnected on demand.
+/// A connection to one server of a list, reconnected on demand (to the
+/// next of the list when a connection fails).
 pub struct Conn {
-    addr: SocketAddr,
+    addrs: Arc<[SocketAddr]>,
+    /// The one in use.
+    at: usize,
     config: ClientConfig,
     /// Speak TLS (to a TLS port of the proxy).
     tls: Option<Tls>,
@@ -44,14 +49,19 @@ fn timed_out(what: &str) -> ClientError {
 }
 
 impl Conn {
-    pub fn new(addr: SocketAddr, config: ClientConfig) -> Conn {
+    /// A connection to `addrs[start % len]` first (clients started
+    /// together spread over the list).
+    pub fn new(addrs: Arc<[SocketAddr]>, start: usize, config: ClientConfig) -> Conn {
+        let at = start % addrs.len().max(1);
+        let jitter = jitter_seed(addrs.get(at).map_or(0, |a| u64::from(a.port())) ^ start as u64);
         Conn {
-            addr,
+            addrs,
+            at,
             config,
             tls: None,
             stream: None,
             frames: Frames::new(config.frame_limit),
-            jitter: jitter_seed(u64::from(addr.port())),
+            jitter,
         }
     }
 
@@ -77,7 +87,8 @@ impl Conn {
 
     async fn ensure_connected(&mut self) -> Result<(), ClientError> {
         if self.stream.is_none() {
-            let stream = timeout(self.config.connect_timeout, TcpStream::connect(self.addr))
+            let addr = self.addrs[self.at];
+            let stream = timeout(self.config.connect_timeout, TcpStream::connect(addr))
                 .await
                 .map_err(|_| timed_out("connecting"))??;
             stream.set_nodelay(true)?;
@@ -101,14 +112,20 @@ impl Conn {
         Ok(())
     }
 
-    /// After a failed attempt: drops the connection, and waits before the
-    /// next when the rules allow one.
+    /// After a failed attempt: drops the connection (and moves to the next
+    /// server) unless the server answered "retry", and waits before the
+    /// next attempt when the rules allow one.
     async fn after_failure(
         &mut self,
         attempts: &mut Attempts,
         e: ClientError,
     ) -> Result<(), ClientError> {
-        self.stream = None;
+        if e.is_connection_lost() {
+            self.at = (self.at + 1) % self.addrs.len();
+        }
+        if !matches!(e, ClientError::Refused(_)) {
+            self.stream = None;
+        }
         let retry = attempts.after_failure(e, &mut self.jitter)?;
         tokio::time::sleep(retry.delay).await;
         Ok(())
@@ -151,9 +168,17 @@ impl Conn {
         let Call { key, mut attempts } = Call::new(request, &self.config);
         self.frames.encode(request, None, key.as_deref());
         loop {
-            match self.exchange().await {
+            match self
+                .exchange()
+                .await
+                .and_then(|reply| refused_or(&self.config, reply))
+            {
                 Ok(body) => return Ok(body),
-                Err(e) => self.after_failure(&mut attempts, e).await?,
+                Err(e) => {
+                    if let Err(e) = self.after_failure(&mut attempts, e).await {
+                        return e.into_reply();
+                    }
+                }
             }
         }
     }

@@ -40,8 +40,10 @@ processes) and stops it at the end.
                       loadgen/src/catalogue.rs): the local stack's, or --product-db's
   --product-db URL    the product_db --catalogue fills when --seller/--buyer are
                       given (e.g. marketplace up's)
-  --seller ADDR       load this seller server instead of starting a stack
-  --buyer ADDR        load this buyer server (with --seller)
+  --seller ADDR       load this seller server instead of starting a stack;
+                      several as ADDR,ADDR,...: each client starts at one
+                      (in turn) and moves to the next when its connection fails
+  --buyer ADDR        load this buyer server, or several (with --seller)
   --tls               speak TLS to --seller and --buyer (a proxy's TLS ports),
                       checking that each proves the host name of its address
   --ca FILE           the certificate authorities to trust, PEM (implies --tls)
@@ -221,7 +223,12 @@ fn options(mut args: pico_args::Arguments) -> Result<Options, String> {
             return Err("--tls and --ca are for --seller/--buyer (a proxy's TLS ports)".into())
         }
         (Some(ca), Some((seller, buyer))) => {
-            let tls = |addr: &str| client::tls::Tls::from_ca_file(ca, client::tls::host_of(addr));
+            // The name the certificate must prove: the first server's (a
+            // list of proxies shares one certificate).
+            let tls = |addr: &str| {
+                let first = addr.split(',').next().unwrap_or(addr);
+                client::tls::Tls::from_ca_file(ca, client::tls::host_of(first))
+            };
             Some((tls(seller)?, tls(buyer)?))
         }
     };
@@ -287,7 +294,7 @@ fn one_run(
     tag: &str,
     (sellers, buyers): (usize, usize),
     run: usize,
-    addrs: (SocketAddr, SocketAddr),
+    addrs: &(Arc<[SocketAddr]>, Arc<[SocketAddr]>),
     pids: &[(&'static str, u32)],
 ) -> (report::RunReport, report::RunStats) {
     let clients = sellers + buyers;
@@ -310,9 +317,9 @@ fn one_run(
     let tasks: Vec<_> = (0..clients)
         .map(|k| {
             let (side, index, addr) = if k < sellers {
-                (Side::Seller, k, addrs.0)
+                (Side::Seller, k, addrs.0.clone())
             } else {
-                (Side::Buyer, k - sellers, addrs.1)
+                (Side::Buyer, k - sellers, addrs.1.clone())
             };
             let tls = o.tls.as_ref().map(|(seller, buyer)| match side {
                 Side::Seller => seller.clone(),
@@ -409,12 +416,20 @@ fn check_sides(o: &Options, addrs: &(String, String)) -> Result<(), String> {
     Ok(())
 }
 
-/// `host:port` as one socket address (the first it resolves to).
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("{addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr} resolves to no address"))
+/// `host:port` (or several, comma-separated) as socket addresses (the first
+/// each resolves to).
+fn resolve(addrs: &str) -> Result<Arc<[SocketAddr]>, String> {
+    let servers = client::Servers::parse(addrs)?;
+    servers
+        .all()
+        .iter()
+        .map(|addr| {
+            addr.to_socket_addrs()
+                .map_err(|e| format!("{addr}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{addr} resolves to no address"))
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -595,7 +610,7 @@ fn main() -> ExitCode {
                 &format!("{tag}s{sellers}x{buyers}"),
                 (sellers, buyers),
                 run,
-                resolved,
+                &resolved,
                 &pids,
             );
             println!("  {}", report::run_line(&report));

@@ -152,9 +152,10 @@ fn session(id: &str) -> SessionOnly {
     }
 }
 
-/// Runs one client against `addr` and returns what it measured. `progress`
+/// Runs one client against `addrs` (from the one at its index, on to the
+/// next when a connection fails) and returns what it measured. `progress`
 /// counts finished calls for the progress bar.
-pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> ClientStats {
+pub async fn run(plan: Plan, addrs: Arc<[SocketAddr]>, progress: Arc<AtomicU64>) -> ClientStats {
     let plan = &plan;
     let config = ClientConfig {
         // Generous: at 1000x1000 the last of 4,000 password hashes on 2
@@ -170,7 +171,7 @@ pub async fn run(plan: Plan, addr: SocketAddr, progress: Arc<AtomicU64>) -> Clie
     };
     let mut stats = ClientStats::new(plan.side);
     let tolerate = plan.tolerate;
-    let mut client = Conn::new(addr, config);
+    let mut client = Conn::new(addrs, plan.index, config);
     if let Some(tls) = &plan.tls {
         client.use_tls(tls.clone());
     }

@@ -49,6 +49,8 @@ impl Api {
                 base: Duration::from_millis(50),
                 max: Duration::from_millis(500),
             },
+            // The tests assert what the server answers, UNAVAILABLE too.
+            retry_refused: false,
             ..ClientConfig::default()
         };
         let mut client = Client::lazy(&addr.to_string(), config).expect("address");
