@@ -5,6 +5,8 @@
 #   marketplace-postgres:latest  PostgreSQL 15 with our settings
 #   marketplace-prometheus:latest  Prometheus (the compose `monitoring` profile)
 #   marketplace-haproxy:latest   HAProxy (the scale-out topology, compose.scale.yaml)
+#   marketplace-etcd:latest      etcd (the high-availability topology, compose.ha.yaml)
+# marketplace-postgres also holds Patroni, which runs it in compose.ha.yaml.
 # The base images are debian:bookworm-slim when it can be pulled; otherwise
 # they are made from Debian packages (debootstrap into a folder, then docker
 # import) and cached, so a second build only copies the new binaries.
@@ -74,16 +76,20 @@ if docker image inspect debian:bookworm-slim >/dev/null 2>&1 ||
     pg_base=debian:bookworm-slim
     prom_base=debian:bookworm-slim
     haproxy_base=debian:bookworm-slim
+    etcd_base=debian:bookworm-slim
 else
     say "no registry answers: making the base images from Debian packages"
     base=marketplace-base:$suite
-    pg_base=marketplace-postgres-base:$suite
+    # (-ha: the base made before Patroni joined it lacks it.)
+    pg_base=marketplace-postgres-base:$suite-ha
     prom_base=marketplace-prometheus-base:$suite
     haproxy_base=marketplace-haproxy-base:$suite
+    etcd_base=marketplace-etcd-base:$suite
     debootstrap_image "$base" ca-certificates
-    debootstrap_image "$pg_base" ca-certificates,postgresql-15
+    debootstrap_image "$pg_base" ca-certificates,postgresql-15,patroni,python3-etcd,tini
     debootstrap_image "$prom_base" ca-certificates,prometheus
     debootstrap_image "$haproxy_base" ca-certificates,haproxy
+    debootstrap_image "$etcd_base" ca-certificates,etcd-server,etcd-client,tini
 fi
 
 say "building the release binaries"
@@ -108,6 +114,9 @@ docker build -q --build-arg BASE="$prom_base" -f deploy/docker/Dockerfile.promet
 say "building marketplace-haproxy:$tag"
 docker build -q --build-arg BASE="$haproxy_base" -f deploy/docker/Dockerfile.haproxy \
     -t "marketplace-haproxy:$tag" deploy/docker >/dev/null
+say "building marketplace-etcd:$tag"
+docker build -q --build-arg BASE="$etcd_base" -f deploy/docker/Dockerfile.etcd \
+    -t "marketplace-etcd:$tag" deploy/docker >/dev/null
 # The TLS certificate of the scale-out topology's HAProxy (made once, here,
 # never committed).
 deploy/docker/tls/make.sh
@@ -124,4 +133,4 @@ if [ ! -s "$env_file" ]; then
     say "using the database password in $env_file"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
-    grep -E "^marketplace(-postgres|-prometheus|-haproxy)?:$tag " >&2
+    grep -E "^marketplace(-postgres|-prometheus|-haproxy|-etcd)?:$tag " >&2
